@@ -1,0 +1,66 @@
+"""The block catalogue. Each module here defines one block (a ``Block`` subclass)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from functools import cache
+from types import MappingProxyType, ModuleType
+from typing import Mapping
+
+from yaml2torch.blocks.base import Block
+from yaml2torch.errors import Location, SpecError
+
+_SUPPORT_MODULES = {"base", "args", "activations", "loader"}
+
+
+def blocks_in(module: ModuleType) -> list[type[Block]]:
+    """Block subclasses defined in ``module`` (not imported into it)."""
+    return [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, Block)
+        and obj is not Block
+        and obj.__module__ == module.__name__
+        and "name" in vars(obj)
+    ]
+
+
+@cache
+def builtin_blocks() -> Mapping[str, type[Block]]:
+    found: dict[str, type[Block]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name in _SUPPORT_MODULES:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for block in blocks_in(module):
+            if block.name in found:
+                raise RuntimeError(f"block {block.name} defined twice")
+            found[block.name] = block
+    return MappingProxyType(found)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Built-in blocks plus the plugins a spec names in ``modules:``."""
+
+    blocks: Mapping[str, type[Block]]
+
+    @classmethod
+    def for_modules(cls, modules: tuple[str, ...], loc: Location) -> Catalogue:
+        blocks = dict(builtin_blocks())
+        for path in modules:
+            try:
+                module = importlib.import_module(path)
+            except ImportError as exc:
+                raise SpecError(loc, f"cannot import plugin module {path!r}: {exc}") from None
+            found = blocks_in(module)
+            if not found:
+                raise SpecError(loc, f"plugin module {path!r} defines no Block subclass")
+            for block in found:
+                if block.name in blocks:
+                    raise SpecError(loc, f"plugin block {block.name!r} from {path!r} clashes with an existing block")
+                blocks[block.name] = block
+        return cls(MappingProxyType(blocks))

@@ -1,0 +1,36 @@
+"""Parameter-free layers rendered as plain nn calls: Flatten, Dropout, Identity."""
+
+from __future__ import annotations
+
+from yaml2torch.blocks.args import Arg, BoundArgs, Float
+from yaml2torch.blocks.base import Block, BuildContext
+from yaml2torch.ir.nodes import ModuleInstance, Shape
+
+
+class Flatten(Block):
+    name = "Flatten"
+    torch_class = "nn.Flatten"
+
+    def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
+        features = None if not x.known else 1
+        if x.known:
+            for dim in x.dims:
+                features *= dim  # type: ignore[operator]
+        return self.instance(x, Shape((features,)), 0, 0)
+
+
+class Dropout(Block):
+    name = "Dropout"
+    torch_class = "nn.Dropout"
+    signature = (Arg("p", Float(minimum=0.0, maximum=1.0), 0.5),)
+
+    def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
+        return self.instance(x, x, 0, 0, p=a.p)
+
+
+class Identity(Block):
+    name = "Identity"
+    torch_class = "nn.Identity"
+
+    def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
+        return self.instance(x, x, 0, 0)

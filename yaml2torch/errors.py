@@ -1,0 +1,60 @@
+"""Located errors and warnings: every message names FILE:LINE:COL of the YAML node at fault."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Location:
+    """A 1-based position in a source file."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class SpecError(Exception):
+    """A user error in a spec; the CLI prints it as one line and exits with status 2."""
+
+    def __init__(self, location: Location | None, message: str) -> None:
+        super().__init__(message)
+        self.location = location
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+@dataclass(frozen=True)
+class SpecWarning:
+    location: Location | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+@dataclass
+class Diagnostics:
+    """Warnings collected while loading and lowering one spec (passed along, never global)."""
+
+    warnings: list[SpecWarning] = field(default_factory=list)
+
+    def warn(self, location: Location | None, message: str) -> None:
+        self.warnings.append(SpecWarning(location, message))
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest choice, or ''."""
+    choices = list(choices)
+    lower = {c.lower(): c for c in choices}
+    if word.lower() in lower and lower[word.lower()] != word:
+        return f" (did you mean {lower[word.lower()]!r}?)"
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,1 @@
+"""The typed IR: what the spec means once lowered, with shapes, parameters and MACs."""

@@ -1,0 +1,162 @@
+"""Lowering: ModelSpec -> ModelIR (graph resolution, scaling, shapes, params, MACs, hash)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import partial
+from typing import Callable
+
+from yaml2torch.blocks import Catalogue
+from yaml2torch.blocks.args import bind_args
+from yaml2torch.blocks.base import Block, BuildContext, make_divisible
+from yaml2torch.errors import Diagnostics, SpecError, suggest
+from yaml2torch.ir.nodes import Call, ClassSource, Layer, Literal, ModelIR, ModuleInstance, Shape
+from yaml2torch.spec.model_spec import ModelSpec, RowSpec
+
+ClassSourceProvider = Callable[[Block], list[ClassSource]]
+
+
+def snake_case(name: str) -> str:
+    name = name.split(".")[-1]
+    name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+
+
+def resolve_sources(row: RowSpec) -> tuple[int, ...]:
+    resolved = []
+    for source in row.sources:
+        absolute = row.index + source if source < 0 else source
+        if source >= 0 and source >= row.index:
+            raise SpecError(
+                row.source_loc,
+                f"'from' {source} points at row {source}, which is not before row {row.index}; rows may only read earlier rows",
+            )
+        if absolute < -1:
+            raise SpecError(
+                row.source_loc,
+                f"'from' {source} is out of range at row {row.index} (reaches {absolute}; the input is -1 at row 0)",
+            )
+        if absolute == -1 and row.index > 0 and source != -row.index - 1:
+            raise SpecError(row.source_loc, f"'from' {source} is out of range at row {row.index}")
+        resolved.append(absolute)
+    return tuple(resolved)
+
+
+def lower(
+    spec: ModelSpec,
+    catalogue: Catalogue,
+    class_sources: ClassSourceProvider,
+    diagnostics: Diagnostics | None = None,
+    loader: object = None,
+) -> ModelIR:
+    diagnostics = diagnostics if diagnostics is not None else Diagnostics()
+    input_shape = Shape((spec.input_channel, *(spec.input_size or (None, None))))
+    shapes: dict[int, Shape] = {-1: input_shape}
+    layers: list[Layer] = []
+    classes: dict[str, ClassSource] = {}
+    for row in spec.rows:
+        block_cls = catalogue.blocks.get(row.module)
+        if block_cls is None and row.module.startswith("nn."):
+            block_cls = catalogue.blocks.get("nn.")
+        if block_cls is None:
+            raise SpecError(
+                row.module_loc,
+                f"unknown block {row.module!r}{suggest(row.module, catalogue.blocks)}",
+            )
+        block = block_cls.for_row(row)
+        sources = resolve_sources(row)
+        in_shapes = tuple(shapes[s] for s in sources)
+        ctx = BuildContext(
+            loc=row.loc,
+            bn_eps=spec.norm.eps,
+            bn_momentum=spec.norm.momentum,
+            make_divisible=partial(
+                make_divisible,
+                divisor=1 if row.in_head else spec.channel_divisor,
+                rounding=spec.channel_rounding,
+            ),
+            loader=loader,
+        )
+        bound = bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
+        if block.width_scaled and "c" in bound.values and not row.in_head:
+            bound = bound.replace(c=ctx.make_divisible(bound.c * spec.width_multiple))
+        repeat = row.repeat
+        if repeat > 1 and not row.in_head:
+            repeat = max(round(repeat * spec.depth_multiple), 1)
+        modules: list[ModuleInstance]
+        if block.multi_input:
+            if repeat != 1:
+                raise SpecError(row.repeat_loc, f"{row.module} combines inputs and cannot be repeated (repeat {row.repeat})")
+            modules = [block.build_multi(bound, in_shapes, ctx)]
+        else:
+            if len(in_shapes) != 1:
+                raise SpecError(
+                    row.source_loc,
+                    f"{row.module} takes one input, but 'from' lists {len(in_shapes)}; use Concat or Add to merge",
+                )
+            modules = block.expand(bound, repeat, in_shapes[0], ctx)
+        for source in class_sources(block):
+            classes.setdefault(source.name, source)
+        for module in modules:
+            for source in getattr(module, "defines", ()):
+                classes.setdefault(source.name, source)
+        out_shape = modules[-1].out_shape
+        shapes[row.index] = out_shape
+        layers.append(
+            Layer(
+                index=row.index,
+                sources=sources,
+                block=row.module,
+                attr=f"{snake_case(row.module)}_{row.index}",
+                summary=block.summary(bound),
+                modules=tuple(modules),
+                multi_input=block.multi_input,
+                out_shape=out_shape,
+                loc=row.loc,
+            )
+        )
+    spec_sha = hashlib.sha256(spec.text.encode("utf-8")).hexdigest()
+    ir = ModelIR(
+        spec_path=spec.path,
+        spec_sha256=spec_sha,
+        input_shape=input_shape,
+        input_size_known=spec.input_size is not None,
+        bn_eps=spec.norm.eps,
+        bn_momentum=spec.norm.momentum,
+        layers=tuple(layers),
+        classes=tuple(classes.values()),
+        arch_hash="",
+    )
+    return ModelIR(**{**ir.__dict__, "arch_hash": architecture_hash(ir)})
+
+
+def _expr_json(expr: object) -> object:
+    if isinstance(expr, Literal):
+        return {"lit": list(expr.value) if isinstance(expr.value, tuple) else expr.value}
+    assert isinstance(expr, Call)
+    return {
+        "call": expr.callee,
+        "args": [_expr_json(a) for a in expr.args],
+        "kwargs": [[k, _expr_json(v)] for k, v in expr.kwargs],
+    }
+
+
+def architecture_hash(ir: ModelIR) -> str:
+    """sha256 of the lowered network: input shape, norm settings, graph and every constructor call.
+
+    Names, comments, locations and the spec's spelling do not enter it, so two specs that
+    lower to the same network hash the same.
+    """
+    canonical = {
+        "input": list(ir.input_shape.dims),
+        "bn": [ir.bn_eps, ir.bn_momentum],
+        "layers": [
+            {"from": list(layer.sources), "modules": [_expr_json(m.call) for m in layer.modules]}
+            for layer in ir.layers
+        ],
+        "classes": sorted(c.source for c in ir.classes),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

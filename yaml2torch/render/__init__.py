@@ -1,0 +1,1 @@
+"""Rendering: ModelIR -> Python source through the Jinja2 templates in ``templates/``."""

@@ -1,0 +1,108 @@
+"""Assemble the model file: header, constants, block classes, the Model class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from yaml2torch import __version__
+from yaml2torch.blocks.base import Block
+from yaml2torch.ir.nodes import ClassSource, Layer, ModelIR, Shape
+from yaml2torch.render.expr import render_expr
+from yaml2torch.render.templates import environment
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """What the template needs for one row."""
+
+    comment: str
+    attr: str
+    ctor: str
+    forward: str
+
+
+def format_count(n: int | None) -> str:
+    return "?" if n is None else f"{n:,}"
+
+
+def layer_comment(layer: Layer) -> str:
+    repeat = f" x{len(layer.modules)}" if len(layer.modules) > 1 else ""
+    args = f" [{layer.summary}]" if layer.summary else ""
+    return f"{layer.index}: {layer.block}{args}{repeat} -> {layer.out_shape}, {format_count(layer.params)} params"
+
+
+def layer_ctor(layer: Layer) -> str:
+    calls = [render_expr(m.call) for m in layer.modules]
+    return calls[0] if len(calls) == 1 else f"nn.Sequential({', '.join(calls)})"
+
+
+def forward_lines(ir: ModelIR) -> tuple[str, list[LayerView]]:
+    """Variable names: ``x`` for a plain chain, ``xN`` for outputs read again later."""
+    saved = {
+        source
+        for layer in ir.layers
+        for source in layer.sources
+        if source != layer.index - 1 or layer.multi_input and len(layer.sources) > 1
+    }
+    input_name = "x_in" if -1 in saved else "x"
+
+    def name(index: int) -> str:
+        if index == -1:
+            return input_name
+        return f"x{index}" if index in saved else "x"
+
+    views = []
+    for layer in ir.layers:
+        inputs = [name(s) for s in layer.sources]
+        argument = f"[{', '.join(inputs)}]" if layer.multi_input else inputs[0]
+        views.append(
+            LayerView(
+                comment=layer_comment(layer),
+                attr=layer.attr,
+                ctor=layer_ctor(layer),
+                forward=f"{name(layer.index)} = self.{layer.attr}({argument})",
+            )
+        )
+    return input_name, views
+
+
+def shape_literal(shape: Shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape.dims) + ("," if len(shape.dims) == 1 else "") + ")"
+
+
+def render_model_file(ir: ModelIR, class_name: str = "Model") -> str:
+    input_name, views = forward_lines(ir)
+    classes_source = "\n\n".join(c.source.strip("\n") for c in ir.classes)
+    uses_bn = "BN_EPS" in classes_source or "BN_MOMENTUM" in classes_source
+    output_var = views[-1].forward.split(" = ")[0]
+    return environment().get_template("model.py.jinja").render(
+        version=__version__,
+        spec_name=Path(ir.spec_path).name,
+        spec_sha=ir.spec_sha256[:12],
+        arch_hash=ir.arch_hash[:12],
+        class_name=class_name,
+        uses_bn=uses_bn,
+        bn_eps=repr(ir.bn_eps),
+        bn_momentum=repr(ir.bn_momentum),
+        input_shape=shape_literal(ir.input_shape) if ir.input_size_known else None,
+        output_shape=str(ir.output_shape),
+        params=format_count(ir.params),
+        macs=format_count(ir.macs),
+        classes=[c.source.strip("\n") for c in ir.classes],
+        layers=views,
+        input_name=input_name,
+        output_var=output_var,
+    )
+
+
+def block_class_sources(block: Block) -> list[ClassSource]:
+    """The helper classes a block needs, then its own class; deduplicated by name later."""
+    env = environment()
+    sources = [
+        ClassSource(template, env.get_template(f"blocks/{template}").render()) for template in block.requires
+    ]
+    own = block.class_source(env)
+    if own:
+        sources.append(ClassSource(block.generated_name(), own))
+    return sources

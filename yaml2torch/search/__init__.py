@@ -1,0 +1,1 @@
+"""The architecture search: search-space YAML -> Optuna study -> trained, scored, kept specs."""

@@ -1,0 +1,1 @@
+"""Reading specs: YAML text -> located nodes -> typed, checked spec dataclasses."""

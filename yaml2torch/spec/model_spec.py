@@ -1,0 +1,273 @@
+"""The model spec as frozen dataclasses, loaded strictly from located YAML nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from yaml2torch.errors import Diagnostics, Location, SpecError, suggest
+from yaml2torch.spec.yaml_nodes import Node, load_file, load_text, read_text, type_name
+
+ROUNDINGS = ("nearest", "ceil")
+TOP_LEVEL_KEYS = (
+    "input_channel",
+    "input_size",
+    "depth_multiple",
+    "width_multiple",
+    "channel_divisor",
+    "channel_rounding",
+    "norm",
+    "backbone",
+    "head",
+    "modules",
+    "custom_module_paths",
+)
+# kindle files park YAML anchors under these keys; they are accepted and otherwise ignored.
+ANCHOR_ONLY_KEYS = ("anchors",)
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row, in either origin form, before lowering."""
+
+    index: int
+    sources: tuple[int, ...]  # as written: -1, absolute or negative indices
+    repeat: int
+    module: str
+    args: tuple[Node, ...]
+    kwargs: dict[str, Node]
+    kwarg_locs: dict[str, Location]  # where each kwarg's key stands
+    in_head: bool
+    loc: Location
+    module_loc: Location
+    repeat_loc: Location
+    source_loc: Location
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    path: str
+    base_dir: Path
+    input_channel: int
+    input_size: tuple[int, int] | None
+    depth_multiple: float
+    width_multiple: float
+    channel_divisor: int
+    channel_rounding: str
+    norm: NormSpec
+    rows: tuple[RowSpec, ...]
+    modules: tuple[str, ...]
+    text: str  # the source text, hashed into the provenance header
+
+    def with_input_size(self, size: tuple[int, int]) -> ModelSpec:
+        return replace(self, input_size=size)
+
+
+def load_spec(path: str | Path, diagnostics: Diagnostics | None = None) -> ModelSpec:
+    path = Path(path)
+    text = read_text(path)
+    return parse_spec(load_text(text, str(path)), str(path), path.parent, text, diagnostics)
+
+
+def load_spec_text(
+    text: str, filename: str = "<spec>", base_dir: Path | None = None, diagnostics=None
+) -> ModelSpec:
+    return parse_spec(load_text(text, filename), filename, base_dir or Path.cwd(), text, diagnostics)
+
+
+def parse_spec(
+    root: Node, filename: str, base_dir: Path, text: str, diagnostics: Diagnostics | None = None
+) -> ModelSpec:
+    diagnostics = diagnostics if diagnostics is not None else Diagnostics()
+    if not root.is_map:
+        raise SpecError(root.loc, f"a model spec must be a mapping, not {type_name(root)}")
+    fields: dict[str, Node] = root.value  # type: ignore[assignment]
+    for key in fields:
+        if key not in TOP_LEVEL_KEYS and key not in ANCHOR_ONLY_KEYS:
+            raise SpecError(
+                root.key_locs[key],
+                f"unknown top-level key {key!r}{suggest(key, TOP_LEVEL_KEYS)}",
+            )
+    if "modules" in fields and "custom_module_paths" in fields:
+        raise SpecError(
+            root.key_locs["custom_module_paths"],
+            "'custom_module_paths' is an alias of 'modules'; give only one",
+        )
+    if "input_channel" not in fields:
+        raise SpecError(root.loc, "missing required key 'input_channel'")
+    if "backbone" not in fields:
+        raise SpecError(root.loc, "missing required key 'backbone'")
+
+    input_channel = expect_int(fields["input_channel"], "input_channel", minimum=1)
+    input_size = None
+    if "input_size" in fields and fields["input_size"].value is not None:
+        node = fields["input_size"]
+        if isinstance(node.value, int) and not isinstance(node.value, bool):
+            size = expect_int(node, "input_size", minimum=1)
+            input_size = (size, size)
+        else:
+            items = expect_list(node, "input_size")
+            if len(items) != 2:
+                raise SpecError(node.loc, f"input_size must be [H, W], got {len(items)} values")
+            input_size = (
+                expect_int(items[0], "input_size H", minimum=1),
+                expect_int(items[1], "input_size W", minimum=1),
+            )
+    depth = expect_float(fields["depth_multiple"], "depth_multiple") if "depth_multiple" in fields else 1.0
+    width = expect_float(fields["width_multiple"], "width_multiple") if "width_multiple" in fields else 1.0
+    divisor = (
+        expect_int(fields["channel_divisor"], "channel_divisor", minimum=1)
+        if "channel_divisor" in fields
+        else 8
+    )
+    rounding = "nearest"
+    if "channel_rounding" in fields:
+        node = fields["channel_rounding"]
+        rounding = expect_str(node, "channel_rounding")
+        if rounding not in ROUNDINGS:
+            raise SpecError(
+                node.loc,
+                f"channel_rounding must be one of {', '.join(ROUNDINGS)}{suggest(rounding, ROUNDINGS)}",
+            )
+    norm = parse_norm(fields["norm"]) if "norm" in fields and fields["norm"].value is not None else NormSpec()
+
+    rows: list[RowSpec] = []
+    for section in ("backbone", "head"):
+        if section not in fields or (section == "head" and fields[section].value is None):
+            continue
+        for row_node in expect_list(fields[section], section):
+            rows.append(parse_row(row_node, len(rows), section == "head", diagnostics))
+    if not rows:
+        raise SpecError(fields["backbone"].loc, "the backbone has no rows")
+
+    modules: tuple[str, ...] = ()
+    module_key = "modules" if "modules" in fields else "custom_module_paths"
+    if module_key in fields and fields[module_key].value is not None:
+        modules = tuple(expect_str(item, module_key) for item in expect_list(fields[module_key], module_key))
+
+    return ModelSpec(
+        path=filename,
+        base_dir=base_dir,
+        input_channel=input_channel,
+        input_size=input_size,
+        depth_multiple=depth,
+        width_multiple=width,
+        channel_divisor=divisor,
+        channel_rounding=rounding,
+        norm=norm,
+        rows=tuple(rows),
+        modules=modules,
+        text=text,
+    )
+
+
+def parse_norm(node: Node) -> NormSpec:
+    if not node.is_map:
+        raise SpecError(node.loc, f"norm must be a mapping like {{eps: 0.001, momentum: 0.01}}, not {type_name(node)}")
+    values: dict[str, Node] = node.value  # type: ignore[assignment]
+    allowed = ("eps", "momentum")
+    for key in values:
+        if key not in allowed:
+            raise SpecError(node.key_locs[key], f"unknown norm key {key!r}{suggest(key, allowed)}; expected eps, momentum")
+    eps = expect_float(values["eps"], "norm.eps") if "eps" in values else 1e-5
+    momentum = expect_float(values["momentum"], "norm.momentum") if "momentum" in values else 0.1
+    if eps <= 0:
+        raise SpecError(values["eps"].loc, "norm.eps must be positive")
+    if not 0 <= momentum <= 1:
+        raise SpecError(values["momentum"].loc, "norm.momentum must be between 0 and 1")
+    return NormSpec(eps, momentum)
+
+
+def parse_row(node: Node, index: int, in_head: bool, diagnostics: Diagnostics) -> RowSpec:
+    if not node.is_seq:
+        raise SpecError(
+            node.loc,
+            f"a row must be a list [repeat, Module, args] or [from, repeat, Module, args, {{kwargs}}], not {type_name(node)}",
+        )
+    items: list[Node] = node.value  # type: ignore[assignment]
+    if len(items) == 3:
+        source_node = None
+        repeat_node, module_node, args_node = items
+        kwargs_node = None
+    elif len(items) in (4, 5):
+        source_node, repeat_node, module_node, args_node = items[:4]
+        kwargs_node = items[4] if len(items) == 5 else None
+    else:
+        raise SpecError(
+            node.loc,
+            f"a row has 3 elements [repeat, Module, args] or 4-5 [from, repeat, Module, args, {{kwargs}}], got {len(items)}",
+        )
+    sources: tuple[int, ...] = (-1,)
+    if source_node is not None:
+        if source_node.is_seq:
+            sources = tuple(expect_int(item, "from") for item in source_node.value)  # type: ignore[union-attr]
+            if not sources:
+                raise SpecError(source_node.loc, "'from' list is empty")
+        else:
+            sources = (expect_int(source_node, "from"),)
+    repeat = expect_int(repeat_node, "repeat", minimum=1)
+    module = expect_str(module_node, "module name")
+    args: tuple[Node, ...] = ()
+    if args_node.value is not None:
+        args = tuple(expect_list(args_node, f"{module} args"))
+    kwargs: dict[str, Node] = {}
+    kwarg_locs: dict[str, Location] = {}
+    if kwargs_node is not None and kwargs_node.value is not None:
+        if not kwargs_node.is_map:
+            raise SpecError(kwargs_node.loc, f"kwargs must be a mapping, not {type_name(kwargs_node)}")
+        kwargs = dict(kwargs_node.value)  # type: ignore[arg-type]
+        kwarg_locs = dict(kwargs_node.key_locs or {})
+    return RowSpec(
+        index=index,
+        sources=sources,
+        repeat=repeat,
+        module=module,
+        args=args,
+        kwargs=kwargs,
+        kwarg_locs=kwarg_locs,
+        in_head=in_head,
+        loc=node.loc,
+        module_loc=module_node.loc,
+        repeat_loc=repeat_node.loc,
+        source_loc=source_node.loc if source_node is not None else node.loc,
+    )
+
+
+# --- typed scalar readers -------------------------------------------------------------
+
+
+def expect_int(node: Node, what: str, minimum: int | None = None) -> int:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(node.loc, f"{what} must be an int, not {type_name(node)} ({value!r})")
+    if minimum is not None and value < minimum:
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        raise SpecError(node.loc, f"{what} must be {bound}, got {value}")
+    return value
+
+
+def expect_float(node: Node, what: str) -> float:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(node.loc, f"{what} must be a number, not {type_name(node)} ({value!r})")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SpecError(node.loc, f"{what} must be finite")
+    return float(value)
+
+
+def expect_str(node: Node, what: str) -> str:
+    if not isinstance(node.value, str):
+        raise SpecError(node.loc, f"{what} must be a string, not {type_name(node)}")
+    return node.value
+
+
+def expect_list(node: Node, what: str) -> list[Node]:
+    if not node.is_seq:
+        raise SpecError(node.loc, f"{what} must be a list, not {type_name(node)}")
+    return node.value  # type: ignore[return-value]
