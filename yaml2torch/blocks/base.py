@@ -79,12 +79,11 @@ class Block:
         return modules
 
     def summary(self, a: BoundArgs) -> str:
-        """Short argument text for comments: the YAML args as resolved."""
-        parts = []
-        for arg in self.signature:
-            value = a.values[arg.name]
-            parts.append(_short(value))
-        return ", ".join(parts)
+        """Short argument text for comments: the resolved args, trailing defaults dropped."""
+        values = [a.values[arg.name] for arg in self.signature]
+        while values and _same(self.signature[len(values) - 1].default, values[-1]):
+            values.pop()
+        return ", ".join(_short(value) for value in values)
 
     def class_source(self, env: Environment) -> str | None:
         """The generated class; None for blocks rendered as plain ``nn.<Layer>`` calls."""

@@ -93,7 +93,8 @@ class Shape:
         return all(d is not None for d in self.dims)
 
     def __str__(self) -> str:
-        return "(" + ", ".join("?" if d is None else str(d) for d in self.dims) + ")"
+        text = ", ".join("?" if d is None else str(d) for d in self.dims)
+        return f"({text},)" if len(self.dims) == 1 else f"({text})"
 
 
 @dataclass(frozen=True)
