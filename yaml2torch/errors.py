@@ -16,7 +16,12 @@ class Location:
     column: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+        return f"{printable(self.file)}:{self.line}:{self.column}"
+
+
+def printable(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, so a message stays one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class SpecError(Exception):
@@ -28,7 +33,8 @@ class SpecError(Exception):
         self.message = message
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.message}" if self.location else self.message
+        message = printable(self.message)
+        return f"{self.location}: {message}" if self.location else message
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,8 @@ class SpecWarning:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.message}" if self.location else self.message
+        message = printable(self.message)
+        return f"{self.location}: {message}" if self.location else message
 
 
 @dataclass

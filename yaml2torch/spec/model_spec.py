@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import keyword
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,8 +24,11 @@ TOP_LEVEL_KEYS = (
     "modules",
     "custom_module_paths",
 )
-# kindle files park YAML anchors under these keys; they are accepted and otherwise ignored.
+# kindle/YOLO files carry an ``anchors:`` key (detection anchors, or a place to park YAML
+# anchors); it is accepted and ignored. Any other unknown key is accepted only when its value
+# defines a YAML anchor (``defaults: &conv [16, 3]``), i.e. it exists to be aliased elsewhere.
 ANCHOR_ONLY_KEYS = ("anchors",)
+_MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 @dataclass(frozen=True)
@@ -88,11 +93,15 @@ def parse_spec(
     if not root.is_map:
         raise SpecError(root.loc, f"a model spec must be a mapping, not {type_name(root)}")
     fields: dict[str, Node] = root.value  # type: ignore[assignment]
-    for key in fields:
-        if key not in TOP_LEVEL_KEYS and key not in ANCHOR_ONLY_KEYS:
+    for key, value in fields.items():
+        if key not in TOP_LEVEL_KEYS and key not in ANCHOR_ONLY_KEYS and not value.defines_anchor:
             raise SpecError(
-                root.key_locs[key],
-                f"unknown top-level key {key!r}{suggest(key, TOP_LEVEL_KEYS)}",
+                root.key_locs[key],  # type: ignore[index]
+                f"unknown top-level key {key!r}"
+                + (
+                    suggest(key, TOP_LEVEL_KEYS)
+                    or f"; expected one of {', '.join(TOP_LEVEL_KEYS)}, or a key whose value defines a YAML anchor"
+                ),
             )
     if "modules" in fields and "custom_module_paths" in fields:
         raise SpecError(
@@ -119,8 +128,8 @@ def parse_spec(
                 expect_int(items[0], "input_size H", minimum=1),
                 expect_int(items[1], "input_size W", minimum=1),
             )
-    depth = expect_float(fields["depth_multiple"], "depth_multiple") if "depth_multiple" in fields else 1.0
-    width = expect_float(fields["width_multiple"], "width_multiple") if "width_multiple" in fields else 1.0
+    depth = expect_positive_float(fields["depth_multiple"], "depth_multiple") if "depth_multiple" in fields else 1.0
+    width = expect_positive_float(fields["width_multiple"], "width_multiple") if "width_multiple" in fields else 1.0
     divisor = (
         expect_int(fields["channel_divisor"], "channel_divisor", minimum=1)
         if "channel_divisor" in fields
@@ -149,7 +158,7 @@ def parse_spec(
     modules: tuple[str, ...] = ()
     module_key = "modules" if "modules" in fields else "custom_module_paths"
     if module_key in fields and fields[module_key].value is not None:
-        modules = tuple(expect_str(item, module_key) for item in expect_list(fields[module_key], module_key))
+        modules = tuple(expect_module_path(item, module_key) for item in expect_list(fields[module_key], module_key))
 
     return ModelSpec(
         path=filename,
@@ -259,6 +268,21 @@ def expect_float(node: Node, what: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise SpecError(node.loc, f"{what} must be finite")
     return float(value)
+
+
+def expect_positive_float(node: Node, what: str) -> float:
+    value = expect_float(node, what)
+    if value <= 0:
+        raise SpecError(node.loc, f"{what} must be positive, got {value}")
+    return value
+
+
+def expect_module_path(node: Node, what: str) -> str:
+    """A plugin's import path: dotted identifiers only (no relative or file paths)."""
+    path = expect_str(node, what)
+    if not _MODULE_PATH.match(path) or any(keyword.iskeyword(part) for part in path.split(".")):
+        raise SpecError(node.loc, f"{what} entry {path!r} is not a Python import path like 'my_pkg.blocks'")
+    return path
 
 
 def expect_str(node: Node, what: str) -> str:

@@ -23,6 +23,7 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAP_TAG = "tag:yaml.org,2002:map"
 # Upper bound on nodes visited while converting, counting each alias expansion.
@@ -39,6 +40,7 @@ class Node:
     value: Scalar | list[Node] | dict[str, Node]
     loc: Location
     key_locs: dict[str, Location] | None = None  # for mappings: where each key stands
+    defines_anchor: bool = False  # the node carries ``&name`` (its first occurrence, not an alias)
 
     @property
     def is_map(self) -> bool:
@@ -81,6 +83,8 @@ def read_text(path: Path) -> str:
         raise SpecError(Location(str(path), 1, 1), "is a directory, not a YAML file") from None
     except OSError as exc:
         raise SpecError(Location(str(path), 1, 1), f"cannot read: {exc.strerror}") from None
+    except ValueError:  # e.g. a NUL byte in the path
+        raise SpecError(Location(str(path), 1, 1), "cannot read: not a valid file name") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -95,29 +99,103 @@ def read_text(path: Path) -> str:
 
 def load_text(text: str, filename: str) -> Node:
     """Parse YAML text into a located Node tree."""
+    loader = None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _LocatingLoader(text, filename)  # the reader checks characters here
+        root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = Location(filename, mark.line + 1, mark.column + 1) if mark else None
+        where = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         raise SpecError(where, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
-        raise SpecError(Location(filename, 1, 1), f"YAML error: {exc}") from None
+        # the reader's errors (e.g. a control character) carry a position but no mark
+        position = getattr(exc, "position", None)
+        where = _location_of(text, position, filename) if position is not None else Location(filename, 1, 1)
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        character = getattr(exc, "character", None)
+        if isinstance(character, int):
+            reason = f"character U+{character:04X} is not allowed ({reason})"
+        raise SpecError(where, f"YAML error: {reason}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if root is None:
         raise SpecError(Location(filename, 1, 1), "the file is empty; expected a mapping")
-    return _Converter(filename).convert(root, 0)
+    return _Converter(filename, loader.anchored).convert(root, 0)  # type: ignore[union-attr]
+
+
+def _location_of(text: str, offset: int, filename: str) -> Location:
+    before = text[:offset]
+    return Location(filename, before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
+
+
+class _LocatingLoader(yaml.SafeLoader):
+    """SafeLoader's composer with a nesting limit and a record of anchored nodes.
+
+    PyYAML composes recursively, so a deeply nested document would otherwise end in a
+    RecursionError; we stop it at MAX_DEPTH with the position of the offending node.
+    """
+
+    def __init__(self, text: str, filename: str) -> None:
+        super().__init__(text)
+        self.filename = filename
+        self.depth = 0
+        self.anchored: list[yaml.Node] = []
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise SpecError(
+                    Location(self.filename, mark.line + 1, mark.column + 1),
+                    f"nesting deeper than {MAX_DEPTH} levels",
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def compose_document(self):  # type: ignore[no-untyped-def]
+        self.get_event()  # DOCUMENT-START
+        node = self.compose_node(None, None)
+        self.get_event()  # DOCUMENT-END
+        self.anchored = list(self.anchors.values())
+        self.anchors = {}
+        return node
 
 
 def load_file(path: Path) -> Node:
     return load_text(read_text(path), str(path))
 
 
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_YAML_TAG_PREFIX) :] if tag.startswith(_YAML_TAG_PREFIX) else tag
+
+
+def _refuse_tag(tag: str, loc: Location) -> SpecError:
+    short = _short_tag(tag)
+    if short.startswith("!!python/"):
+        why = "Python object tags are refused: a spec never creates objects"
+    else:
+        why = "a spec holds only strings, numbers, booleans, null, lists and mappings"
+    return SpecError(loc, f"tag {short!r} is not allowed ({why})")
+
+
 class _Converter:
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, anchored: list[yaml.Node]) -> None:
         self.filename = filename
         self.visited = 0
         self.constructor = yaml.SafeLoader("")
+        self.anchored_ids = {id(node) for node in anchored}
+        self.seen_anchored: set[int] = set()
+
+    def defines_anchor(self, node: yaml.Node) -> bool:
+        """True on the first (defining) visit of an anchored node, False for its aliases."""
+        if id(node) not in self.anchored_ids or id(node) in self.seen_anchored:
+            return False
+        self.seen_anchored.add(id(node))
+        return True
 
     def loc(self, node: yaml.Node) -> Location:
         return Location(self.filename, node.start_mark.line + 1, node.start_mark.column + 1)
@@ -131,18 +209,23 @@ class _Converter:
             )
         if depth > MAX_DEPTH:
             raise SpecError(self.loc(node), f"nesting deeper than {MAX_DEPTH} levels")
+        anchor = self.defines_anchor(node)
         if isinstance(node, yaml.ScalarNode):
             if node.tag not in _SCALAR_TAGS:
-                raise SpecError(self.loc(node), f"tag {node.tag!r} is not allowed in a spec")
-            value = self.constructor.construct_object(node)
-            return Node(value, self.loc(node))
+                raise _refuse_tag(node.tag, self.loc(node))
+            try:
+                value = self.constructor.construct_object(node)
+            except ValueError:  # e.g. an int beyond Python's digit limit
+                raise SpecError(self.loc(node), f"cannot read {_short_tag(node.tag)[2:]} value {node.value[:20]!r}...") from None
+            return Node(value, self.loc(node), defines_anchor=anchor)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ_TAG:
-                raise SpecError(self.loc(node), f"tag {node.tag!r} is not allowed in a spec")
-            return Node([self.convert(item, depth + 1) for item in node.value], self.loc(node))
+                raise _refuse_tag(node.tag, self.loc(node))
+            elements = [self.convert(item, depth + 1) for item in node.value]
+            return Node(elements, self.loc(node), defines_anchor=anchor)
         if isinstance(node, yaml.MappingNode):
             if node.tag != _MAP_TAG:
-                raise SpecError(self.loc(node), f"tag {node.tag!r} is not allowed in a spec")
+                raise _refuse_tag(node.tag, self.loc(node))
             items: dict[str, Node] = {}
             key_locs: dict[str, Location] = {}
             for key_node, value_node in node.value:
@@ -158,5 +241,5 @@ class _Converter:
                     )
                 key_locs[key.value] = key.loc
                 items[key.value] = self.convert(value_node, depth + 1)
-            return Node(items, self.loc(node), key_locs)
+            return Node(items, self.loc(node), key_locs, defines_anchor=anchor)
         raise SpecError(self.loc(node), "unsupported YAML node")
