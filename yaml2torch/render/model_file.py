@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import keyword
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from yaml2torch import __version__
 from yaml2torch.blocks.base import Block
+from yaml2torch.errors import SpecError, printable
 from yaml2torch.ir.nodes import ClassSource, Layer, ModelIR, Shape
 from yaml2torch.render.expr import render_expr
 from yaml2torch.render.templates import environment
@@ -29,7 +32,25 @@ def format_count(n: int | None) -> str:
 def layer_comment(layer: Layer) -> str:
     repeat = f" x{len(layer.modules)}" if len(layer.modules) > 1 else ""
     args = f" [{layer.summary}]" if layer.summary else ""
-    return f"{layer.index}: {layer.block}{args}{repeat} -> {layer.out_shape}, {format_count(layer.params)} params"
+    # printable(): a line break in a YAML string must not end the comment and start code
+    return printable(f"{layer.index}: {layer.block}{args}{repeat} -> {layer.out_shape}, {format_count(layer.params)} params")
+
+
+def display_name(file_name: str) -> str:
+    """The spec's file name as it may stand in the header comment and the module docstring."""
+    return printable(file_name).replace("\\", "\\\\").replace('"', '\\"')
+
+
+_RESERVED_NAMES = {"torch", "nn", "BN_EPS", "BN_MOMENTUM", "INPUT_SHAPE"}
+
+
+def check_class_name(class_name: str, classes: tuple[ClassSource, ...]) -> None:
+    """The model class name must be an identifier that shadows nothing in the generated file."""
+    if not class_name.isidentifier() or keyword.iskeyword(class_name):
+        raise SpecError(None, f"class name {class_name!r} is not a Python identifier")
+    taken = _RESERVED_NAMES | {m for c in classes for m in re.findall(r"^class (\w+)", c.source, re.MULTILINE)}
+    if class_name in taken:
+        raise SpecError(None, f"class name {class_name!r} clashes with a name the generated file defines or imports")
 
 
 def layer_ctor(layer: Layer) -> str:
@@ -72,13 +93,14 @@ def shape_literal(shape: Shape) -> str:
 
 
 def render_model_file(ir: ModelIR, class_name: str = "Model") -> str:
+    check_class_name(class_name, ir.classes)
     input_name, views = forward_lines(ir)
     classes_source = "\n\n".join(c.source.strip("\n") for c in ir.classes)
     uses_bn = "BN_EPS" in classes_source or "BN_MOMENTUM" in classes_source
     output_var = views[-1].forward.split(" = ")[0]
     return environment().get_template("model.py.jinja").render(
         version=__version__,
-        spec_name=Path(ir.spec_path).name,
+        spec_name=display_name(Path(ir.spec_path).name),
         spec_sha=ir.spec_sha256[:12],
         arch_hash=ir.arch_hash[:12],
         class_name=class_name,
