@@ -38,7 +38,7 @@ def analyze(spec: ModelSpec, diagnostics: Diagnostics | None = None) -> ModelIR:
 
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
     catalogue = Catalogue.for_modules(spec.modules, spec.rows[0].loc)
-    loader = SubSpecLoader(spec.base_dir, diagnostics)
+    loader = SubSpecLoader(spec.base_dir, diagnostics, catalogue=catalogue)
     return lower(spec, catalogue, block_class_sources, diagnostics, loader)
 
 

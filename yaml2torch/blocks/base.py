@@ -29,6 +29,10 @@ class BuildContext:
     bn_momentum: float
     make_divisible: Any  # callable(int|float) -> int, with the spec's divisor and rounding
     loader: Any = None  # SubSpecLoader for YamlModule; None elsewhere
+    # the row's scaling, for blocks that lower a sub-spec (YamlModule)
+    width_multiple: float = 1.0
+    channel_divisor: int = 8
+    channel_rounding: str = "nearest"
 
     def fail(self, message: str) -> SpecError:
         return SpecError(self.loc, message)

@@ -78,6 +78,9 @@ def lower(
                 rounding=spec.channel_rounding,
             ),
             loader=loader,
+            width_multiple=1.0 if row.in_head else spec.width_multiple,
+            channel_divisor=1 if row.in_head else spec.channel_divisor,
+            channel_rounding=spec.channel_rounding,
         )
         bound = bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
         if block.width_scaled and "c" in bound.values and not row.in_head:

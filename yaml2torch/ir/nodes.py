@@ -106,6 +106,7 @@ class ModuleInstance:
     out_shape: Shape
     params: int
     macs: int | None  # None when the spatial size is unknown
+    defines: tuple[ClassSource, ...] = ()  # classes this instance needs (YamlModule, helpers), in order
 
 
 @dataclass(frozen=True)
