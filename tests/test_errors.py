@@ -1,0 +1,429 @@
+"""Exact failure messages: every bad spec gives one stderr line naming FILE:LINE:COL, exit 2,
+no traceback, and no output file (an existing one is left untouched)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli_subprocess
+
+# name -> (spec text, "LINE:COL: message"). LINE:COL is the YAML node at fault.
+CASES: dict[str, tuple[str, str]] = {
+    "yaml_syntax": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [16, 3\n",
+        "4:1: YAML syntax error: expected ',' or ']', but got '<stream end>'",
+    ),
+    "yaml_bad_indentation": (
+        "input_channel: 3\n backbone: []\n",
+        "2:10: YAML syntax error: mapping values are not allowed here",
+    ),
+    "bool_is_not_an_int": (
+        "input_channel: true\nbackbone:\n  - [1, Conv, [16]]\n",
+        "1:16: input_channel must be an int, not a bool (True)",
+    ),
+    "bool_arg_is_not_an_int": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [yes]]\n",
+        "3:16: Conv arg 'c' must be a positive int, not a bool (True)",
+    ),
+    "float_kernel": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [16, 3.5]]\n",
+        "3:20: Conv arg 'k' must be a positive int, not a float (3.5)",
+    ),
+    "string_repeat": (
+        "input_channel: 3\nbackbone:\n  - [two, Conv, [16]]\n",
+        "3:6: repeat must be an int, not a string ('two')",
+    ),
+    "too_many_args": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [16, 3, 1, null, 1, ReLU, 5]]\n",
+        "3:41: Conv takes at most 6 args (c, k, s, p, g, act), got 7",
+    ),
+    "missing_required_arg": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, []]\n",
+        "3:5: Conv needs arg 'c' (a positive int); args are [c, k, s, p, g, act]",
+    ),
+    "row_too_short": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv]\n",
+        "3:5: a row has 3 elements [repeat, Module, args] or 4-5 [from, repeat, Module, args, {kwargs}], got 2",
+    ),
+    "row_not_a_list": (
+        "input_channel: 3\nbackbone:\n  - Conv\n",
+        "3:5: a row must be a list [repeat, Module, args] or [from, repeat, Module, args, {kwargs}], not a string",
+    ),
+    "args_not_a_list": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, 16]\n",
+        "3:15: Conv args must be a list, not an int",
+    ),
+    "kwargs_not_a_mapping": (
+        "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [16], [3]]\n",
+        "3:25: kwargs must be a mapping, not a list",
+    ),
+    "zero_channels": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [0]]\n",
+        "3:16: Conv arg 'c' must be positive, got 0",
+    ),
+    "negative_kernel": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [16, -3]]\n",
+        "3:20: Conv arg 'k' must be positive, got -3",
+    ),
+    "zero_stride": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [16, 3, 0]]\n",
+        "3:23: Conv arg 's' must be positive, got 0",
+    ),
+    "zero_stride_kwarg": (
+        "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [16, 3], {stride: 0}]\n",
+        "3:37: Conv kwarg 'stride' must be positive, got 0",
+    ),
+    "zero_repeat": (
+        "input_channel: 3\nbackbone:\n  - [0, Conv, [8]]\n",
+        "3:6: repeat must be positive, got 0",
+    ),
+    "zero_input_channel": (
+        "input_channel: 0\nbackbone:\n  - [1, Conv, [8]]\n",
+        "1:16: input_channel must be positive, got 0",
+    ),
+    "negative_input_size": (
+        "input_channel: 3\ninput_size: [32, -32]\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:18: input_size W must be positive, got -32",
+    ),
+    "input_size_one_value_list": (
+        "input_channel: 3\ninput_size: [32]\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:13: input_size must be [H, W], got 1 values",
+    ),
+    "negative_width_multiple": (
+        "input_channel: 3\nwidth_multiple: -0.5\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:17: width_multiple must be positive, got -0.5",
+    ),
+    "misspelt_top_level_key": (
+        "input_channel: 3\nbackbon:\n  - [1, Conv, [8]]\n",
+        "2:1: unknown top-level key 'backbon' (did you mean 'backbone'?)",
+    ),
+    "misspelt_input_channel": (
+        "input_channels: 3\nbackbone:\n  - [1, Conv, [8]]\n",
+        "1:1: unknown top-level key 'input_channels' (did you mean 'input_channel'?)",
+    ),
+    "unknown_top_level_key": (
+        "input_channel: 3\noptimizer: adam\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:1: unknown top-level key 'optimizer'; expected one of input_channel, input_size, depth_multiple, "
+        "width_multiple, channel_divisor, channel_rounding, norm, backbone, head, modules, custom_module_paths, "
+        "or a key whose value defines a YAML anchor",
+    ),
+    "unknown_norm_key": (
+        "input_channel: 3\nnorm: {epsilon: 0.001}\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:8: unknown norm key 'epsilon' (did you mean 'eps'?); expected eps, momentum",
+    ),
+    "misspelt_channel_rounding": (
+        "input_channel: 3\nchannel_rounding: neerest\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:19: channel_rounding must be one of nearest, ceil (did you mean 'nearest'?)",
+    ),
+    "missing_input_channel": (
+        "backbone:\n  - [1, Conv, [8]]\n",
+        "1:1: missing required key 'input_channel'",
+    ),
+    "empty_backbone": (
+        "input_channel: 3\nbackbone: []\n",
+        "2:11: the backbone has no rows",
+    ),
+    "not_a_mapping": (
+        "- [1, Conv, [8]]\n",
+        "1:1: a model spec must be a mapping, not a list",
+    ),
+    "empty_file": (
+        "# nothing here\n",
+        "1:1: the file is empty; expected a mapping",
+    ),
+    "duplicate_top_level_key": (
+        "input_channel: 3\ninput_channel: 3\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:1: duplicate key 'input_channel' (first at line 1)",
+    ),
+    "duplicate_kwarg": (
+        "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8], {stride: 1, stride: 2}]\n",
+        "3:36: duplicate key 'stride' (first at line 3)",
+    ),
+    "from_points_forward": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [8]]\n  - [5, 1, Conv, [8]]\n",
+        "4:6: 'from' 5 points at row 5, which is not before row 1; rows may only read earlier rows",
+    ),
+    "from_points_at_itself": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [8]]\n  - [1, 1, Conv, [8]]\n",
+        "4:6: 'from' 1 points at row 1, which is not before row 1; rows may only read earlier rows",
+    ),
+    "from_out_of_range": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [8]]\n  - [-3, 1, Conv, [8]]\n",
+        "4:6: 'from' -3 is out of range at row 1 (reaches -2; the input is -1 at row 0)",
+    ),
+    "from_not_an_int": (
+        "input_channel: 3\nbackbone:\n  - [prev, 1, Conv, [8]]\n",
+        "3:6: from must be an int, not a string ('prev')",
+    ),
+    "two_inputs_to_a_single_input_block": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [8]]\n  - [[-1, 0], 1, Conv, [8]]\n",
+        "4:6: Conv takes one input, but 'from' lists 2; use Concat or Add to merge",
+    ),
+    "spatial_shrinks_to_zero_conv": (
+        "input_channel: 3\ninput_size: [4, 4]\nbackbone:\n  - [1, Conv, [8, 5, 1, [0]]]\n",
+        "4:5: spatial size shrinks to zero: input (3, 4, 4) with kernel 5, stride 1, padding 0 gives 0x0",
+    ),
+    "spatial_shrinks_to_zero_pool": (
+        "input_channel: 3\ninput_size: [2, 2]\nbackbone:\n  - [1, MaxPool, [2]]\n  - [1, MaxPool, [2]]\n",
+        "5:5: spatial size shrinks to zero: MaxPool kernel 2 stride 2 on input (3, 1, 1)",
+    ),
+    "unknown_block": (
+        "input_channel: 3\nbackbone:\n  - [1, Conb, [8]]\n",
+        "3:9: unknown block 'Conb' (did you mean 'Conv'?)",
+    ),
+    "unknown_block_wrong_case": (
+        "input_channel: 3\nbackbone:\n  - [1, conv, [8]]\n",
+        "3:9: unknown block 'conv' (did you mean 'Conv'?)",
+    ),
+    "unknown_activation_arg": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [8, 3, 1, null, 1, Relu]]\n",
+        "3:34: unknown activation 'Relu' (did you mean 'ReLU'?)",
+    ),
+    "unknown_activation_kwarg": (
+        "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8, 3], {activation: Hardswsh}]\n",
+        "3:40: unknown activation 'Hardswsh' (did you mean 'Hardswish'?)",
+    ),
+    "unknown_kwarg": (
+        "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8], {kernal_size: 3}]\n",
+        "3:25: Conv has no kwarg 'kernal_size' (did you mean 'kernel_size'?); it takes act, activation, c, "
+        "channels, g, groups, k, kernel_size, out_channels, p, padding, s, stride",
+    ),
+    "linear_on_an_image": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [8]]\n  - [1, Linear, [10]]\n",
+        "4:5: Linear needs a flat (features,) input, got (8, ?, ?); add Flatten (and GlobalAvgPool) before it",
+    ),
+    "python_object_apply_tag": (
+        'input_channel: !!python/object/apply:os.system ["echo pwned"]\nbackbone:\n  - [1, Conv, [8]]\n',
+        "1:16: tag '!!python/object/apply:os.system' is not allowed "
+        "(Python object tags are refused: a spec never creates objects)",
+    ),
+    "python_object_tag": (
+        "input_channel: 3\nbackbone:\n  - [1, !!python/object:collections.OrderedDict {}, [8]]\n",
+        "3:9: tag '!!python/object:collections.OrderedDict' is not allowed "
+        "(Python object tags are refused: a spec never creates objects)",
+    ),
+    "python_name_tag": (
+        "input_channel: 3\nbackbone:\n  - [1, !!python/name:os.system '', [8]]\n",
+        "3:9: tag '!!python/name:os.system' is not allowed (Python object tags are refused: a spec never creates objects)",
+    ),
+    "binary_tag": (
+        "input_channel: !!binary AAAA\nbackbone:\n  - [1, Conv, [8]]\n",
+        "1:16: tag '!!binary' is not allowed (a spec holds only strings, numbers, booleans, null, lists and mappings)",
+    ),
+    "merge_key": (
+        "input_channel: 3\nbase: &b {input_channel: 3}\nother:\n  <<: *b\nbackbone:\n  - [1, Conv, [8]]\n",
+        "4:3: merge keys ('<<') are not supported",
+    ),
+    "nesting_too_deep": (
+        "input_channel: " + "[" * 200 + "]" * 200 + "\nbackbone: []\n",
+        "1:115: nesting deeper than 100 levels",
+    ),
+    "int_beyond_digit_limit": (
+        "input_channel: " + "7" * 5000 + "\nbackbone:\n  - [1, Conv, [8]]\n",
+        "1:16: cannot read int value '77777777777777777777'...",
+    ),
+    "control_character": (
+        'input_channel: 3\nbackbone:\n  - [1, "Co\x01nv", [8]]\n',
+        "3:12: YAML error: character U+0001 is not allowed (special characters are not allowed)",
+    ),
+    "bad_module_path": (
+        "input_channel: 3\nmodules: [../plugins/blocks.py]\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:11: modules entry '../plugins/blocks.py' is not a Python import path like 'my_pkg.blocks'",
+    ),
+    "groups_do_not_divide": (
+        "input_channel: 3\nbackbone:\n  - [1, Conv, [8, 3, 1, null, 2]]\n",
+        "3:5: groups=2 must divide both input channels 3 and output channels 8",
+    ),
+}
+
+
+def alias_bomb() -> str:
+    """Billion laughs: nine levels of nine aliases, ~387 million strings if expanded."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
+        previous = name
+    lines += ["input_channel: 3", "backbone: *i"]
+    return "\n".join(lines) + "\n"
+
+
+CASES["alias_bomb"] = (alias_bomb(), "1:43: the document expands to more than 50000 nodes (an alias bomb?)")
+
+
+def compile_fails(run_cli, spec: Path, out: Path, expected: str) -> None:
+    result = run_cli("compile", spec, "-o", out)
+    assert result.stderr == f"yaml2torch: error: {spec}:{expected}\n"
+    assert result.status == 2
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_error_names_the_node_and_writes_nothing(case: str, tmp_path: Path, run_cli) -> None:
+    text, expected = CASES[case]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+    out = tmp_path / "out" / "model.py"
+    compile_fails(run_cli, spec, out, expected)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["spec.yaml"]  # no temp files either
+
+
+@pytest.mark.parametrize("case", ["yaml_syntax", "unknown_block", "duplicate_top_level_key", "zero_stride"])
+def test_error_leaves_an_existing_output_untouched(case: str, tmp_path: Path, run_cli) -> None:
+    text, expected = CASES[case]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+    out = tmp_path / "model.py"
+    out.write_text("# the previous model\n", encoding="utf-8")
+    compile_fails(run_cli, spec, out, expected)
+    assert out.read_text(encoding="utf-8") == "# the previous model\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.py", "spec.yaml"]
+
+
+@pytest.mark.parametrize("command", [["summary"], ["summary", "--json"]])
+def test_summary_reports_the_same_error(command: list[str], tmp_path: Path, run_cli) -> None:
+    text, expected = CASES["unknown_activation_kwarg"]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+    result = run_cli(*command, spec)
+    assert (result.status, result.stdout) == (2, "")
+    assert result.stderr == f"yaml2torch: error: {spec}:{expected}\n"
+
+
+def test_non_utf8_input_names_the_bad_byte(tmp_path: Path, run_cli) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(b"input_channel: 3\nbackbone:\n  - [1, Conv, [8]]  # caf\xe9\n")
+    out = tmp_path / "model.py"
+    compile_fails(run_cli, spec, out, "3:26: not valid UTF-8 (byte 0xe9); save the file as UTF-8")
+    assert not out.exists()
+
+
+def test_missing_spec_file(tmp_path: Path, run_cli) -> None:
+    spec = tmp_path / "nope.yaml"
+    out = tmp_path / "model.py"
+    compile_fails(run_cli, spec, out, "1:1: file not found")
+    assert not out.exists()
+
+
+def test_python_tag_payload_never_runs(tmp_path: Path, run_cli) -> None:
+    marker = tmp_path / "pwned"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"input_channel: !!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path ['{marker}']]\n"
+        "backbone:\n  - [1, Conv, [8]]\n",
+        encoding="utf-8",
+    )
+    result = run_cli("compile", spec, "-o", tmp_path / "model.py")
+    assert result.status == 2
+    assert "!!python/object/apply:pathlib.Path.touch" in result.stderr
+    assert not marker.exists()
+
+
+def test_bare_zero_padding_warns_with_the_line(tmp_path: Path, run_cli) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("input_channel: 3\nbackbone:\n  - [1, Conv, [8, 3, 1, 0]]\n", encoding="utf-8")
+    out = tmp_path / "model.py"
+    result = run_cli("compile", spec, "-o", out)
+    assert result.status == 0
+    assert result.stderr == (
+        f"yaml2torch: warning: {spec}:3:25: Conv arg 'p' 0 means 'same' padding (as in the origin formats); "
+        "write [0] for no padding or null for 'same'\n"
+    )
+    assert "padding=1" in out.read_text(encoding="utf-8")  # 'same' for k=3
+
+
+def test_list_zero_padding_is_a_real_zero_without_warning(tmp_path: Path, run_cli) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("input_channel: 3\ninput_size: [8, 8]\nbackbone:\n  - [1, Conv, [8, 3, 1, [0]]]\n", encoding="utf-8")
+    result = run_cli("summary", spec, "--json")
+    assert (result.status, result.stderr) == (0, "")
+    assert '"output_shape": [\n    8,\n    6,\n    6\n  ]' in result.stdout
+
+
+@pytest.mark.parametrize("case", ["yaml_syntax", "python_object_apply_tag", "alias_bomb", "unknown_kwarg"])
+def test_console_script_prints_one_line_without_traceback(case: str, tmp_path: Path) -> None:
+    text, expected = CASES[case]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+    out = tmp_path / "model.py"
+    result = run_cli_subprocess("compile", spec, "-o", out)
+    assert result.status == 2
+    assert result.stderr == f"yaml2torch: error: {spec}:{expected}\n"
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_file_name_with_line_break_stays_on_one_line(tmp_path: Path, run_cli) -> None:
+    spec = tmp_path / "bad\nname.yaml"
+    spec.write_text("input_channel: 3\nbackbone:\n  - [1, Conb, [8]]\n", encoding="utf-8")
+    result = run_cli("compile", spec, "-o", tmp_path / "model.py")
+    assert result.status == 2
+    assert result.stderr.count("\n") == 1
+    assert "bad\\nname.yaml:3:9: unknown block 'Conb'" in result.stderr
+
+
+# --- merge blocks and sub-specs: from the colleagues' catalogue ----------------------------
+
+
+def _needs(block: str) -> None:
+    from yaml2torch.blocks import builtin_blocks
+
+    if block not in builtin_blocks():
+        pytest.skip(f"block {block!r} is not in the catalogue yet (yaml2torch.blocks)")
+
+
+def _fails_at(run_cli, tmp_path: Path, text: str, line_col: str, *words: str) -> str:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+    out = tmp_path / "model.py"
+    result = run_cli("compile", spec, "-o", out)
+    prefix = f"yaml2torch: error: {spec}:{line_col}: "
+    assert result.status == 2
+    assert result.stderr.startswith(prefix) and result.stderr.count("\n") == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+    assert not out.exists()
+    return result.stderr
+
+
+def test_add_channel_mismatch(tmp_path: Path, run_cli) -> None:
+    _needs("Add")
+    text = (
+        "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [16, 3]]\n  - [-1, 1, Conv, [24, 3]]\n"
+        "  - [[-1, -2], 1, Add, []]\n"
+    )
+    _fails_at(run_cli, tmp_path, text, "5:5", "24", "16")
+
+
+def test_concat_spatial_mismatch(tmp_path: Path, run_cli) -> None:
+    _needs("Concat")
+    text = (
+        "input_channel: 3\ninput_size: [32, 32]\nbackbone:\n  - [-1, 1, Conv, [16, 3]]\n"
+        "  - [-1, 1, Conv, [16, 3, 2]]\n  - [[-1, -2], 1, Concat, [1]]\n"
+    )
+    _fails_at(run_cli, tmp_path, text, "6:5", "16, 16", "32, 32")
+
+
+def test_missing_sub_spec_file(tmp_path: Path, run_cli) -> None:
+    _needs("YamlModule")
+    text = "input_channel: 3\nbackbone:\n  - [-1, 1, YamlModule, [no_such_block.yaml, 16]]\n"
+    _fails_at(run_cli, tmp_path, text, "3:23", "no_such_block.yaml")
+
+
+def test_error_in_sub_spec_names_the_sub_spec_file(tmp_path: Path, run_cli) -> None:
+    _needs("YamlModule")
+    (tmp_path / "sub.yaml").write_text("args: [16]\nmodule:\n  - [-1, 1, Conb, [arg0]]\n", encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("input_channel: 3\nbackbone:\n  - [-1, 1, YamlModule, [sub.yaml, 16]]\n", encoding="utf-8")
+    result = run_cli("compile", spec, "-o", tmp_path / "model.py")
+    assert result.status == 2
+    assert result.stderr.startswith(f"yaml2torch: error: {tmp_path / 'sub.yaml'}:3:13: unknown block 'Conb'"), result.stderr
+
+
+def test_every_case_is_distinct() -> None:
+    # guards against copy-paste cases that test nothing new
+    texts = [text for text, _ in CASES.values()]
+    assert len(set(texts)) == len(texts)
