@@ -7,6 +7,7 @@ are refused, and aliases are counted so an alias bomb fails fast instead of expa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -107,6 +108,8 @@ def load_text(text: str, filename: str) -> Node:
         mark = exc.problem_mark or exc.context_mark
         where = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        if problem.startswith("but ") and exc.context:  # "but found another document" needs its context
+            problem = f"{exc.context}, {problem}"
         raise SpecError(where, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         # the reader's errors (e.g. a control character) carry a position but no mark
@@ -136,6 +139,8 @@ class _LocatingLoader(yaml.SafeLoader):
     PyYAML composes recursively, so a deeply nested document would otherwise end in a
     RecursionError; we stop it at MAX_DEPTH with the position of the offending node.
     """
+
+    yaml_implicit_resolvers = {key: list(value) for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def __init__(self, text: str, filename: str) -> None:
         super().__init__(text)
@@ -167,6 +172,14 @@ class _LocatingLoader(yaml.SafeLoader):
 
 def load_file(path: Path) -> Node:
     return load_text(read_text(path), str(path))
+
+
+# YAML 1.1 reads ``1e-3`` (no dot) as a string; specs write BN eps that way, so read it as
+# YAML 1.2 does: a float.
+for _first in "-+0123456789":
+    _LocatingLoader.yaml_implicit_resolvers[_first].append(
+        ("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"))
+    )
 
 
 def _short_tag(tag: str) -> str:
