@@ -1,0 +1,230 @@
+"""Who runs a trial, and what to do with trials whose worker died.
+
+PostgreSQL/MySQL storages have Optuna heartbeats: a RUNNING trial whose heartbeat is older
+than the grace period is failed by the next worker that asks for a trial, and
+``RetryStaleTrial`` enqueues its parameters once more.
+
+A journal file has no heartbeats, so workers record their own on the trial:
+
+- ``worker``: ``{"host", "pid", "started"}`` (``started``: the process start time from
+  ``/proc/<pid>/stat``, so a recycled pid is not mistaken for the worker);
+- ``heartbeat_at``: a Unix time, refreshed every heartbeat interval while the trial runs.
+
+**The rule.** When a worker starts (and before each new trial), a RUNNING trial is *stale* when
+either (a) its ``worker.host`` is this host and that process (pid and start time) no longer
+exists, or (b) its ``heartbeat_at`` (or, without one, its start time) is older than the grace
+period. A stale trial is failed with ``fail_reason`` saying why, and, unless it is itself a
+retry, its parameters are enqueued once more as a new trial with ``retry_of`` set to its
+number. Two workers reaping at once are safe: only the one whose FAIL is recorded first
+enqueues the retry.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from yaml2torch.scale.metadata import TRIAL_FAIL_REASON, TRIAL_RETRY_OF, TRIAL_RETRY_REASON
+
+TRIAL_WORKER = "worker"
+TRIAL_HEARTBEAT_AT = "heartbeat_at"
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process start time in clock ticks since boot (Linux), or None when unknown/absent."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may contain spaces, so split after its ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    host: str
+    pid: int
+    started: int | None
+
+    @classmethod
+    def current(cls) -> WorkerIdentity:
+        pid = os.getpid()
+        return cls(socket.gethostname(), pid, process_start_ticks(pid))
+
+    @classmethod
+    def from_attr(cls, value: Any) -> WorkerIdentity | None:
+        if not isinstance(value, Mapping) or "host" not in value or "pid" not in value:
+            return None
+        return cls(str(value["host"]), int(value["pid"]), value.get("started"))
+
+    def as_attr(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "started": self.started}
+
+    def is_alive_here(self) -> bool | None:
+        """True/False for a worker on this host; None when it ran elsewhere (cannot tell)."""
+        if self.host != socket.gethostname():
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # exists, owned by someone else
+        if self.started is None:
+            return True
+        return process_start_ticks(self.pid) == self.started
+
+
+def stale_reason(trial: FrozenTrial, *, now: float, grace_period: float) -> str | None:
+    """Why a RUNNING trial is stale under the rule above, or None when it may still be running."""
+    if trial.state != TrialState.RUNNING:
+        return None
+    worker = WorkerIdentity.from_attr(trial.user_attrs.get(TRIAL_WORKER))
+    if worker is not None and worker.is_alive_here() is False:
+        return f"worker process {worker.pid} on {worker.host} died while running the trial"
+    beat = trial.user_attrs.get(TRIAL_HEARTBEAT_AT)
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()
+    if beat is not None and now - float(beat) > grace_period:
+        return f"no heartbeat for {now - float(beat):.0f}s (grace period {grace_period:g}s)"
+    return None
+
+
+def is_retry(trial: FrozenTrial) -> bool:
+    return TRIAL_RETRY_OF in trial.user_attrs or "failed_trial" in trial.system_attrs
+
+
+def enqueue_retry(study: optuna.Study, failed: FrozenTrial, reason: str) -> None:
+    """Queue the failed trial's parameters once more (WAITING), marked as its retry.
+
+    The system attributes match Optuna's own retry callback, so
+    ``RetryHeartbeatStaleTrialCallback.retried_trial_number`` works on ours too.
+    """
+    history = list(failed.system_attrs.get("retry_history", [])) + [failed.number]
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs={TRIAL_RETRY_OF: failed.number, TRIAL_RETRY_REASON: reason},
+            system_attrs={
+                "failed_trial": failed.system_attrs.get("failed_trial", failed.number),
+                "retry_history": history,
+            },
+        )
+    )
+
+
+@dataclass(frozen=True)
+class RetryStaleTrial:
+    """Optuna's heartbeat callback for RDB storages: retry a stale trial's parameters once."""
+
+    max_retry: int = 1
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if len(trial.system_attrs.get("retry_history", [])) >= self.max_retry:
+            return
+        enqueue_retry(study, trial, "its worker stopped sending heartbeats (killed or lost)")
+
+
+@dataclass(frozen=True)
+class ReapedTrial:
+    number: int
+    reason: str
+    retried: bool
+
+
+def reap_stale_trials(study: optuna.Study, *, grace_period: float, now: float | None = None) -> list[ReapedTrial]:
+    """Fail stale RUNNING trials and retry each once (see the module docstring for the rule)."""
+    storage = study._storage
+    if _has_optuna_heartbeats(storage):
+        return _reap_with_optuna_heartbeats(study)
+    now = time.time() if now is None else now
+    reaped = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = stale_reason(trial, now=now, grace_period=grace_period)
+        if reason is None:
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, TRIAL_FAIL_REASON, f"stale: {reason}")
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker reaped it first (or it just finished)
+        retried = not is_retry(trial)
+        if retried:
+            enqueue_retry(study, trial, reason)
+        reaped.append(ReapedTrial(trial.number, reason, retried))
+    return reaped
+
+
+def _has_optuna_heartbeats(storage: Any) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(storage)
+
+
+def _reap_with_optuna_heartbeats(study: optuna.Study) -> list[ReapedTrial]:
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    after = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(TRIAL_RETRY_OF) for t in after}
+    return [
+        ReapedTrial(t.number, "no heartbeat within the grace period", t.number in retried)
+        for t in after
+        if t.number in before and t.state == TrialState.FAIL
+    ]
+
+
+class Heartbeat:
+    """While a trial runs: record Optuna's heartbeat (RDB) or a ``heartbeat_at`` attribute (journal).
+
+    A missed beat (storage away for a moment) is skipped, not fatal.
+    """
+
+    def __init__(
+        self, study: optuna.Study, trial_id: int, interval: float, on_error: Callable[[str], None] | None = None
+    ):
+        self._storage = study._storage
+        self._trial_id = trial_id
+        self._interval = interval
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial_id}", daemon=True)
+        self._optuna = _has_optuna_heartbeats(self._storage)
+
+    def beat(self) -> None:
+        if self._optuna:
+            self._storage.record_heartbeat(self._trial_id)
+        else:
+            self._storage.set_trial_user_attr(self._trial_id, TRIAL_HEARTBEAT_AT, time.time())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.beat()
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return
+            except Exception as exc:  # noqa: BLE001 - a skipped beat; the trial goes on
+                if self._on_error is not None:
+                    self._on_error(f"heartbeat for trial id {self._trial_id} skipped: {type(exc).__name__}")
+
+    def __enter__(self) -> Heartbeat:  # noqa: PYI034
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
