@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from yaml2torch.blocks._twin_parts import ExpandRatio
 from yaml2torch.blocks.activations import act_expr, activation
 from yaml2torch.blocks.args import Act, Arg, BoundArgs, Int
 from yaml2torch.blocks.base import Block, BuildContext
 from yaml2torch.blocks.yolo import Tally, act_params, conv_class, need_image, template_class, with_classes
-from yaml2torch.blocks._twin_parts import ExpandRatio
 from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 

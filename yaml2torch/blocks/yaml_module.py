@@ -1,0 +1,231 @@
+"""YamlModule: ``["file.yaml", arg0, ...]``, a kindle sub-spec compiled into its own class.
+
+The sub-spec file (relative to the file that names it) has ``module:`` rows in either row form and
+optional ``args:`` defaults; any list item or kwarg value spelt ``argN`` is replaced by the row's
+N-th value after the file name (else the N-th default). The rows are lowered like a model whose
+input is the row's input (width scaling and norm settings from the parent row; depth 1.0, as kindle
+does) and rendered into one class per distinct body, named after the file stem
+(``inception.yaml`` -> ``InceptionModule``, then ``InceptionModule2`` ... for other bodies).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from yaml2torch.blocks.args import Arg, ArgType, BoundArgs
+from yaml2torch.blocks.base import Block, BuildContext
+from yaml2torch.errors import Diagnostics, SpecError, printable, suggest
+from yaml2torch.ir.nodes import Call, ClassSource, ModuleInstance, Shape, check_identifier
+from yaml2torch.spec.yaml_nodes import Node, type_name
+
+if TYPE_CHECKING:
+    from yaml2torch.blocks.loader import SubSpecLoader
+    from yaml2torch.ir.nodes import ModelIR
+    from yaml2torch.spec.model_spec import RowSpec
+
+SUB_SPEC_KEYS = ("args", "module")
+_PLACEHOLDER = re.compile(r"^arg(\d+)$")
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class FileName(ArgType):
+    description = "a YAML file name (a string)"
+
+    def parse(self, node: Node, label: str, diagnostics: Diagnostics) -> str:
+        if not isinstance(node.value, str) or not node.value:
+            raise SpecError(node.loc, f"{label} must be a YAML file name, not {type_name(node)}")
+        return node.value
+
+
+@dataclass(frozen=True)
+class AnyNode(ArgType):
+    """A sub-spec argument: checked later, where the sub-spec uses it."""
+
+    description = "a value for the sub-spec"
+
+    def parse(self, node: Node, label: str, diagnostics: Diagnostics) -> Node:
+        return node
+
+
+class YamlModule(Block):
+    """One ``YamlModule`` row; ``for_row`` sizes the signature to the row's arguments."""
+
+    name = "YamlModule"
+
+    def __init__(self, n_args: int = 0) -> None:
+        self.signature = (
+            Arg("file", FileName(), aliases=("path",)),
+            *(Arg(f"arg{i}", AnyNode(), _UNSET) for i in range(n_args)),
+        )
+
+    @classmethod
+    def for_row(cls, row: RowSpec) -> YamlModule:
+        numbered = [int(m.group(1)) + 1 for key in row.kwargs if (m := _PLACEHOLDER.match(key))]
+        return cls(max([len(row.args) - 1, *numbered, 0]))
+
+    def summary(self, a: BoundArgs) -> str:
+        values = [repr(a.file)] + [_plain(a.values[arg.name]) for arg in self.signature[1:]]
+        return ", ".join(v for v in values if v is not None)
+
+    def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
+        loader: SubSpecLoader | None = ctx.loader
+        if loader is None:
+            raise ctx.fail("YamlModule needs a sub-spec loader (compile through yaml2torch.compiler)")
+        if not x.is_image:
+            raise ctx.fail(f"YamlModule needs a (C, H, W) input, got {x}")
+        file_loc = a.locs["file"]
+        path = (loader.base_dir / a.file).resolve()
+        if path in loader.including:
+            chain = " -> ".join(p.name for p in (*loader.including, path))
+            raise SpecError(file_loc, f"YamlModule {a.file!r} includes itself ({chain})")
+        if not path.is_file():
+            raise SpecError(file_loc, f"YamlModule file {a.file!r} not found (looked for {path})")
+        values = {int(arg.name[3:]): a.values[arg.name] for arg in self.signature[1:] if a.values[arg.name] is not _UNSET}
+        try:
+            sub_ir = lower_sub_spec(path, values, x, ctx, loader)
+        except SpecError as exc:
+            if exc.location is not None and exc.location.file != ctx.loc.file:
+                # the error is inside the sub-spec: say which row brought it in
+                raise SpecError(exc.location, f"{exc.message} (in YamlModule at {ctx.loc})") from None
+            raise
+        source = render_sub_class(sub_ir, path)
+        name = class_name_for(path, source, loader)
+        own = ClassSource(name, source.replace(_NAME_SLOT, name))
+        return ModuleInstance(Call(name), x, sub_ir.output_shape, sub_ir.params, sub_ir.macs, (*sub_ir.classes, own))
+
+
+def _plain(value: Any) -> str | None:
+    if value is _UNSET:
+        return None
+    plain = value.plain() if isinstance(value, Node) else value
+    return repr(plain)
+
+
+def read_sub_spec(path: Path) -> tuple[Node, str]:
+    from yaml2torch.spec.yaml_nodes import load_text, read_text
+
+    text = read_text(path)
+    return load_text(text, str(path)), text
+
+
+def substitute(node: Node, values: dict[int, Node], defaults: list[Node]) -> Node:
+    """``node`` with every ``argN`` string replaced by the row's value N (or default N)."""
+    if isinstance(node.value, str) and (match := _PLACEHOLDER.match(node.value)):
+        index = int(match.group(1))
+        if index in values:
+            return values[index]
+        if index < len(defaults):
+            return defaults[index]
+        raise SpecError(
+            node.loc,
+            f"{node.value} has no value: the YamlModule row gives {len(values)} args and the file's "
+            f"args: lists {len(defaults)} defaults",
+        )
+    if isinstance(node.value, list):
+        return Node([substitute(item, values, defaults) for item in node.value], node.loc)
+    if isinstance(node.value, dict):
+        items = {key: substitute(item, values, defaults) for key, item in node.value.items()}
+        return Node(items, node.loc, node.key_locs)
+    return node
+
+
+def lower_sub_spec(path: Path, values: dict[int, Node], x: Shape, ctx: BuildContext, loader: SubSpecLoader) -> ModelIR:
+    from yaml2torch.blocks import Catalogue, builtin_blocks
+    from yaml2torch.ir.lower import lower
+    from yaml2torch.render.model_file import block_class_sources
+    from yaml2torch.spec.model_spec import ModelSpec, NormSpec, expect_list, parse_row
+
+    root, text = read_sub_spec(path)
+    if not root.is_map:
+        raise SpecError(root.loc, f"a YamlModule file must be a mapping with 'module:' rows, not {type_name(root)}")
+    fields: dict[str, Node] = root.value  # type: ignore[assignment]
+    for key in fields:
+        if key not in SUB_SPEC_KEYS:
+            raise SpecError(
+                root.key_locs[key],  # type: ignore[index]
+                f"unknown YamlModule key {key!r}{suggest(key, SUB_SPEC_KEYS)}; a sub-spec has args: and module:",
+            )
+    if "module" not in fields:
+        raise SpecError(root.loc, "a YamlModule file needs 'module:' (its rows)")
+    defaults = expect_list(fields["args"], "args") if "args" in fields and fields["args"].value is not None else []
+    row_nodes = expect_list(fields["module"], "module")
+    if not row_nodes:
+        raise SpecError(fields["module"].loc, "the YamlModule file's module: has no rows")
+    diagnostics = loader.diagnostics
+    rows = tuple(parse_row(substitute(node, values, defaults), i, False, diagnostics) for i, node in enumerate(row_nodes))
+    spec = ModelSpec(
+        path=str(path),
+        base_dir=path.parent,
+        input_channel=x.channels,
+        input_size=x.spatial if x.known else None,  # type: ignore[arg-type]
+        depth_multiple=1.0,
+        width_multiple=ctx.width_multiple,
+        channel_divisor=ctx.channel_divisor,
+        channel_rounding=ctx.channel_rounding,
+        norm=NormSpec(ctx.bn_eps, ctx.bn_momentum),
+        rows=rows,
+        modules=(),
+        text=text,
+    )
+    catalogue = loader.catalogue if loader.catalogue is not None else Catalogue(builtin_blocks())
+    return lower(spec, catalogue, block_class_sources, diagnostics, loader.nested(path))
+
+
+_NAME_SLOT = "__YAML_MODULE_CLASS__"
+
+
+def render_sub_class(ir: ModelIR, path: Path) -> str:
+    """The class source with a name slot; comments carry channels, not spatial sizes, so one body
+    serves every input size."""
+    from yaml2torch.render.model_file import format_count, forward_lines
+    from yaml2torch.render.templates import environment
+
+    input_name, views = forward_lines(ir)
+    comments = [
+        printable(
+            f"{layer.index}: {layer.block}{f' [{layer.summary}]' if layer.summary else ''}"
+            f"{f' x{len(layer.modules)}' if len(layer.modules) > 1 else ''}"
+            f" -> {layer.out_shape.channels} channels, {format_count(layer.params)} params"
+        )
+        for layer in ir.layers
+    ]
+    return environment().get_template("blocks/yaml_module.py.jinja").render(
+        class_name=_NAME_SLOT,
+        file_comment=printable(repr(path.name)),
+        params=format_count(ir.params),
+        layers=[{"comment": c, "attr": v.attr, "ctor": v.ctor, "forward": v.forward} for c, v in zip(comments, views)],
+        input_name=input_name,
+        output_var=views[-1].forward.split(" = ")[0],
+    )
+
+
+def class_name_for(path: Path, source: str, loader: SubSpecLoader) -> str:
+    """``<Stem>Module`` for the first body from this file, then ``<Stem>Module2`` ...; deterministic."""
+    key = f"{path}\0{source}"
+    if key in loader.class_names:
+        return loader.class_names[key]
+    words = [w for w in re.split(r"[^0-9A-Za-z]+", path.stem) if w]
+    base = "".join(w[0].upper() + w[1:] for w in words) or "Sub"
+    if base[0].isdigit():
+        base = "M" + base
+    if not base.endswith(("Module", "Block")) or base in _taken_names(loader):
+        base += "Module"
+    taken = set(loader.class_names.values()) | _taken_names(loader)
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}{n}"
+    loader.class_names[key] = check_identifier(name)
+    return name
+
+
+def _taken_names(loader: SubSpecLoader) -> set[str]:
+    """Class names the catalogue's blocks generate (a sub-spec class must not shadow them)."""
+    from yaml2torch.blocks import builtin_blocks
+
+    blocks = loader.catalogue.blocks if loader.catalogue is not None else builtin_blocks()
+    return {getattr(b, "class_name", "") or b.name for b in blocks.values()} | {"Model"}
