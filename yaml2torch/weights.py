@@ -83,8 +83,15 @@ def read_state_dict(weights_path: Path) -> Mapping[str, torch.Tensor]:
         raise WeightsError(f"{weights_path}: no such weights file")
     try:
         loaded = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
-        raise WeightsError(f"{weights_path}: cannot read weights: {exc}") from None
+    except pickle.UnpicklingError:
+        # torch's message is a page long; the gist is that only tensors and containers load
+        raise WeightsError(
+            f"{weights_path}: cannot read weights: not a torch.save file of plain tensors "
+            "(objects other than tensors and containers are never unpickled)"
+        ) from None
+    except (OSError, EOFError, RuntimeError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{weights_path}: cannot read weights: {first_line}") from None
     if not isinstance(loaded, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
