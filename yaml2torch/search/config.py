@@ -1,0 +1,574 @@
+"""The search file: model template, training settings, data, objectives, constraints, budget.
+
+Everything is checked strictly at load time with the YAML location of the offending node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from yaml2torch.errors import Location, SpecError, suggest
+from yaml2torch.search import space as sp
+from yaml2torch.spec.yaml_nodes import Node, load_text, read_text, type_name
+
+TOP_KEYS = (
+    "study",
+    "seed",
+    "trials",
+    "timeout",
+    "data",
+    "model",
+    "python",
+    "train",
+    "objectives",
+    "constraints",
+    "pick",
+    "sampler",
+    "pruner",
+    "anchors",
+)
+METRICS = {  # name -> default direction
+    "accuracy": "maximize",
+    "f1": "maximize",
+    "loss": "minimize",
+    "params": "minimize",
+    "macs": "minimize",
+    "latency": "minimize",
+}
+SCORE_METRICS = ("accuracy", "f1", "loss")  # measured by training; the rest are static or timed
+DATA_SOURCES = ("digits", "folder", "cifar10", "npz")
+OPTIMIZERS = {
+    "SGD": ("lr", "momentum", "weight_decay", "nesterov", "dampening"),
+    "Adam": ("lr", "betas", "weight_decay", "eps", "amsgrad"),
+    "AdamW": ("lr", "betas", "weight_decay", "eps", "amsgrad"),
+    "RMSprop": ("lr", "alpha", "momentum", "weight_decay", "eps"),
+}
+SCHEDULERS = ("none", "cosine", "step", "onecycle")
+TRAIN_KEYS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "scheduler",
+    "image_size",
+    "augment",
+    "label_smoothing",
+    "amp",
+    "channels_last",
+    "compile",
+)
+AUGMENT_KEYS = ("hflip", "shift")
+SAMPLERS = ("TPE", "Random", "NSGAII", "GP", "QMC")
+PRUNERS = ("none", "Median", "Percentile", "Hyperband", "SuccessiveHalving", "Patient", "Threshold")
+
+
+# --- settings dataclasses -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    type: str = "Adam"
+    lr: float = 1e-3
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: OptimizerSettings = OptimizerSettings()
+    scheduler: str = "cosine"
+    step_size: int = 0  # scheduler "step": epochs per decay (0: epochs // 3)
+    gamma: float = 0.1
+    image_size: tuple[int, int] | None = None
+    hflip: bool = False
+    shift: int = 0  # random translation by up to this many pixels (pad + crop)
+    label_smoothing: float = 0.0
+    amp: bool = True  # CUDA only
+    channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile, CUDA only
+
+    def key(self) -> dict:
+        """What makes two trainings of one architecture the same (hashed for de-duplication)."""
+        return json.loads(json.dumps(asdict(self), default=list))
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    source: str = "digits"
+    path: Path | None = None
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    limit: int | None = None  # keep at most this many samples (stratified), for quick runs
+    channels: int | None = None  # image folders: 1 (L) or 3 (RGB)
+
+    def key(self) -> dict:
+        return {**asdict(self), "path": str(self.path) if self.path else None}
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str
+
+
+@dataclass(frozen=True)
+class Constraints:
+    max_params: int | None = None
+    max_macs: int | None = None
+    min_spatial: int | None = None
+    max_latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class PickRule:
+    """How one trial is picked from a Pareto set: the best ``metric`` within the budgets."""
+
+    metric: str
+    max_params: int | None = None
+    max_macs: int | None = None
+
+
+@dataclass(frozen=True)
+class Component:
+    """A sampler or pruner: an Optuna class name and its keyword arguments."""
+
+    type: str
+    kwargs: tuple[tuple[str, object], ...]
+    loc: Location | None
+
+
+@dataclass(frozen=True)
+class PythonRef:
+    path: Path
+    function: str
+    loc: Location
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    path: str
+    text: str
+    base_dir: Path
+    study: str
+    seed: int
+    trials: int | None
+    timeout: float | None
+    data: DataSettings
+    model: sp.SpaceNode | None  # the model template (None when python: is used)
+    model_node: Node | None
+    python: PythonRef | None
+    train: sp.SpaceNode
+    objectives: tuple[Objective, ...]
+    constraints: Constraints
+    pick: PickRule
+    sampler: Component
+    pruner: Component
+
+    @property
+    def text_sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> SearchConfig:
+    path = Path(path)
+    return parse_config(read_text(path), str(path), path.parent)
+
+
+def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = None) -> SearchConfig:
+    base_dir = base_dir if base_dir is not None else Path.cwd()
+    root = load_text(text, filename)
+    if not root.is_map:
+        raise SpecError(root.loc, f"a search file must be a mapping, not {type_name(root)}")
+    fields: dict[str, Node] = root.value  # type: ignore[assignment]
+    for key in fields:
+        if key not in TOP_KEYS:
+            raise SpecError(root.key_locs[key], f"unknown top-level key {key!r}{suggest(key, TOP_KEYS)}")  # type: ignore[index]
+    if ("model" in fields) == ("python" in fields):
+        raise SpecError(root.loc, "give exactly one of 'model' (a model template) or 'python' (path/to/file.py:search_model)")
+
+    names = sp.new_name_table()
+    model = python = model_node = None
+    if "model" in fields:
+        model_node = fields["model"]
+        model = _model_space(model_node, names)
+    else:
+        python = _python_ref(fields["python"], base_dir)
+    train_node = fields.get("train") or Node({}, root.loc, {})
+    if not train_node.is_map:
+        raise SpecError(train_node.loc, f"train must be a mapping, not {type_name(train_node)}")
+    train = sp.parse_value(train_node, ("train",), names)
+
+    study = Path(filename).stem if filename != "<search>" else "search"
+    if "study" in fields:
+        study = _str(fields["study"], "study")
+        if not study or "/" in study or study.startswith("."):
+            raise SpecError(fields["study"].loc, "study must be a plain name (used as a folder name)")
+    seed = _int(fields["seed"], "seed", 0) if "seed" in fields else 0
+    trials = _int(fields["trials"], "trials", 1) if "trials" in fields else None
+    timeout = _positive(fields["timeout"], "timeout") if "timeout" in fields else None
+    if trials is None and timeout is None:
+        trials = 20
+    objectives = _objectives(fields.get("objectives"), root.loc)
+    config = SearchConfig(
+        path=filename,
+        text=text,
+        base_dir=base_dir,
+        study=study,
+        seed=seed,
+        trials=trials,
+        timeout=timeout,
+        data=_data(fields.get("data"), base_dir, seed),
+        model=model,
+        model_node=model_node,
+        python=python,
+        train=train,
+        objectives=objectives,
+        constraints=_constraints(fields.get("constraints")),
+        pick=_pick(fields.get("pick"), objectives),
+        sampler=_component(fields.get("sampler"), "sampler", SAMPLERS, "TPE"),
+        pruner=_component(fields.get("pruner"), "pruner", PRUNERS, "Median" if len(objectives) == 1 else "none"),
+    )
+    if config.multi_objective and config.pruner.type != "none":
+        raise SpecError(config.pruner.loc, "pruners work with one objective only; use pruner: none")
+    check_train_space(config)
+    return config
+
+
+def _model_space(node: Node, names) -> sp.SpaceNode:
+    if not node.is_map:
+        raise SpecError(node.loc, f"model must be a mapping (a model spec template), not {type_name(node)}")
+    items = []
+    for key, child in node.value.items():  # type: ignore[union-attr]
+        if key in ("backbone", "head"):
+            items.append((key, sp.parse_rows(child, (key,), names) if child.value is not None else sp.Fixed(child)))
+        else:
+            items.append((key, sp.parse_value(child, (key,), names)))
+    return sp.MapSpace(node, tuple(items))
+
+
+def _python_ref(node: Node, base_dir: Path) -> PythonRef:
+    text = _str(node, "python")
+    file_part, _, function = text.rpartition(":")
+    if not file_part.endswith(".py") or not function.isidentifier():
+        raise SpecError(node.loc, f"python must look like path/to/file.py:function, got {text!r}")
+    path = (base_dir / file_part) if not Path(file_part).is_absolute() else Path(file_part)
+    if not path.is_file():
+        # Paths are tried relative to the search file, then to the working folder.
+        if Path(file_part).is_file():
+            path = Path(file_part)
+        else:
+            raise SpecError(node.loc, f"python file {file_part!r} not found (relative to {base_dir})")
+    return PythonRef(path.resolve(), function, node.loc)
+
+
+def check_train_space(config: SearchConfig) -> None:
+    """Parse the training settings of enough walks that every branch has been read once."""
+    for k in range(sp.walk_passes(config.train)):
+        parse_train(sp.sample(config.train, sp.WalkParams(k)))
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+def _keys(node: Node, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
+    if not node.is_map:
+        raise SpecError(node.loc, f"{what} must be a mapping, not {type_name(node)}")
+    for key in node.value:  # type: ignore[union-attr]
+        if key not in allowed:
+            raise SpecError(node.key_locs[key], f"unknown {what} key {key!r}{suggest(key, allowed)}; allowed: {', '.join(allowed)}")  # type: ignore[index]
+    return node.value  # type: ignore[return-value]
+
+
+def _str(node: Node, what: str) -> str:
+    if not isinstance(node.value, str):
+        raise SpecError(node.loc, f"{what} must be a string, not {type_name(node)}")
+    return node.value
+
+
+def _int(node: Node, what: str, minimum: int | None = None) -> int:
+    if isinstance(node.value, bool) or not isinstance(node.value, int):
+        raise SpecError(node.loc, f"{what} must be an int, not {type_name(node)} ({node.value!r})")
+    if minimum is not None and node.value < minimum:
+        raise SpecError(node.loc, f"{what} must be >= {minimum}, got {node.value}")
+    return node.value
+
+
+def _float(node: Node, what: str, low: float | None = None, high: float | None = None) -> float:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(node.loc, f"{what} must be a finite number, not {type_name(node)} ({value!r})")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise SpecError(node.loc, f"{what} must be between {low} and {high}, got {value}")
+    return float(value)
+
+
+def _positive(node: Node, what: str) -> float:
+    value = _float(node, what)
+    if value <= 0:
+        raise SpecError(node.loc, f"{what} must be positive")
+    return value
+
+
+def _bool(node: Node, what: str) -> bool:
+    if not isinstance(node.value, bool):
+        raise SpecError(node.loc, f"{what} must be true or false, not {type_name(node)}")
+    return node.value
+
+
+def _size(node: Node, what: str) -> tuple[int, int] | None:
+    if node.value is None:
+        return None
+    if isinstance(node.value, int) and not isinstance(node.value, bool):
+        size = _int(node, what, 1)
+        return (size, size)
+    if node.is_seq and len(node.value) == 2:  # type: ignore[arg-type]
+        return (_int(node.value[0], what, 1), _int(node.value[1], what, 1))  # type: ignore[index]
+    raise SpecError(node.loc, f"{what} must be an int or [H, W]")
+
+
+def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
+    if node is None:
+        return DataSettings(split_seed=seed)
+    if isinstance(node.value, str):
+        node = Node({"source": node}, node.loc, {"source": node.loc})
+    fields = _keys(node, ("source", "path", "val_fraction", "test_fraction", "split_seed", "limit", "channels"), "data")
+    source = _str(fields["source"], "data.source") if "source" in fields else "digits"
+    if source not in DATA_SOURCES:
+        raise SpecError(fields["source"].loc, f"unknown data source {source!r}{suggest(source, DATA_SOURCES)}; one of {', '.join(DATA_SOURCES)}")
+    path = None
+    if source != "digits":
+        if "path" not in fields:
+            raise SpecError(node.loc, f"data source {source!r} needs a path")
+        raw = Path(_str(fields["path"], "data.path")).expanduser()
+        path = raw if raw.is_absolute() else (base_dir / raw)
+    elif "path" in fields:
+        raise SpecError(fields["path"].loc, "the digits data set is built in; it takes no path")
+    val = _float(fields["val_fraction"], "val_fraction", 0.01, 0.9) if "val_fraction" in fields else 0.2
+    test = _float(fields["test_fraction"], "test_fraction", 0.0, 0.9) if "test_fraction" in fields else 0.2
+    if val + test >= 0.95:
+        raise SpecError(node.loc, "val_fraction + test_fraction leave too little to train on")
+    channels = None
+    if "channels" in fields:
+        channels = _int(fields["channels"], "data.channels")
+        if channels not in (1, 3):
+            raise SpecError(fields["channels"].loc, "data.channels must be 1 or 3")
+    return DataSettings(
+        source=source,
+        path=path,
+        val_fraction=val,
+        test_fraction=test,
+        split_seed=_int(fields["split_seed"], "split_seed", 0) if "split_seed" in fields else seed,
+        limit=_int(fields["limit"], "limit", 10) if "limit" in fields else None,
+        channels=channels,
+    )
+
+
+def _objectives(node: Node | None, loc: Location) -> tuple[Objective, ...]:
+    if node is None:
+        return (Objective("accuracy", "maximize"),)
+    pairs: list[tuple[str, Node | None, Node]] = []
+    if isinstance(node.value, str):
+        pairs.append((node.value, None, node))
+    elif node.is_seq:
+        for item in node.value:  # type: ignore[union-attr]
+            if item.is_map and len(item.value) == 1:  # type: ignore[arg-type]
+                ((name, direction),) = item.value.items()  # type: ignore[union-attr]
+                pairs.append((name, direction, item))
+            else:
+                pairs.append((_str(item, "objective"), None, item))
+    elif node.is_map:
+        pairs.extend((name, direction, node) for name, direction in node.value.items())  # type: ignore[union-attr]
+    else:
+        raise SpecError(node.loc, "objectives must be a metric name, a list, or a mapping {metric: direction}")
+    if not pairs:
+        raise SpecError(node.loc, "objectives is empty")
+    result = []
+    for name, direction_node, where in pairs:
+        if name not in METRICS:
+            raise SpecError(where.loc, f"unknown metric {name!r}{suggest(name, METRICS)}; one of {', '.join(METRICS)}")
+        direction = METRICS[name]
+        if direction_node is not None:
+            direction = _str(direction_node, "direction")
+            if direction not in ("maximize", "minimize"):
+                raise SpecError(direction_node.loc, f"direction must be maximize or minimize, not {direction!r}")
+        if any(o.metric == name for o in result):
+            raise SpecError(where.loc, f"metric {name!r} is listed twice")
+        result.append(Objective(name, direction))
+    if not any(o.metric in SCORE_METRICS for o in result):
+        raise SpecError(node.loc, "at least one objective must be measured by training (accuracy, f1 or loss)")
+    return tuple(result)
+
+
+def _constraints(node: Node | None) -> Constraints:
+    if node is None or node.value is None:
+        return Constraints()
+    fields = _keys(node, ("max_params", "max_macs", "min_spatial", "max_latency_ms"), "constraints")
+    return Constraints(
+        max_params=_int(fields["max_params"], "max_params", 1) if "max_params" in fields else None,
+        max_macs=_int(fields["max_macs"], "max_macs", 1) if "max_macs" in fields else None,
+        min_spatial=_int(fields["min_spatial"], "min_spatial", 1) if "min_spatial" in fields else None,
+        max_latency_ms=_positive(fields["max_latency_ms"], "max_latency_ms") if "max_latency_ms" in fields else None,
+    )
+
+
+def _pick(node: Node | None, objectives: tuple[Objective, ...]) -> PickRule:
+    default_metric = next(o.metric for o in objectives if o.metric in SCORE_METRICS)
+    if node is None or node.value is None:
+        return PickRule(default_metric)
+    fields = _keys(node, ("metric", "max_params", "max_macs"), "pick")
+    metric = default_metric
+    if "metric" in fields:
+        metric = _str(fields["metric"], "pick.metric")
+        if metric not in SCORE_METRICS:
+            raise SpecError(fields["metric"].loc, f"pick.metric must be one of {', '.join(SCORE_METRICS)}")
+    return PickRule(
+        metric,
+        _int(fields["max_params"], "pick.max_params", 1) if "max_params" in fields else None,
+        _int(fields["max_macs"], "pick.max_macs", 1) if "max_macs" in fields else None,
+    )
+
+
+def _component(node: Node | None, what: str, types: tuple[str, ...], default: str) -> Component:
+    if node is None:
+        return Component(default, (), None)
+    if isinstance(node.value, str) or node.value is None:
+        name = "none" if node.value is None else node.value
+        fields: dict[str, Node] = {}
+    else:
+        if not node.is_map or "type" not in node.value:  # type: ignore[operator]
+            raise SpecError(node.loc, f"{what} must be a name or a mapping with 'type' and the {what}'s arguments")
+        fields = dict(node.value)  # type: ignore[arg-type]
+        name = _str(fields.pop("type"), f"{what} type")
+    if name not in types:
+        raise SpecError(node.loc, f"unknown {what} {name!r}{suggest(name, types)}; one of {', '.join(types)}")
+    if name == "none" and fields:
+        raise SpecError(node.loc, f"{what} none takes no arguments")
+    kwargs = []
+    if fields:
+        allowed = _component_args(what, name)
+        for key, value in fields.items():
+            if key not in allowed:
+                raise SpecError(node.key_locs[key], f"{name} has no argument {key!r}{suggest(key, allowed)}")  # type: ignore[index]
+            plain = value.plain()
+            if isinstance(plain, dict):
+                raise SpecError(value.loc, f"{what} arguments must be plain values or lists")
+            kwargs.append((key, plain))
+    return Component(name, tuple(kwargs), node.loc)
+
+
+def component_class(what: str, name: str):
+    import optuna
+
+    if what == "sampler":
+        return {
+            "TPE": optuna.samplers.TPESampler,
+            "Random": optuna.samplers.RandomSampler,
+            "NSGAII": optuna.samplers.NSGAIISampler,
+            "GP": optuna.samplers.GPSampler,
+            "QMC": optuna.samplers.QMCSampler,
+        }[name]
+    return {
+        "none": optuna.pruners.NopPruner,
+        "Median": optuna.pruners.MedianPruner,
+        "Percentile": optuna.pruners.PercentilePruner,
+        "Hyperband": optuna.pruners.HyperbandPruner,
+        "SuccessiveHalving": optuna.pruners.SuccessiveHalvingPruner,
+        "Patient": optuna.pruners.PatientPruner,
+        "Threshold": optuna.pruners.ThresholdPruner,
+    }[name]
+
+
+def _component_args(what: str, name: str) -> tuple[str, ...]:
+    params = inspect.signature(component_class(what, name)).parameters
+    # The seed comes from the file's top-level seed; callables cannot be written in YAML.
+    excluded = {"seed", "self", "constraints_func", "gamma", "weights", "wrapped_pruner", "independent_sampler"}
+    return tuple(p for p in params if p not in excluded and params[p].kind is not inspect.Parameter.VAR_KEYWORD)
+
+
+def parse_train(node: Node) -> TrainSettings:
+    """Training settings from a sampled (concrete) ``train`` node."""
+    fields = _keys(node, TRAIN_KEYS, "train")
+    settings: dict[str, object] = {}
+    if "epochs" in fields:
+        settings["epochs"] = _int(fields["epochs"], "epochs", 1)
+    if "batch_size" in fields:
+        settings["batch_size"] = _int(fields["batch_size"], "batch_size", 1)
+    if "optimizer" in fields:
+        settings["optimizer"] = _optimizer(fields["optimizer"])
+    if "scheduler" in fields:
+        settings.update(_scheduler(fields["scheduler"]))
+    if "image_size" in fields:
+        settings["image_size"] = _size(fields["image_size"], "image_size")
+    if "augment" in fields and fields["augment"].value is not None:
+        augment = _keys(fields["augment"], AUGMENT_KEYS, "augment")
+        if "hflip" in augment:
+            settings["hflip"] = _bool(augment["hflip"], "hflip")
+        if "shift" in augment:
+            settings["shift"] = _int(augment["shift"], "shift", 0)
+    if "label_smoothing" in fields:
+        settings["label_smoothing"] = _float(fields["label_smoothing"], "label_smoothing", 0.0, 0.5)
+    for key in ("amp", "channels_last", "compile"):
+        if key in fields:
+            settings[key] = _bool(fields[key], key)
+    return TrainSettings(**settings)  # type: ignore[arg-type]
+
+
+def _optimizer(node: Node) -> OptimizerSettings:
+    if isinstance(node.value, str):
+        node = Node({"type": node}, node.loc, {"type": node.loc})
+    if not node.is_map or "type" not in node.value:  # type: ignore[operator]
+        raise SpecError(node.loc, "optimizer must be a name (Adam) or a mapping {type: Adam, lr: 0.001, ...}")
+    kind = _str(node.value["type"], "optimizer type")  # type: ignore[index]
+    if kind not in OPTIMIZERS:
+        raise SpecError(node.value["type"].loc, f"unknown optimizer {kind!r}{suggest(kind, OPTIMIZERS)}; one of {', '.join(OPTIMIZERS)}")  # type: ignore[index]
+    fields = _keys(node, ("type",) + OPTIMIZERS[kind], f"{kind} optimizer")
+    lr = _float(fields["lr"], "lr", 0.0, 10.0) if "lr" in fields else (0.01 if kind == "SGD" else 1e-3)
+    kwargs: list[tuple[str, object]] = []
+    for key, value in fields.items():
+        if key in ("type", "lr"):
+            continue
+        if key == "betas":
+            if not value.is_seq or len(value.value) != 2:  # type: ignore[arg-type]
+                raise SpecError(value.loc, "betas must be [beta1, beta2]")
+            kwargs.append((key, tuple(_float(b, "beta", 0.0, 0.99999) for b in value.value)))  # type: ignore[union-attr]
+        elif key in ("nesterov", "amsgrad"):
+            kwargs.append((key, _bool(value, key)))
+        else:
+            kwargs.append((key, _float(value, key, 0.0, 1e3)))
+    return OptimizerSettings(kind, lr, tuple(kwargs))
+
+
+def _scheduler(node: Node) -> dict[str, object]:
+    if node.value is None:
+        return {"scheduler": "none"}
+    if isinstance(node.value, str):
+        node = Node({"type": node}, node.loc, {"type": node.loc})
+    fields = _keys(node, ("type", "step_size", "gamma"), "scheduler")
+    if "type" not in fields:
+        raise SpecError(node.loc, "scheduler needs a type")
+    kind = _str(fields["type"], "scheduler")
+    if kind not in SCHEDULERS:
+        raise SpecError(fields["type"].loc, f"unknown scheduler {kind!r}{suggest(kind, SCHEDULERS)}; one of {', '.join(SCHEDULERS)}")
+    result: dict[str, object] = {"scheduler": kind}
+    if "step_size" in fields:
+        result["step_size"] = _int(fields["step_size"], "step_size", 1)
+    if "gamma" in fields:
+        result["gamma"] = _float(fields["gamma"], "gamma", 0.0, 1.0)
+    return result

@@ -1,0 +1,113 @@
+"""Rich progress while a search runs (trial n/N, epoch, best so far) and the closing table."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+def format_metric(name: str, value) -> str:
+    if value is None:
+        return "-"
+    if name in ("accuracy", "f1"):
+        return f"{value:.4f}"
+    if name in ("params", "macs"):
+        return f"{int(value):,}"
+    if name == "latency":
+        return f"{value:.3f} ms"
+    return f"{value:.4g}"
+
+
+class SearchProgress:
+    """Two bars on stderr: trials, and epochs of the current trial. Disabled: prints nothing."""
+
+    def __init__(self, config, total: int | None, done: int, enabled: bool = True) -> None:
+        self.config = config
+        self.enabled = enabled
+        self.console = Console(file=sys.stderr)
+        self.best = "-"
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.trials = self.progress.add_task("trials", total=total, completed=done, info="best -")
+        self.epochs = self.progress.add_task("epochs", total=1, completed=0, info="", visible=False)
+
+    def __enter__(self) -> SearchProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def start_trial(self, number: int, epochs: int) -> None:
+        self.progress.update(self.epochs, description=f"trial {number}", total=epochs, completed=0, info="", visible=True)
+
+    def epoch(self, epoch: int, epochs: int, metrics: dict) -> None:
+        metric = self.config.objectives[0].metric
+        shown = metric if metric in metrics else "accuracy"
+        self.progress.update(self.epochs, completed=epoch, info=f"val {shown} {format_metric(shown, metrics.get(shown))}")
+
+    def trial_done(self, study, trial) -> None:
+        try:
+            if not self.config.multi_objective:
+                best = study.best_trial
+                self.best = f"best {format_metric(self.config.objectives[0].metric, best.value)} (trial {best.number})"
+            else:
+                self.best = f"pareto {len(study.best_trials)} trials"
+        except ValueError:
+            pass  # no completed trial yet
+        self.progress.update(self.trials, advance=1, info=f"{self.best}  last: {trial.state.name.lower()} {trial.user_attrs.get('status', '')}")
+        self.progress.update(self.epochs, visible=False)
+
+    def closing_table(self, study, config, summary: dict) -> None:
+        if not self.enabled:
+            return
+        self.progress.stop()
+        self.console.print(trials_table(study, config, summary.get("picked", {}).get("number")))
+        picked = summary.get("picked")
+        if picked:
+            test = picked.get("test") or {}
+            self.console.print(
+                f"picked trial {picked['number']} ({picked['arch_hash'][:12]}): "
+                f"test accuracy {format_metric('accuracy', test.get('accuracy'))}, "
+                f"test f1 {format_metric('f1', test.get('f1'))}, params {picked['params']:,}; "
+                f"files in {summary['out_dir']}"
+            )
+
+
+def trials_table(study, config, picked: int | None = None, limit: int = 40) -> Table:
+    metrics = [o.metric for o in config.objectives]
+    extra = [m for m in ("accuracy", "f1", "params", "macs") if m not in metrics]
+    table = Table(title=f"study {study.study_name}")
+    for column in ["#", "state", *metrics, *extra, "time", "note"]:
+        table.add_column(column, justify="right" if column not in ("state", "note") else "left")
+    trials = study.get_trials(deepcopy=False)
+    shown = trials[-limit:]
+    for trial in shown:
+        attrs = trial.user_attrs
+        values = {**(attrs.get("metrics") or {}), "params": attrs.get("params"), "macs": attrs.get("macs")}
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete and trial.datetime_start else None
+        note = attrs.get("reason", "") if trial.state.name != "COMPLETE" or "duplicate_of" in attrs else ""
+        mark = "*" if trial.number == picked else ""
+        table.add_row(
+            f"{trial.number}{mark}",
+            trial.state.name.lower(),
+            *(format_metric(m, values.get(m)) for m in metrics + extra),
+            "-" if seconds is None else f"{seconds:.1f}s",
+            note[:70],
+        )
+    if len(trials) > limit:
+        table.caption = f"last {limit} of {len(trials)} trials; * = picked"
+    else:
+        table.caption = "* = picked"
+    return table
