@@ -24,7 +24,7 @@ import pytest
 def find_pg_bin() -> Path | None:
     on_path = shutil.which("pg_ctl")
     if on_path:
-        return Path(on_path).parent
+        return Path(on_path).resolve().parent  # e.g. a /usr/local/bin symlink into the real bin folder
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
     return Path(candidates[-1]).parent if candidates else None
 

@@ -12,7 +12,7 @@ A journal file has no heartbeats, so workers record their own on the trial:
 
 **The rule.** When a worker starts (and before each new trial), a RUNNING trial is *stale* when
 either (a) its ``worker.host`` is this host and that process (pid and start time) no longer
-exists, or (b) its ``heartbeat_at`` (or, without one, its start time) is older than the grace
+exists (or is a zombie), or (b) its ``heartbeat_at`` (or, without one, its start time) is older than the grace
 period. A stale trial is failed with ``fail_reason`` saying why, and, unless it is itself a
 retry, its parameters are enqueued once more as a new trial with ``retry_of`` set to its
 number. Two workers reaping at once are safe: only the one whose FAIL is recorded first
@@ -39,16 +39,27 @@ TRIAL_WORKER = "worker"
 TRIAL_HEARTBEAT_AT = "heartbeat_at"
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """The process start time in clock ticks since boot (Linux), or None when unknown/absent."""
+def _proc_stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on, or None when absent or not Linux."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read().decode("ascii", "replace")
     except OSError:
         return None
-    # Field 22; the command name (field 2) may contain spaces, so split after its ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 else None
+    # The command name (field 2) may contain spaces, so split after its ')'.
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process start time in clock ticks since boot (field 22), or None when unknown/absent."""
+    fields = _proc_stat_fields(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet: dead for our purposes."""
+    fields = _proc_stat_fields(pid)
+    return fields is not None and fields[0] in ("Z", "X")
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,8 @@ class WorkerIdentity:
             return False
         except PermissionError:
             pass  # exists, owned by someone else
+        if _is_zombie(self.pid):
+            return False
         if self.started is None:
             return True
         return process_start_ticks(self.pid) == self.started
@@ -212,7 +225,9 @@ class Heartbeat:
             self._storage.set_trial_user_attr(self._trial_id, TRIAL_HEARTBEAT_AT, time.time())
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        # Beat at once: Optuna ignores RDB trials that never beat, so a worker killed in its
+        # first interval would leave a trial that is never detected as stale.
+        while True:
             try:
                 self.beat()
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -220,6 +235,8 @@ class Heartbeat:
             except Exception as exc:  # noqa: BLE001 - a skipped beat; the trial goes on
                 if self._on_error is not None:
                     self._on_error(f"heartbeat for trial id {self._trial_id} skipped: {type(exc).__name__}")
+            if self._stop.wait(self._interval):
+                return
 
     def __enter__(self) -> Heartbeat:  # noqa: PYI034
         self._thread.start()

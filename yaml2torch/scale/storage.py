@@ -85,16 +85,39 @@ def make_storage(
     if kind.kind == "sqlite":
         # A busy timeout so a second local process waits for the lock instead of failing.
         return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    with warnings.catch_warnings():
-        # heartbeat_interval and the retry callback are marked experimental; we rely on them on purpose.
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=1),
-        )
+
+    def open_rdb() -> RDBStorage:
+        with warnings.catch_warnings():
+            # heartbeat_interval is marked experimental; we rely on it on purpose.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=1),
+            )
+
+    # Workers opening a fresh database at the same moment race to create Optuna's tables
+    # (CREATE TYPE ... already exists); the losers simply open it again.
+    for attempt in range(10):
+        try:
+            return open_rdb()
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is the schema race
+            if attempt == 9 or not _is_schema_race(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _is_schema_race(exc: BaseException) -> bool:
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    while exc is not None:
+        if isinstance(exc, (IntegrityError, ProgrammingError)) and "already exists" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def make_artifact_store(location: str | Path) -> optuna.artifacts.FileSystemArtifactStore:

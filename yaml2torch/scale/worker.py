@@ -8,13 +8,16 @@ trials that died because the storage went away are re-queued (``retry_of``) so n
 Budgets: ``n_trials`` counts this worker's trials; ``total_trials`` is a study-wide count, in
 which a failed trial that has been retried counts once (through its retry) and trials beyond the
 count that were started concurrently are failed at once with ``fail_reason: surplus ...``, so a
-study ends with exactly ``total_trials`` counted trials however many workers share it.
+study ends with exactly ``total_trials`` counted trials however many workers share it. A worker
+whose budget is met only by trials still running elsewhere waits for them (they may turn stale
+and be retried) instead of exiting.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +46,7 @@ class WorkerOptions:
     total_trials: int | None = None
     timeout: float | None = None
     heartbeat_interval: float = 10.0
+    wait_seconds: float = 1.0  # poll period while only other workers' trials are left
     grace_period: float = 30.0
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -123,6 +127,13 @@ def run_worker(
     say: Callable[[str], None] = _say,
 ) -> WorkerSummary:
     """Run trials until a budget is met; raises StopRequested after recording an interrupted trial."""
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for Study.optimize; this loop beats itself (Heartbeat).
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return _run_worker(study, run_trial, options, say)
+
+
+def _run_worker(study, run_trial, options, say) -> WorkerSummary:
     summary = WorkerSummary()
     identity = WorkerIdentity.current()
     started = time.monotonic()
@@ -145,7 +156,12 @@ def run_worker(
             break
         trials = retrying(lambda: study.get_trials(deepcopy=False), "reading the study")
         if not _should_start(trials, options.total_trials):
-            break
+            if not any(t.state == TrialState.RUNNING for t in trials):
+                break
+            # The budget is met only if the trials running elsewhere finish; if their worker died,
+            # they turn stale and their retries need someone, so wait here rather than exit.
+            time.sleep(options.wait_seconds)
+            continue
         trial = retrying(study.ask, "starting a trial")
         if options.total_trials is not None and _is_beyond_budget(study, trial, options.total_trials, retrying):
             summary.surplus += 1
@@ -164,6 +180,8 @@ def _should_start(trials: Sequence[FrozenTrial], total: int | None) -> bool:
 
 
 def _is_beyond_budget(study: optuna.Study, trial: optuna.Trial, total: int, retrying) -> bool:
+    if trial.number < total:
+        return False  # numbers are dense: fewer than `total` trials can precede this one
     trials = retrying(lambda: study.get_trials(deepcopy=False), "reading the study")
     mine = next((t for t in trials if t.number == trial.number), None)
     if mine is not None and (TRIAL_RETRY_OF in mine.user_attrs or mine.system_attrs.get("fixed_params")):

@@ -1,0 +1,300 @@
+"""Scale-out pieces with real Optuna studies: storages, study metadata, faults, child trials, stale trials, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.trial import TrialState
+
+from yaml2torch.scale.faults import ENV_INJECT, FaultPlan, InjectedFault, NonFiniteLoss, check_finite_loss
+from yaml2torch.scale.isolation import TrialFailed, TrialTimedOut, run_isolated
+from yaml2torch.scale.metadata import (
+    MissingStudyError,
+    StudyMetadata,
+    StudyMismatchError,
+    TrialOutputs,
+    create_or_join_study,
+    download_weights,
+    load_study_metadata,
+    record_trial_outputs,
+    upload_weights,
+)
+from yaml2torch.scale.stale import TRIAL_HEARTBEAT_AT, WorkerIdentity, reap_stale_trials, stale_reason
+from yaml2torch.scale.storage import classify_storage, make_artifact_store, make_storage
+from yaml2torch.scale.worker import WorkerOptions, counted_trials, run_worker, train_in_child
+
+ROOT = Path(__file__).resolve().parent.parent
+TRIVIAL_WORKER = ROOT / "tests" / "scale_trivial_worker.py"
+SPACE = "x: {float: [0, 1]}\n"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def new_study(storage, name="s", space=SPACE, **kwargs):
+    return create_or_join_study(storage, name, StudyMetadata(space, "space.yaml", {"k": 1}), directions=["minimize"], **kwargs)
+
+
+# --- storages ------------------------------------------------------------------------------
+
+
+def test_storage_urls_name_the_right_optuna_storage(tmp_path):
+    assert classify_storage(f"journal://{tmp_path}/a.log").kind == "journal"
+    assert classify_storage(str(tmp_path / "a.journal")).location == str(tmp_path / "a.journal")
+    assert classify_storage("postgresql://u@h/db").has_heartbeats
+    assert not classify_storage("sqlite:///x.db").has_heartbeats
+    assert isinstance(make_storage(str(tmp_path / "deep" / "study.log")), JournalStorage)
+    assert (tmp_path / "deep" / "study.log").is_file()
+    sqlite = make_storage(f"sqlite:///{tmp_path}/s.db")
+    assert isinstance(sqlite, RDBStorage) and sqlite.heartbeat_interval is None
+    with pytest.raises(ValueError, match="neither a database URL"):
+        classify_storage("study.db")
+    with pytest.raises(ValueError, match="needs a file path"):
+        classify_storage("journal://")
+
+
+# --- study metadata ------------------------------------------------------------------------
+
+
+def test_space_and_settings_are_recorded_and_a_different_space_is_refused(tmp_path):
+    url = str(tmp_path / "study.log")
+    new_study(make_storage(url))
+    # A second process (fresh storage object) joins with the same text: fine.
+    new_study(make_storage(url))
+    study, metadata = load_study_metadata(make_storage(url), "s")
+    assert metadata.space_yaml == SPACE and metadata.settings == {"k": 1} and metadata.space_name == "space.yaml"
+    with pytest.raises(StudyMismatchError, match=r"different search space .*sha256 [0-9a-f]{12}.*yaml2torch worker"):
+        new_study(make_storage(url), space=SPACE + "# edited\n")
+    with pytest.raises(MissingStudyError, match="no study named 'nope'.*studies there: s"):
+        load_study_metadata(make_storage(url), "nope")
+
+
+def test_trial_outputs_and_weights_come_back_from_storage_alone(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = new_study(make_storage(url))
+    store = make_artifact_store(tmp_path / "artifacts")
+    trial = study.ask()
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"\x00weights\xff")
+    record_trial_outputs(trial, spec_yaml="a: 1\n", arch_hash="abc", metrics={"accuracy": 0.5}, model_source="# src\n")
+    upload_weights(trial, weights, store)
+    study.tell(trial, 0.5)
+    weights.unlink()
+    # Another process: only the URL, the name and the store location.
+    frozen = optuna.load_study(study_name="s", storage=make_storage(url)).best_trial
+    outputs = TrialOutputs.of(frozen)
+    assert (outputs.spec_yaml, outputs.arch_hash, outputs.metrics, outputs.model_source) == (
+        "a: 1\n",
+        "abc",
+        {"accuracy": 0.5},
+        "# src\n",
+    )
+    fetched = download_weights(outputs, make_artifact_store(tmp_path / "artifacts"), tmp_path / "out" / "best.pt")
+    assert fetched.read_bytes() == b"\x00weights\xff"
+    assert not list((tmp_path / "out").glob(".*partial"))
+
+
+# --- fault injection and child-process trials ----------------------------------------------
+
+
+def test_fault_plan_parses_and_applies_at_the_named_trial_and_epoch():
+    plan = FaultPlan.parse("exception:trial=2,epoch=1; nan:trial=3")
+    assert plan.at_epoch(2, 0, 1.0) == 1.0
+    with pytest.raises(InjectedFault, match="trial 2, epoch 1"):
+        plan.at_epoch(2, 1, 1.0)
+    poisoned = plan.at_epoch(3, 0, 1.0)
+    with pytest.raises(NonFiniteLoss, match="non-finite loss"):
+        check_finite_loss(poisoned, 0)
+    for bad in ("explode:trial=1", "nan:trial=x", "nan:step=1"):
+        with pytest.raises(ValueError, match=ENV_INJECT):
+            FaultPlan.parse(bad)
+
+
+def _child_train(channel, fault: str, epochs: int) -> dict:
+    plan = FaultPlan.parse(fault)
+    loss = 1.0
+    for epoch in range(epochs):
+        loss = plan.at_epoch(7, epoch, loss / 2)
+        check_finite_loss(loss, epoch)
+        if channel.report(epoch, loss):
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+    return {"loss": loss, "pid": os.getpid()}
+
+
+def test_child_trial_returns_its_result_and_reports_each_epoch():
+    reports = []
+    result = run_isolated(_child_train, ("", 3), on_report=lambda step, value: reports.append((step, value)) or False)
+    assert result["loss"] == 0.125 and result["pid"] != os.getpid()
+    assert reports == [(0, 0.5), (1, 0.25), (2, 0.125)]
+    with pytest.raises(optuna.TrialPruned, match="epoch 1"):
+        run_isolated(_child_train, ("", 3), on_report=lambda step, value: step == 1)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("exception:trial=7,epoch=1", r"^InjectedFault: injected exception at trial 7, epoch 1 \(at faults.py:\d+\)$"),
+        ("nan:trial=7,epoch=2", r"^non-finite loss \(nan\) at epoch 2$"),
+        ("oom:trial=7", r"^out of memory: CUDA out of memory \(injected"),
+    ],
+)
+def test_child_trial_faults_come_back_with_their_reason(fault, reason):
+    with pytest.raises(TrialFailed, match=reason):
+        run_isolated(_child_train, (fault, 3))
+
+
+def test_hanging_trial_is_stopped_at_its_time_limit():
+    started = time.monotonic()
+    with pytest.raises(TrialTimedOut, match="exceeded the per-trial time limit of 1s"):
+        run_isolated(_child_train, ("hang:trial=7,epoch=1", 3), time_limit=1.0)
+    assert time.monotonic() - started < 4
+
+
+def _die_hard(channel) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_child_killed_by_a_signal_fails_the_trial_with_the_signal_name():
+    with pytest.raises(TrialFailed, match="killed by SIGKILL"):
+        run_isolated(_die_hard)
+
+
+# --- the worker loop -----------------------------------------------------------------------
+
+
+def _loss_train(channel, number: int, x: float) -> dict:
+    loss = 1.0
+    for epoch in range(2):
+        loss = FaultPlan.from_env().at_epoch(number, epoch, (x - 0.5) ** 2 + 1 / (epoch + 1))
+        check_finite_loss(loss, epoch)
+        channel.report(epoch, loss)
+    return {"loss": loss}
+
+
+def test_faulty_trials_fail_with_reasons_and_the_study_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_INJECT, "exception:trial=1;nan:trial=2,epoch=1;oom:trial=3;hang:trial=4")
+    study = new_study(make_storage(str(tmp_path / "s.log")), pruner=optuna.pruners.NopPruner())
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        return train_in_child(trial, _loss_train, (trial.number, x), time_limit=2.0)["loss"]
+
+    summary = run_worker(study, objective, WorkerOptions(total_trials=7), say=lambda message: None)
+    assert (summary.completed, summary.failed) == (3, 4)
+    reasons = {t.number: t.user_attrs.get("fail_reason") for t in study.trials}
+    assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 3
+    assert reasons[1].startswith("InjectedFault: injected exception at trial 1")
+    assert reasons[2] == "non-finite loss (nan) at epoch 1"
+    assert reasons[3].startswith("out of memory:")
+    assert reasons[4] == "timed out: exceeded the per-trial time limit of 2s"
+    assert reasons[0] is None and reasons[5] is None
+
+
+def test_study_wide_budget_is_exact_with_retries_counted_once(tmp_path):
+    study = new_study(make_storage(str(tmp_path / "s.log")))
+    run_worker(study, lambda t: t.suggest_float("x", 0, 1), WorkerOptions(total_trials=3), say=lambda m: None)
+    assert len(counted_trials(study.trials)) == 3
+    # Another worker joining a finished study starts nothing.
+    summary = run_worker(study, lambda t: t.suggest_float("x", 0, 1), WorkerOptions(total_trials=3), say=lambda m: None)
+    assert summary.completed == 0 and len(study.trials) == 3
+
+
+# --- stale trials (journal: no heartbeats) -------------------------------------------------
+
+
+def _start_trial_in_a_process_then_kill_it(url: str, tmp_path: Path) -> int:
+    """A real worker process that starts a trial (recording who runs it) and is then SIGKILLed."""
+    script = (
+        "import sys, time, optuna\n"
+        "from yaml2torch.scale.storage import make_storage\n"
+        "from yaml2torch.scale.stale import TRIAL_WORKER, WorkerIdentity\n"
+        "study = optuna.load_study(study_name='s', storage=make_storage(sys.argv[1]))\n"
+        "trial = study.ask(); trial.suggest_float('x', 0, 1)\n"
+        "trial.set_user_attr(TRIAL_WORKER, WorkerIdentity.current().as_attr())\n"
+        "print(trial.number, flush=True); time.sleep(60)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
+    number = int(process.stdout.readline())
+    process.kill()
+    process.wait()
+    return number
+
+
+def test_trial_of_a_killed_worker_is_failed_and_retried_once(tmp_path):
+    url = str(tmp_path / "s.log")
+    study = new_study(make_storage(url))
+    number = _start_trial_in_a_process_then_kill_it(url, tmp_path)
+    alive = study.ask()  # a trial of this (living) process: not stale
+    alive.set_user_attr("worker", WorkerIdentity.current().as_attr())
+
+    reaped = reap_stale_trials(study, grace_period=600)
+    assert [(r.number, r.retried) for r in reaped] == [(number, True)]
+    assert "died while running the trial" in reaped[0].reason
+    trials = study.get_trials()
+    assert trials[number].state == TrialState.FAIL
+    assert trials[number].user_attrs["fail_reason"].startswith("stale: worker process")
+    retry = trials[-1]
+    assert retry.state == TrialState.WAITING and retry.user_attrs["retry_of"] == number
+    assert retry.params == trials[number].params
+    assert trials[alive.number].state == TrialState.RUNNING
+    # A second reaper (another worker starting) finds nothing more to do.
+    assert reap_stale_trials(study, grace_period=600) == []
+
+    # The retry itself dies: failed, but not queued a third time.
+    popped = study.ask()
+    assert popped.number == retry.number and popped.params == trials[number].params
+    popped.set_user_attr("worker", {"host": os.uname().nodename, "pid": 2**22 + 17, "started": 1})
+    [again] = reap_stale_trials(study, grace_period=600)
+    assert (again.number, again.retried) == (retry.number, False)
+    assert not study.get_trials(states=(TrialState.WAITING,))
+
+
+def test_silent_trial_from_another_host_is_stale_after_the_grace_period(tmp_path):
+    study = new_study(make_storage(str(tmp_path / "s.log")))
+    trial = study.ask()
+    trial.set_user_attr("worker", {"host": "elsewhere.example", "pid": 1, "started": None})
+    trial.set_user_attr(TRIAL_HEARTBEAT_AT, 1000.0)
+    frozen = study.get_trials()[0]
+    assert stale_reason(frozen, now=1020.0, grace_period=30) is None
+    assert stale_reason(frozen, now=1031.0, grace_period=30) == "no heartbeat for 31s (grace period 30s)"
+
+
+# --- signals -------------------------------------------------------------------------------
+
+
+def test_sigterm_fails_the_running_trial_requeues_it_and_exits_promptly(tmp_path):
+    url, artifacts = str(tmp_path / "s.log"), str(tmp_path / "artifacts")
+    process = subprocess.Popen(
+        [sys.executable, str(TRIVIAL_WORKER), url, "s", artifacts, "--total", "50", "--epochs", "3", "--epoch-seconds", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    storage = make_storage(url)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            study = optuna.load_study(study_name="s", storage=storage)
+            if study.get_trials(states=(TrialState.RUNNING,)):
+                break
+        except KeyError:
+            pass
+        time.sleep(0.1)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert time.monotonic() - sent < 3
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "trial 0 failed: interrupted by SIGTERM" in stderr and "stopped by SIGTERM" in stderr
+    trials = optuna.load_study(study_name="s", storage=make_storage(url)).get_trials()
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["fail_reason"] == "interrupted by SIGTERM"
+    assert trials[1].state == TrialState.WAITING and trials[1].user_attrs["retry_of"] == 0
+    # Nothing half-written in the artifact store: the interrupted trial uploaded nothing.
+    assert not list(Path(artifacts).glob("*"))
