@@ -39,7 +39,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def new_study(storage, name="s", space=SPACE, **kwargs):
-    return create_or_join_study(storage, name, StudyMetadata(space, "space.yaml", {"k": 1}), directions=["minimize"], **kwargs)
+    return create_or_join_study(
+        storage, name, StudyMetadata(space, "space.yaml", {"k": 1}), directions=["minimize"], **kwargs
+    )
 
 
 # --- storages ------------------------------------------------------------------------------
@@ -68,7 +70,7 @@ def test_space_and_settings_are_recorded_and_a_different_space_is_refused(tmp_pa
     new_study(make_storage(url))
     # A second process (fresh storage object) joins with the same text: fine.
     new_study(make_storage(url))
-    study, metadata = load_study_metadata(make_storage(url), "s")
+    _study, metadata = load_study_metadata(make_storage(url), "s")
     assert metadata.space_yaml == SPACE and metadata.settings == {"k": 1} and metadata.space_name == "space.yaml"
     with pytest.raises(StudyMismatchError, match=r"different search space .*sha256 [0-9a-f]{12}.*yaml2torch worker"):
         new_study(make_storage(url), space=SPACE + "# edited\n")
@@ -272,7 +274,19 @@ def test_silent_trial_from_another_host_is_stale_after_the_grace_period(tmp_path
 def test_sigterm_fails_the_running_trial_requeues_it_and_exits_promptly(tmp_path):
     url, artifacts = str(tmp_path / "s.log"), str(tmp_path / "artifacts")
     process = subprocess.Popen(
-        [sys.executable, str(TRIVIAL_WORKER), url, "s", artifacts, "--total", "50", "--epochs", "3", "--epoch-seconds", "1"],
+        [
+            sys.executable,
+            str(TRIVIAL_WORKER),
+            url,
+            "s",
+            artifacts,
+            "--total",
+            "50",
+            "--epochs",
+            "3",
+            "--epoch-seconds",
+            "1",
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -103,7 +103,7 @@ def make_storage(
     for attempt in range(10):
         try:
             return open_rdb()
-        except Exception as exc:  # noqa: BLE001 - re-raised unless it is the schema race
+        except Exception as exc:  # re-raised unless it is the schema race
             if attempt == 9 or not _is_schema_race(exc):
                 raise
             time.sleep(0.2 * (attempt + 1))
