@@ -25,7 +25,7 @@ class MV2Block(Block):
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         need_image(self.name, x, ctx)
-        hidden = int(round(x.channels * a.t))  # kindle's (and torchvision's) rule
+        hidden = round(x.channels * a.t)  # kindle's (and torchvision's) rule
         if hidden < 1:
             raise ctx.fail(f"MV2Block expand ratio {a.t} on {x.channels} input channels gives {hidden} hidden channels")
         tally = Tally(x)

@@ -8,6 +8,7 @@ count and MACs found by building it on the ``meta`` device (no memory, no weight
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +40,13 @@ class PlainLiteral(ArgType):
             return tuple(self.parse(item, label, diagnostics) for item in value)
         if isinstance(value, dict):
             raise SpecError(node.loc, f"{label} must be {self.description}, not {type_name(node)}")
-        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        if isinstance(value, float) and not math.isfinite(value):
             raise SpecError(node.loc, f"{label} must be finite")
         return value
 
 
 def torch_layer_names() -> list[str]:
-    import torch.nn as nn
+    from torch import nn
 
     return sorted(
         name
@@ -56,7 +57,7 @@ def torch_layer_names() -> list[str]:
 
 def torch_layer_class(name: str, loc: Any) -> type:
     """The torch.nn Module class called ``name``, or a located error with a suggestion."""
-    import torch.nn as nn
+    from torch import nn
 
     layer = getattr(nn, name, None) if name.isidentifier() and not name.startswith("_") else None
     if not (isinstance(layer, type) and issubclass(layer, nn.Module)):
