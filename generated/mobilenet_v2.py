@@ -109,7 +109,7 @@ class Model(nn.Module):
         self.conv_0 = Conv(
             3, 32, kernel_size=3, stride=2, padding=1, act=nn.ReLU6(inplace=True)
         )
-        # 1: InvertedResidualv2 [16] -> (16, 112, 112), 896 params
+        # 1: InvertedResidualv2 [16, 1] -> (16, 112, 112), 896 params
         self.inverted_residualv2_1 = InvertedResidualv2(32, 16)
         # 2: InvertedResidualv2 [24, 6, 2] x2 -> (24, 56, 56), 13,968 params
         self.inverted_residualv2_2 = nn.Sequential(

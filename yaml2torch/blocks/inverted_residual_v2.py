@@ -14,7 +14,7 @@ class InvertedResidualv2(Block):
     name = "InvertedResidualv2"
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
-        Arg("t", ExpandRatio(), 1, aliases=("expansion", "expand_ratio")),
+        Arg("t", ExpandRatio(), aliases=("expansion", "expand_ratio")),
         Arg("s", Int(), 1, aliases=("stride",)),
     )
     template = "inverted_residual_v2.py.jinja"
