@@ -28,6 +28,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         trials=args.trials,
         timeout=args.timeout,
         device=args.device,
+        epochs=args.epochs,
         resume=args.resume,
         progress=not args.quiet,
     )
@@ -118,6 +119,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--study", help="study name (default: the file's study: or its file name)")
     p.add_argument("--out", type=Path, help="output folder (default generated/<study>/)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
+    p.add_argument("--epochs", type=int, help="override train.epochs (for quick checks)")
     p.add_argument("--resume", action="store_true", help="continue an existing study (running the same command does too)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or closing table")
     p.set_defaults(handler=cmd_search)

@@ -41,6 +41,7 @@ class RunOptions:
     trials: int | None = None  # override the file's budget
     timeout: float | None = None
     device: str | None = None  # auto, cpu, cuda, cuda:1
+    epochs: int | None = None  # override train.epochs (quick checks; part of the de-duplication key)
     resume: bool = False  # require an existing study
     progress: bool = True
     search_model: Callable | None = None  # the Python escape hatch, passed directly
@@ -48,6 +49,28 @@ class RunOptions:
     @property
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
+
+
+class _FlowList(list):
+    """A row: dumped on one line, as written by hand ([1, Conv, [16, 3, 1]])."""
+
+
+class _SpecDumper(yaml.SafeDumper):
+    pass
+
+
+_SpecDumper.add_representer(_FlowList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+
+
+def dump_spec(spec: dict) -> str:
+    """A concrete model spec as YAML: keys in order, one row per line."""
+    spec = dict(spec)
+    for section in ("backbone", "head"):
+        if isinstance(spec.get(section), list):
+            spec[section] = [_FlowList(row) if isinstance(row, list) else row for row in spec[section]]
+    if isinstance(spec.get("input_size"), list):
+        spec["input_size"] = _FlowList(spec["input_size"])
+    return yaml.dump(spec, Dumper=_SpecDumper, sort_keys=False, width=200, allow_unicode=True)
 
 
 def trial_dir_name(number: int) -> str:
@@ -139,7 +162,7 @@ class Search:
             spec = self._python(trial)
             if not isinstance(spec, dict):
                 raise SearchError(f"search_model must return a spec dict, got {type(spec).__name__}")
-            text = yaml.safe_dump(spec, sort_keys=False)
+            text = dump_spec(spec)
             return load_text(text, "<search_model>"), "<search_model>"
         assert self.config.model is not None
         return sp.sample(self.config.model, params), self.config.path
@@ -151,8 +174,10 @@ class Search:
 
         model_node, filename = self.sample_model(trial, params)
         train = parse_train(sp.sample(self.config.train, params))
+        if self.options.epochs is not None:
+            train = replace(train, epochs=self.options.epochs)
         model_node, train = self._fit_to_data(model_node, train)
-        spec_yaml = yaml.safe_dump(model_node.plain(), sort_keys=False)
+        spec_yaml = dump_spec(model_node.plain())
         try:
             spec = parse_spec(model_node, filename, self.config.base_dir, spec_yaml)
             ir = analyze(spec)
@@ -194,6 +219,8 @@ class Search:
             fields["input_size"] = Node([Node(size[0], model_node.loc), Node(size[1], model_node.loc)], model_node.loc)
             key_locs["input_size"] = model_node.loc
             train = replace(train, image_size=tuple(size))
+        order = ["input_channel", "input_size"] + [k for k in fields if k not in ("input_channel", "input_size")]
+        fields = {k: fields[k] for k in order if k in fields}
         return Node(fields, model_node.loc, key_locs), train
 
     # --- the objective -------------------------------------------------------------------

@@ -267,9 +267,15 @@ def _row(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
         return _choice(node, kind, path, ctx, _row)  # type: ignore[arg-type]
     if node.is_seq and len(node.value) in ROW_ROLES:  # type: ignore[arg-type]
         roles = ROW_ROLES[len(node.value)]  # type: ignore[arg-type]
+        module = node.value[roles.index("module")].value  # type: ignore[index]
         items = []
         for role, child in zip(roles, node.value):  # type: ignore[call-overload]
-            if role == "kwargs" and child.is_map and _is_special(child) is None:
+            if role == "args" and child.is_seq:
+                # positional args are named after the block's signature: backbone.3.Conv.c
+                names = _arg_names(module)
+                args = [_value(v, path + ((names[i],) if i < len(names) else ("args", str(i))), ctx) for i, v in enumerate(child.value)]  # type: ignore[arg-type]
+                items.append(Fixed(child) if all(isinstance(a, Fixed) for a in args) else SeqSpace(child, tuple(args)))
+            elif role == "kwargs" and child.is_map and _is_special(child) is None:
                 # kwargs are named by their key directly: backbone.3.stride
                 kw = tuple((key, _value(v, path + (key,), ctx)) for key, v in child.value.items())
                 items.append(Fixed(child) if all(isinstance(v, Fixed) for _, v in kw) else MapSpace(child, kw))
@@ -280,6 +286,14 @@ def _row(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
         return SeqSpace(node, tuple(items))
     # Pass/null, or a malformed row: the model spec parser reports the latter after sampling.
     return _value(node, path, ctx)
+
+
+def _arg_names(module: object) -> tuple[str, ...]:
+    """The catalogue's argument names of a built-in block ('' when unknown: index names then)."""
+    from yaml2torch.blocks import builtin_blocks
+
+    block = builtin_blocks().get(module) if isinstance(module, str) else None
+    return tuple(arg.name for arg in block.signature) if block is not None else ()
 
 
 def _options(node: Node, allowed: tuple[str, ...], kind: str) -> dict[str, Node]:

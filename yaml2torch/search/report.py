@@ -1,0 +1,121 @@
+"""``yaml2torch report``: one self-contained HTML file (plotly.js inlined: no network when viewed)."""
+
+from __future__ import annotations
+
+import html
+
+from yaml2torch.search.config import SearchConfig
+from yaml2torch.search.export import pick
+from yaml2torch.search.progress import format_metric
+
+
+def _figures(study, config: SearchConfig) -> list[tuple[str, object | str]]:
+    """(title, figure or a note why it is missing)."""
+    import optuna.visualization as vis
+
+    from yaml2torch.search.export import completed
+
+    done = completed(study)
+    figures: list[tuple[str, object | str]] = []
+    names = [o.metric for o in config.objectives]
+    for i, name in enumerate(names):
+        target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
+        try:
+            figures.append((f"Optimization history: {name}", vis.plot_optimization_history(study, target=target, target_name=name)))
+        except (ValueError, RuntimeError) as exc:
+            figures.append((f"Optimization history: {name}", f"not available: {exc}"))
+    if len(names) > 1:
+        try:
+            figures.append(("Pareto front", vis.plot_pareto_front(study, target_names=names)))
+        except (ValueError, RuntimeError) as exc:
+            figures.append(("Pareto front", f"not available: {exc}"))
+    for i, name in enumerate(names):
+        title = f"Parameter importances for {name}"
+        if len(done) < 2 or not any(t.params for t in done):
+            figures.append((title, "needs at least two completed trials with sampled parameters"))
+            continue
+        target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
+        try:
+            figures.append((title, vis.plot_param_importances(study, target=target, target_name=name)))
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            figures.append((title, f"not available: {exc}"))
+    figures.append(("Score against parameters", _score_vs_params(done, config)))
+    return figures
+
+
+def _score_vs_params(done: list, config: SearchConfig):
+    import plotly.graph_objects as go
+
+    metric = config.pick.metric
+    fig = go.Figure(
+        go.Scatter(
+            x=[t.user_attrs["params"] for t in done],
+            y=[t.user_attrs["metrics"][metric] for t in done],
+            mode="markers",
+            text=[f"trial {t.number}" for t in done],
+        )
+    )
+    fig.update_layout(xaxis_title="params", yaxis_title=f"validation {metric}", xaxis_type="log")
+    return fig
+
+
+def _trial_rows(study, config: SearchConfig, picked: int | None) -> str:
+    metrics = [o.metric for o in config.objectives]
+    columns = ["#", "state", "status", *dict.fromkeys(metrics + ["accuracy", "f1", "params", "macs"]), "duration (s)", "params sampled", "note"]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        values = {**(attrs.get("metrics") or {}), "params": attrs.get("params"), "macs": attrs.get("macs")}
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete and trial.datetime_start else None
+        sampled = ", ".join(f"{k}={v}" for k, v in trial.params.items())
+        cells = [
+            f"{trial.number}{' (picked)' if trial.number == picked else ''}",
+            trial.state.name.lower(),
+            attrs.get("status", ""),
+            *(format_metric(m, values.get(m)) for m in dict.fromkeys(metrics + ["accuracy", "f1", "params", "macs"])),
+            "-" if seconds is None else f"{seconds:.1f}",
+            sampled,
+            attrs.get("reason", ""),
+        ]
+        style = ' class="picked"' if trial.number == picked else ""
+        rows.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def render_report(study, config: SearchConfig) -> str:
+    import warnings
+
+    best, rule = pick(study, config)
+    picked = None if best is None else best.number
+    parts = []
+    plotly_included = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # importance estimators warn about tiny studies
+        figures = _figures(study, config)
+    for title, figure in figures:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        if isinstance(figure, str):
+            parts.append(f"<p class='note'>{html.escape(figure)}</p>")
+            continue
+        # plotly.js goes inline once (about 3.5 MB) so the file opens without a network.
+        parts.append(figure.to_html(full_html=False, include_plotlyjs=not plotly_included))
+        plotly_included = True
+    objectives = ", ".join(f"{o.metric} ({o.direction})" for o in config.objectives)
+    summary = f"<p>Objectives: {html.escape(objectives)}. Pick rule: {html.escape(rule)}."
+    if best is not None:
+        summary += f" Picked trial {best.number}, architecture {html.escape(best.user_attrs['arch_hash'][:12])}, {best.user_attrs['params']:,} params.</p>"
+        summary += f"<h2>Picked spec</h2><pre>{html.escape(best.user_attrs['spec_yaml'])}</pre>"
+    else:
+        summary += "</p>"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>yaml2torch study {html.escape(study.study_name)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px}} tr.picked{{background:#efe}} .note{{color:#777}}</style></head>
+<body><h1>Study {html.escape(study.study_name)}</h1>
+{summary}
+{''.join(parts)}
+<h2>Trials</h2>
+{_trial_rows(study, config, picked)}
+</body></html>
+"""
