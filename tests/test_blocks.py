@@ -327,7 +327,6 @@ REFERENCES = {
 @pytest.mark.parametrize("row", sorted(REFERENCES))
 def test_yolo_blocks_equal_the_yolov5_definitions(row: str, compile_and_import) -> None:
     compiled = compile_and_import(spec(f"- [-1, 1, Conv, [16, 3], {{activation: SiLU}}]\n{row}\n"))
-    generated = compiled.model().eval().bottleneck_1 if "Bottleneck," in row else None
     model = compiled.model().eval()
     generated = getattr(model, compiled.compiled.ir.layers[1].attr)
     reference = REFERENCES[row]().eval()
@@ -618,7 +617,13 @@ def test_plugin_model_runs_where_the_plugin_is_not_importable(monkeypatch: pytes
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [sys.executable, "-I", "-c", script, str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-I", "-c", script, str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(2, 16, 16, 16) False"
