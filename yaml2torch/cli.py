@@ -71,7 +71,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(compiled.source)
     else:
-        write_atomic(args.output, compiled.source)
+        try:
+            write_atomic(args.output, compiled.source)
+        except OSError as exc:  # a folder in the way, no permission: a user error, not a crash
+            raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
         if args.weights is not None:
             print(f"wrote {args.output} and {weights_out}", file=sys.stderr)
     return 0
