@@ -639,3 +639,22 @@ def test_plugin_with_bad_source_is_refused() -> None:
 
     with pytest.raises(TypeError, match="exactly one class named Bad"):
         Bad().class_source(environment())
+
+
+def test_plugin_is_found_beside_the_spec_and_sys_path_is_restored(tmp_path: Path) -> None:
+    package = tmp_path / "models" / "y2t_beside_spec"
+    package.mkdir(parents=True)
+    (package / "blocks_copy.py").write_text((ROOT / "examples" / "plugins" / "my_blocks.py").read_text(), encoding="utf-8")
+    spec_path = write(
+        tmp_path / "models" / "spec.yaml",
+        PLUGIN_SPEC.replace("modules: [my_blocks]", "modules: [y2t_beside_spec.blocks_copy]"),
+    )
+    before = list(sys.path)
+    from yaml2torch.compiler import compile_file
+
+    compiled = compile_file(spec_path)
+    assert sys.path == before
+    assert "class SEGate(nn.Module):" in compiled.source
+
+    missing = errors(PLUGIN_SPEC.replace("modules: [my_blocks]", "modules: [y2t_nowhere.blocks]"), tmp_path)
+    assert "cannot import plugin module 'y2t_nowhere.blocks'" in missing.message

@@ -1,8 +1,9 @@
 """An example yaml2torch plugin: two blocks defined outside yaml2torch.
 
-A spec uses it with ``modules: [examples.plugins.my_blocks]`` (any importable dotted path works:
-run from the repository root, install the module, or put its folder on PYTHONPATH). The classes'
-source is copied into the generated ``model.py``, which then runs without this module.
+A spec uses it with ``modules: [examples.plugins.my_blocks]``: a dotted path that is imported
+normally, else looked up from the spec's folder and from the working directory (so it works when
+compiling from the repository root). The classes' source is copied into the generated
+``model.py``, which then runs without this module.
 
 - ``SEGate [r=4]``: squeeze-and-excitation gate (channels kept), the source comes from the
   ``SEGate`` nn.Module below via ``module_class``.

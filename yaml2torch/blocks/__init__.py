@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Mapping
 
@@ -49,11 +51,13 @@ class Catalogue:
     blocks: Mapping[str, type[Block]]
 
     @classmethod
-    def for_modules(cls, modules: tuple[str, ...], loc: Location) -> Catalogue:
+    def for_modules(cls, modules: tuple[str, ...], loc: Location, search_dirs: tuple[Path, ...] = ()) -> Catalogue:
+        """``search_dirs`` (the spec's folder, the working directory) are tried for a plugin that
+        the normal import path does not find, as ``python -m`` would find it from there."""
         blocks = dict(builtin_blocks())
         for path in modules:
             try:
-                module = importlib.import_module(path)
+                module = import_plugin(path, search_dirs)
             except ImportError as exc:
                 raise SpecError(loc, f"cannot import plugin module {path!r}: {exc}") from None
             found = blocks_in(module)
@@ -64,3 +68,19 @@ class Catalogue:
                     raise SpecError(loc, f"plugin block {block.name!r} from {path!r} clashes with an existing block")
                 blocks[block.name] = block
         return cls(MappingProxyType(blocks))
+
+
+def import_plugin(path: str, search_dirs: tuple[Path, ...]) -> ModuleType:
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not search_dirs or not (path == missing or path.startswith(missing + ".")):
+            raise
+    saved = list(sys.path)
+    sys.path[:0] = [str(d) for d in search_dirs]
+    try:
+        importlib.invalidate_caches()
+        return importlib.import_module(path)
+    finally:
+        sys.path[:] = saved
