@@ -38,6 +38,8 @@ class FileName(ArgType):
     def parse(self, node: Node, label: str, diagnostics: Diagnostics) -> str:
         if not isinstance(node.value, str) or not node.value:
             raise SpecError(node.loc, f"{label} must be a YAML file name, not {type_name(node)}")
+        if "\x00" in node.value:  # no file can have it; pathlib would raise ValueError
+            raise SpecError(node.loc, f"{label} {node.value!r} is not a possible file name")
         return node.value
 
 
@@ -78,7 +80,11 @@ class YamlModule(Block):
         if not x.is_image:
             raise ctx.fail(f"YamlModule needs a (C, H, W) input, got {x}")
         file_loc = a.locs["file"]
-        path = (loader.base_dir / a.file).resolve()
+        try:
+            path = (loader.base_dir / a.file).resolve()
+            path.is_file()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise SpecError(file_loc, f"YamlModule file {a.file!r} cannot be opened: {exc.strerror}") from None
         if path in loader.including:
             chain = " -> ".join(p.name for p in (*loader.including, path))
             raise SpecError(file_loc, f"YamlModule {a.file!r} includes itself ({chain})")

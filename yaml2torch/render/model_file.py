@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def check_class_name(class_name: str, classes: tuple[ClassSource, ...]) -> None:
     """The model class name must be an identifier that shadows nothing in the generated file."""
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise SpecError(None, f"class name {class_name!r} is not a Python identifier")
+    if unicodedata.normalize("NFKC", class_name) != class_name:  # Python would read another name
+        raise SpecError(None, f"class name {class_name!r} reads as {unicodedata.normalize('NFKC', class_name)!r} in Python")
     taken = _RESERVED_NAMES | {m for c in classes for m in re.findall(r"^class (\w+)", c.source, re.MULTILINE)}
     if class_name in taken:
         raise SpecError(None, f"class name {class_name!r} clashes with a name the generated file defines or imports")
