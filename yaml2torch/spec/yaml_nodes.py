@@ -125,7 +125,9 @@ def load_text(text: str, filename: str) -> Node:
             loader.dispose()
     if root is None:
         raise SpecError(Location(filename, 1, 1), "the file is empty; expected a mapping")
-    return _Converter(filename, loader.anchored).convert(root, 0)  # type: ignore[union-attr]
+    converter = _Converter(filename, loader.anchored)  # type: ignore[union-attr]
+    converter.check_expansion(root)
+    return converter.convert(root, 0)
 
 
 def _location_of(text: str, offset: int, filename: str) -> Location:
@@ -182,6 +184,14 @@ for _first in "-+0123456789":
     )
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 def _short_tag(tag: str) -> str:
     return "!!" + tag[len(_YAML_TAG_PREFIX) :] if tag.startswith(_YAML_TAG_PREFIX) else tag
 
@@ -212,6 +222,37 @@ class _Converter:
 
     def loc(self, node: yaml.Node) -> Location:
         return Location(self.filename, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def check_expansion(self, root: yaml.Node) -> None:
+        """Refuse an alias bomb before expanding anything: count each node's expanded size over
+        the (shared) node graph once, bottom-up, and stop at the first node over MAX_NODES.
+        Iterative, because alias chains can be deeper than Python's recursion limit."""
+        sizes: dict[int, int] = {}
+        on_path: set[int] = set()
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+        while stack:
+            node, children_done = stack.pop()
+            children = _children(node)
+            if children_done:
+                size = 1 + sum(sizes[id(child)] for child in children)
+                sizes[id(node)] = size
+                on_path.discard(id(node))
+                if size > MAX_NODES:
+                    raise SpecError(
+                        self.loc(node),
+                        f"this value expands to {size:,} nodes through aliases, more than {MAX_NODES:,} "
+                        "(an alias bomb?)",
+                    )
+                continue
+            if id(node) in sizes:
+                continue
+            on_path.add(id(node))
+            stack.append((node, True))
+            for child in children:
+                if id(child) in on_path:
+                    raise SpecError(self.loc(child), "an alias refers to a value that contains it (a recursive alias)")
+                if id(child) not in sizes:
+                    stack.append((child, False))
 
     def convert(self, node: yaml.Node, depth: int) -> Node:
         self.visited += 1
