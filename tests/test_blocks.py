@@ -469,15 +469,16 @@ def test_compiling_without_nn_rows_never_imports_torch(tmp_path: Path) -> None:
     path.write_text(spec(rows), encoding="utf-8")
     nn_path = tmp_path / "nn_spec.yaml"
     nn_path.write_text(spec(BLOCK_SPECS["nn"]), encoding="utf-8")
+    # the whole CLI compile path, as a user runs it
     probe = (
-        "import sys; from yaml2torch.compiler import compile_file; "
-        "compile_file(sys.argv[1]); print('torch' in sys.modules)"
+        "import sys; from yaml2torch.cli import main; "
+        "status = main(['compile', sys.argv[1], '-o', sys.argv[1] + '.py']); print(status, 'torch' in sys.modules)"
     )
     results = [
         subprocess.run([sys.executable, "-c", probe, str(p)], capture_output=True, text=True, timeout=120, check=True).stdout.strip()
         for p in (path, nn_path)
     ]
-    assert results == ["False", "True"]
+    assert results == ["0 False", "0 True"]
 
 
 # --- YamlModule -------------------------------------------------------------------------------

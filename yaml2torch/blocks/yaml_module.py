@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yaml2torch.blocks.args import Arg, ArgType, BoundArgs
+from yaml2torch.blocks.args import Arg, ArgType, Bool, BoundArgs
 from yaml2torch.blocks.base import Block, BuildContext
 from yaml2torch.errors import Diagnostics, SpecError, printable, suggest
 from yaml2torch.ir.nodes import Call, ClassSource, ModuleInstance, Shape, check_identifier
@@ -62,6 +62,7 @@ class YamlModule(Block):
         self.signature = (
             Arg("file", FileName(), aliases=("path",)),
             *(Arg(f"arg{i}", AnyNode(), _UNSET) for i in range(n_args)),
+            Arg("verbose", Bool(), False),  # kindle's printing switch: accepted, no effect here
         )
 
     @classmethod
@@ -70,7 +71,7 @@ class YamlModule(Block):
         return cls(max([len(row.args) - 1, *numbered, 0]))
 
     def summary(self, a: BoundArgs) -> str:
-        values = [repr(a.file)] + [_plain(a.values[arg.name]) for arg in self.signature[1:]]
+        values = [repr(a.file)] + [_plain(a.values[arg.name]) for arg in self.signature[1:-1]]
         return ", ".join(v for v in values if v is not None)
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
@@ -90,7 +91,9 @@ class YamlModule(Block):
             raise SpecError(file_loc, f"YamlModule {a.file!r} includes itself ({chain})")
         if not path.is_file():
             raise SpecError(file_loc, f"YamlModule file {a.file!r} not found (looked for {path})")
-        values = {int(arg.name[3:]): a.values[arg.name] for arg in self.signature[1:] if a.values[arg.name] is not _UNSET}
+        values = {
+            int(arg.name[3:]): a.values[arg.name] for arg in self.signature[1:-1] if a.values[arg.name] is not _UNSET
+        }
         try:
             sub_ir = lower_sub_spec(path, values, x, ctx, loader)
         except SpecError as exc:
