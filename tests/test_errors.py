@@ -232,6 +232,14 @@ CASES: dict[str, tuple[str, str]] = {
         "input_channel: 3\nmodules: [../plugins/blocks.py]\nbackbone:\n  - [1, Conv, [8]]\n",
         "2:11: modules entry '../plugins/blocks.py' is not a Python import path like 'my_pkg.blocks'",
     ),
+    "missing_plugin_module": (
+        "input_channel: 3\nmodules: [yaml2torch_no_such_plugin]\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:11: cannot import plugin module 'yaml2torch_no_such_plugin': No module named 'yaml2torch_no_such_plugin'",
+    ),
+    "plugin_without_blocks": (
+        "input_channel: 3\nmodules: [json]\nbackbone:\n  - [1, Conv, [8]]\n",
+        "2:11: plugin module 'json' defines no Block subclass",
+    ),
     "groups_do_not_divide": (
         "input_channel: 3\nbackbone:\n  - [1, Conv, [8, 3, 1, null, 2]]\n",
         "3:5: groups=2 must divide both input channels 3 and output channels 8",
@@ -368,6 +376,18 @@ def test_console_script_prints_one_line_without_traceback(case: str, tmp_path: P
     assert result.stderr == f"yaml2torch: error: {spec}:{expected}\n"
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_plugin_that_fails_to_import(tmp_path: Path, run_cli) -> None:
+    (tmp_path / "y2t_broken_plugin.py").write_text("raise RuntimeError('broken on import')\n", encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("input_channel: 3\nmodules: [y2t_broken_plugin]\nbackbone:\n  - [1, Conv, [8]]\n", encoding="utf-8")
+    compile_fails(
+        run_cli,
+        spec,
+        tmp_path / "model.py",
+        "2:11: plugin module 'y2t_broken_plugin' failed to import: RuntimeError: broken on import",
+    )
 
 
 def test_file_name_with_line_break_stays_on_one_line(tmp_path: Path, run_cli) -> None:

@@ -37,7 +37,7 @@ def analyze(spec: ModelSpec, diagnostics: Diagnostics | None = None) -> ModelIR:
     from yaml2torch.render.model_file import block_class_sources
 
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
-    catalogue = Catalogue.for_modules(spec.modules, spec.rows[0].loc, (spec.base_dir, Path.cwd()))
+    catalogue = Catalogue.for_modules(spec.modules, spec.rows[0].loc, (spec.base_dir, Path.cwd()), spec.module_locs)
     loader = SubSpecLoader(spec.base_dir, diagnostics, catalogue=catalogue)
     return lower(spec, catalogue, block_class_sources, diagnostics, loader)
 

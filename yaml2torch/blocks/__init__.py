@@ -51,21 +51,31 @@ class Catalogue:
     blocks: Mapping[str, type[Block]]
 
     @classmethod
-    def for_modules(cls, modules: tuple[str, ...], loc: Location, search_dirs: tuple[Path, ...] = ()) -> Catalogue:
+    def for_modules(
+        cls,
+        modules: tuple[str, ...],
+        loc: Location,
+        search_dirs: tuple[Path, ...] = (),
+        module_locs: tuple[Location, ...] = (),
+    ) -> Catalogue:
         """``search_dirs`` (the spec's folder, the working directory) are tried for a plugin that
-        the normal import path does not find, as ``python -m`` would find it from there."""
+        the normal import path does not find, as ``python -m`` would find it from there.
+        ``module_locs``: where each entry of ``modules:`` stands (errors point there)."""
         blocks = dict(builtin_blocks())
-        for path in modules:
+        for i, path in enumerate(modules):
+            loc_i = module_locs[i] if i < len(module_locs) else loc
             try:
                 module = import_plugin(path, search_dirs)
             except ImportError as exc:
-                raise SpecError(loc, f"cannot import plugin module {path!r}: {exc}") from None
+                raise SpecError(loc_i, f"cannot import plugin module {path!r}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - the plugin's own code failed while importing
+                raise SpecError(loc_i, f"plugin module {path!r} failed to import: {type(exc).__name__}: {exc}") from None
             found = blocks_in(module)
             if not found:
-                raise SpecError(loc, f"plugin module {path!r} defines no Block subclass")
+                raise SpecError(loc_i, f"plugin module {path!r} defines no Block subclass")
             for block in found:
                 if block.name in blocks:
-                    raise SpecError(loc, f"plugin block {block.name!r} from {path!r} clashes with an existing block")
+                    raise SpecError(loc_i, f"plugin block {block.name!r} from {path!r} clashes with an existing block")
                 blocks[block.name] = block
         return cls(MappingProxyType(blocks))
 

@@ -69,6 +69,7 @@ class ModelSpec:
     rows: tuple[RowSpec, ...]
     modules: tuple[str, ...]
     text: str  # the source text, hashed into the provenance header
+    module_locs: tuple[Location, ...] = ()  # where each ``modules:`` entry stands
 
     def with_input_size(self, size: tuple[int, int]) -> ModelSpec:
         return replace(self, input_size=size)
@@ -156,9 +157,12 @@ def parse_spec(
         raise SpecError(fields["backbone"].loc, "the backbone has no rows")
 
     modules: tuple[str, ...] = ()
+    module_locs: tuple[Location, ...] = ()
     module_key = "modules" if "modules" in fields else "custom_module_paths"
     if module_key in fields and fields[module_key].value is not None:
-        modules = tuple(expect_module_path(item, module_key) for item in expect_list(fields[module_key], module_key))
+        entries = expect_list(fields[module_key], module_key)
+        modules = tuple(expect_module_path(item, module_key) for item in entries)
+        module_locs = tuple(item.loc for item in entries)
 
     return ModelSpec(
         path=filename,
@@ -173,6 +177,7 @@ def parse_spec(
         rows=tuple(rows),
         modules=modules,
         text=text,
+        module_locs=module_locs,
     )
 
 
