@@ -448,6 +448,8 @@ def test_nn_batchnorm_takes_the_spec_norm_defaults(compile_and_import) -> None:
         ("- [-1, 1, nn.Conv2d, []]", "[-1", ("needs arg 'out_channels'",)),
         ("- [-1, 1, nn.Linear, [4]]", "[-1", ("cannot be built", "fails on input")),
         ("- [-1, 1, nn.Conv2d, [16, 31]]", "[-1", ("fails on input (3, 16, 16)",)),
+        ("- [-1, 1, nn.LazyConv2d, [16, 3]]", "nn.Lazy", ("use nn.Conv2d",)),
+        ("- [-1, 1, nn.AdaptiveMaxPool2d, [2, true]]", "[-1", ("must return one tensor",)),
     ],
 )
 def test_nn_layer_errors_are_located(row: str, token: str, words: tuple, tmp_path: Path) -> None:
@@ -659,3 +661,21 @@ def test_plugin_is_found_beside_the_spec_and_sys_path_is_restored(tmp_path: Path
 
     missing = errors(PLUGIN_SPEC.replace("modules: [my_blocks]", "modules: [y2t_nowhere.blocks]"), tmp_path)
     assert "cannot import plugin module 'y2t_nowhere.blocks'" in missing.message
+
+
+def test_yaml_module_in_the_head_is_not_width_scaled(tmp_path: Path, compile_and_import) -> None:
+    write(tmp_path / "tail.yaml", "args: [12]\nmodule:\n  - [-1, 1, Conv, [arg0, 1]]\n")
+    rows = "- [-1, 1, YamlModule, [tail.yaml]]\n"
+    compiled = compile_and_import(spec(rows) + "head:\n  - [-1, 1, YamlModule, [tail.yaml]]\n")
+    # backbone: make_divisible(12) = 16; head: divisor 1, so 12 stays 12
+    assert [layer.out_shape.channels for layer in compiled.compiled.ir.layers] == [16, 12]
+    check_rows(compiled)
+
+
+def test_hostile_sub_spec_file_name_stays_inert(tmp_path: Path, compile_and_import) -> None:
+    name = 'x"""\nimport os #.yaml'
+    (tmp_path / name).write_text("module:\n  - [-1, 1, Conv, [8, 3]]\n", encoding="utf-8")
+    compiled = compile_and_import(spec('- [-1, 1, YamlModule, ["x\\"\\"\\"\\nimport os #.yaml"]]\n'))
+    assert "class XImportOsModule(nn.Module):" in compiled.source
+    assert not any(line.strip().startswith("import os") for line in compiled.source.splitlines())
+    check_rows(compiled)

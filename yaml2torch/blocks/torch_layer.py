@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,9 @@ def torch_layer_class(name: str, loc: Any) -> type:
     layer = getattr(nn, name, None) if name.isidentifier() and not name.startswith("_") else None
     if not (isinstance(layer, type) and issubclass(layer, nn.Module)):
         raise SpecError(loc, f"torch.nn has no layer {name!r}{suggest(name, torch_layer_names())}")
+    if issubclass(layer, nn.modules.lazy.LazyModuleMixin):
+        eager = name.replace("Lazy", "", 1)
+        raise SpecError(loc, f"lazy layers are not supported; use nn.{eager} (the input size is filled in for you)")
     return layer
 
 
@@ -141,7 +145,8 @@ class TorchLayer(Block):
 
         shown = f"nn.{self.layer_name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
         try:
-            with torch.device("meta"):
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's construction warnings are not the user's spec errors
                 module = self.layer(*args, **kwargs)  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - any failure is the spec's: report it at the row
             raise ctx.fail(f"{shown} cannot be built: {type(exc).__name__}: {exc}") from None
@@ -153,7 +158,8 @@ class TorchLayer(Block):
             sample = torch.empty((1, *dims), device="meta")  # type: ignore[arg-type]
             counter = FlopCounterMode(display=False)
             try:
-                with counter, torch.no_grad():
+                with counter, torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
                     out = module(sample)
             except Exception as exc:  # noqa: BLE001
                 raise ctx.fail(f"{shown} fails on input {x}: {type(exc).__name__}: {exc}") from None
