@@ -29,6 +29,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         device=args.device,
         epochs=args.epochs,
+        data_limit=args.limit,
         resume=args.resume,
         progress=not args.quiet,
     )
@@ -87,6 +88,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from yaml2torch.search.train import TrainingDiverged
     from yaml2torch.search.trainone import train_spec_file
 
     try:
@@ -103,7 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             config_path=args.config,
         )
-    except ValueError as exc:
+    except (ValueError, TrainingDiverged) as exc:
         raise _command_error(str(exc)) from None
     print(json.dumps({"val": result["val"], "test": result["test"], "out": str(args.output)}))
     return 0
@@ -120,6 +122,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output folder (default generated/<study>/)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     p.add_argument("--epochs", type=int, help="override train.epochs (for quick checks)")
+    p.add_argument("--limit", type=int, help="use a stratified subset of this many samples (for quick checks)")
     p.add_argument("--resume", action="store_true", help="continue an existing study (running the same command does too)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or closing table")
     p.set_defaults(handler=cmd_search)

@@ -61,7 +61,7 @@ def _trial_folder(out_dir: Path, trial) -> Path | None:
     return None if name is None else out_dir / name
 
 
-def test_score(trial, config: SearchConfig, out_dir: Path, search=None) -> dict | None:
+def test_score(trial, config: SearchConfig, out_dir: Path, search=None, data_limit: int | None = None) -> dict | None:
     """Evaluate the picked trial's saved weights on the test split (None without weights)."""
     import torch
 
@@ -73,7 +73,7 @@ def test_score(trial, config: SearchConfig, out_dir: Path, search=None) -> dict 
     if folder is None or not (folder / "model.pt").is_file() or not (folder / "model.py").is_file():
         return None
     if search is None:
-        search = Search(config, RunOptions(out_dir=out_dir))
+        search = Search(config, RunOptions(out_dir=out_dir, data_limit=data_limit))
     if len(search.splits.test_y) == 0:
         return None
     settings = TrainSettings(**{**trial.user_attrs["train"], "optimizer": TrainSettings().optimizer})
@@ -133,7 +133,7 @@ def export_study(study, config: SearchConfig, out_dir: Path, search=None, trials
             "values": best.values,
             "train": attrs.get("train"),
             "params_sampled": best.params,
-            "test": test_score(best, config, trials_root, search),
+            "test": test_score(best, config, trials_root, search, (study.user_attrs.get("overrides") or {}).get("data_limit")),
             "files": {"spec": "best.yaml", "model": "best_model.py", "weights": "best_model.pt", "trial_dir": attrs.get("trial_dir")},
         }
     if config.multi_objective:

@@ -42,6 +42,7 @@ class RunOptions:
     timeout: float | None = None
     device: str | None = None  # auto, cpu, cuda, cuda:1
     epochs: int | None = None  # override train.epochs (quick checks; part of the de-duplication key)
+    data_limit: int | None = None  # override data.limit: train on a stratified subset (quick checks)
     resume: bool = False  # require an existing study
     progress: bool = True
     search_model: Callable | None = None  # the Python escape hatch, passed directly
@@ -77,9 +78,9 @@ def trial_dir_name(number: int) -> str:
     return f"trials/{number:04d}"
 
 
-def eval_key(arch_hash: str, train: TrainSettings, config: SearchConfig) -> str:
+def eval_key(arch_hash: str, train: TrainSettings, config: SearchConfig, data) -> str:
     """Architecture + training settings + data + seed: equal keys give equal results."""
-    payload = {"arch": arch_hash, "train": train.key(), "data": config.data.key(), "seed": config.seed}
+    payload = {"arch": arch_hash, "train": train.key(), "data": data.key(), "seed": config.seed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -141,9 +142,15 @@ class Search:
     # --- data ---------------------------------------------------------------------------
 
     @property
+    def data_settings(self):
+        if self.options.data_limit is None:
+            return self.config.data
+        return replace(self.config.data, limit=self.options.data_limit)
+
+    @property
     def splits(self) -> Splits:
         if self._splits is None:
-            self._splits = load_splits(self.config.data)
+            self._splits = load_splits(self.data_settings)
         return self._splits
 
     def staged(self, image_size: tuple[int, int] | None):
@@ -194,7 +201,7 @@ class Search:
         smallest = min_spatial(ir)
         if c.min_spatial is not None and smallest is not None and smallest < c.min_spatial:
             raise Infeasible(f"spatial size shrinks to {smallest} < min_spatial {c.min_spatial}")
-        return TrialPlan(spec_yaml, train, ir, eval_key(ir.arch_hash, train, self.config))
+        return TrialPlan(spec_yaml, train, ir, eval_key(ir.arch_hash, train, self.config, self.data_settings))
 
     def _fit_to_data(self, model_node: Node, train: TrainSettings) -> tuple[Node, TrainSettings]:
         """input_channel and input_size come from the data and image_size when the template omits them."""
@@ -237,9 +244,9 @@ class Search:
             trial.set_user_attr("status", "infeasible")
             trial.set_user_attr("reason", str(exc))
             raise optuna.TrialPruned(f"infeasible: {exc}") from None
-        except (SpecError, SearchError) as exc:
+        except Exception as exc:  # user code in search_model, a bad train branch: fail this trial only
             trial.set_user_attr("status", "failed")
-            trial.set_user_attr("reason", str(exc))
+            trial.set_user_attr("reason", str(exc) if isinstance(exc, (SpecError, SearchError)) else f"{type(exc).__name__}: {exc}"[:2000])
             raise
         timing["sample_check"] = time.perf_counter() - start
         ir = plan.ir
@@ -441,6 +448,8 @@ def open_study(config: SearchConfig, options: RunOptions, create: bool = True):
     study.set_user_attr("space_path", str(Path(config.path).resolve()) if not config.path.startswith("<") else config.path)
     study.set_user_attr("objectives", [[o.metric, o.direction] for o in config.objectives])
     study.set_user_attr("out_dir", str(options.out_dir.resolve()))
+    # Overrides that change what a trial means; best/report rebuild the same data from them.
+    study.set_user_attr("overrides", {"epochs": options.epochs, "data_limit": options.data_limit})
     return study
 
 

@@ -1,0 +1,210 @@
+"""The search-space language: parsing, sampling with real Optuna trials, names, located errors."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from yaml2torch.cli import main
+from yaml2torch.errors import SpecError
+from yaml2torch.search import space as sp
+from yaml2torch.search.config import parse_config, parse_train
+from yaml2torch.search.runner import dump_spec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "search"
+
+
+def config(text: str):
+    return parse_config(textwrap.dedent(text), "space.yaml", EXAMPLES)
+
+
+def sampled(cfg, seed: int = 0, n: int = 1):
+    """Sample the model and train sections with real trials of a Random-sampler study."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        params = sp.TrialParams(trial)
+        model = sp.sample(cfg.model, params).plain()
+        train = parse_train(sp.sample(cfg.train, params))
+        out.append((trial, model, train))
+        study.tell(trial, 0.0)
+    return out
+
+
+BASE = """
+model:
+  backbone:
+    - [1, Conv, [{int: [8, 32], step: 8}, 3, 1]]
+    - {choice: {Conv: [1, Conv, [16, {choice: [3, 5]}, 1]], Pass: null}}
+    - [1, GlobalAvgPool, []]
+    - [1, Flatten, []]
+    - [1, Linear, [10]]
+train:
+  batch_size: {choice: [32, 64]}
+  optimizer:
+    choice:
+      Adam: {type: Adam, lr: {float: [0.001, 0.01], log: true}, betas: [{float: [0.8, 0.95]}, 0.999]}
+      SGD: {type: SGD, lr: 0.05, momentum: {float: [0.8, 0.95]}}
+"""
+
+
+def test_sampled_values_respect_ranges_and_names_follow_the_yaml_path():
+    cfg = config(BASE)
+    seen_branches = set()
+    for trial, model, train in sampled(cfg, n=30):
+        rows = model["backbone"]
+        assert rows[0][2][0] in (8, 16, 24, 32)
+        assert trial.params["backbone.0.c"] == rows[0][2][0]
+        assert train.batch_size in (32, 64)
+        label = trial.params["train.optimizer"]
+        seen_branches.add(label)
+        assert train.optimizer.type == label
+        if label == "Adam":
+            assert 0.001 <= train.optimizer.lr <= 0.01
+            assert "train.optimizer.Adam.lr" in trial.params
+            assert "train.optimizer.SGD.momentum" not in trial.params  # conditional: only its branch
+            assert dict(train.optimizer.kwargs)["betas"][1] == 0.999
+        else:
+            assert train.optimizer.lr == 0.05
+            assert 0.8 <= dict(train.optimizer.kwargs)["momentum"] <= 0.95
+            assert not any(name.startswith("train.optimizer.Adam") for name in trial.params)
+        if trial.params["backbone.1"] == "Pass":
+            assert len(rows) == 4  # the row is dropped
+            assert "backbone.1.Conv.k" not in trial.params
+        else:
+            assert len(rows) == 5 and rows[1][2][1] == trial.params["backbone.1.Conv.k"]
+    assert seen_branches == {"Adam", "SGD"}
+
+
+def test_sampled_scalars_keep_the_choice_nodes_location():
+    cfg = config(BASE)
+    study = optuna.create_study()
+    node = sp.sample(cfg.model, sp.TrialParams(study.ask()))
+    channel = node.value["backbone"].value[0].value[2].value[0]
+    assert (channel.loc.file, channel.loc.line) == ("space.yaml", 4)
+
+
+def test_cells_repeat_non_decreasing_with_per_stage_values():
+    cfg = config(
+        """
+        model:
+          backbone:
+            - [1, Conv, [8, 3, 1]]
+            - cells:
+                stages: 3
+                repeat: {int: [1, 3]}
+                normal: [[1, Conv, [{per_stage: [8, 16, 24]}, {choice: [1, 3]}, 1]]]
+                reduction: [{choice: {MaxPool: [1, MaxPool, [2]], Pass: null}}]
+            - [1, GlobalAvgPool, []]
+            - [1, Flatten, []]
+            - [1, Linear, [10]]
+        """
+    )
+    for trial, model, _ in sampled(cfg, seed=3, n=25):
+        rows = model["backbone"][1:-3]
+        n1 = trial.params["backbone.1.N1"]
+        counts = []
+        for width in (8, 16, 24):
+            counts.append(sum(1 for r in rows if r[1] == "Conv" and r[2][0] == width))
+        assert counts[0] == n1
+        assert counts == sorted(counts) and all(1 <= c <= 3 for c in counts)
+        kernels = {r[2][1] for r in rows if r[1] == "Conv"}
+        assert len(kernels) == 1  # share: true -> one cell design for all stages
+        pools = sum(1 for r in rows if r[1] == "MaxPool")
+        assert pools == (2 if trial.params["backbone.1.reduction.0"] == "MaxPool" else 0)
+
+
+def test_unshared_cells_sample_each_stage_separately():
+    cfg = config(
+        """
+        model:
+          backbone:
+            - cells:
+                stages: 2
+                repeat: 1
+                share: false
+                normal: [[1, Conv, [8, {choice: [1, 3, 5]}, 1]]]
+            - [1, GlobalAvgPool, []]
+            - [1, Flatten, []]
+            - [1, Linear, [10]]
+        """
+    )
+    trial, _, _ = sampled(cfg)[0]
+    assert {"backbone.0.stage1.normal.0.k", "backbone.0.stage2.normal.0.k"} <= set(trial.params)
+
+
+def test_explicit_names_share_one_value():
+    cfg = config(
+        """
+        model:
+          backbone:
+            - [1, Conv, [{int: [8, 64], step: 8, name: width}, 3, 1]]
+            - [1, Conv, [{int: [8, 64], step: 8, name: width}, 3, 1]]
+            - [1, GlobalAvgPool, []]
+            - [1, Flatten, []]
+            - [1, Linear, [10]]
+        """
+    )
+    for trial, model, _ in sampled(cfg, n=5):
+        assert model["backbone"][0][2][0] == model["backbone"][1][2][0] == trial.params["width"]
+
+
+def test_dumped_spec_keeps_rows_on_one_line():
+    text = dump_spec({"input_channel": 1, "backbone": [[1, "Conv", [8, 3, 1]], [1, "Linear", [10]]]})
+    assert "- [1, Conv, [8, 3, 1]]" in text
+
+
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("model: {backbone: [[1, Conv, [{int: [8, 4]}]]]}\n", 1, "low (8) is above high (4)"),
+        ("model: {backbone: [[1, Conv, [{int: [1, 4], stepp: 2}]]]}\n", 1, "unknown key 'stepp'"),
+        ("model:\n  backbone:\n    - [1, Conv, [{per_stage: [1, 2]}]]\n", 3, "per_stage may stand only inside a cells node"),
+        ("model: {backbone: []}\nsampler: {type: TPEE}\n", 2, "did you mean 'TPE'"),
+        ("model: {backbone: []}\nobjectives: [acuracy]\n", 2, "unknown metric 'acuracy'"),
+        ("model: {backbone: []}\nmodell: 1\n", 2, "unknown top-level key 'modell'"),
+        ("model: {backbone: []}\nobjectives: [accuracy, params]\npruner: {type: Median}\n", 3, "pruners work with one objective"),
+        (
+            "model: {backbone: []}\ntrain:\n  optimizer:\n    choice:\n      A: {type: Adam}\n      B: {type: Adamm}\n",
+            6,
+            "unknown optimizer 'Adamm'",
+        ),
+        (
+            "model:\n  backbone:\n    - [1, Conv, [{int: [8, 16], name: w}]]\n    - [1, Conv, [{int: [8, 32], name: w}]]\n",
+            4,
+            "already used with a different range",
+        ),
+        ("model: {backbone: []}\ntrain: {epochs: 0}\n", 2, "epochs must be >= 1"),
+        ("model: {backbone: [{choice: []}]}\n", 1, "at least one option"),
+        ("model: {backbone: [{cells: {stages: 2, normal: []}}]}\n", 1, "cells needs 'repeat'"),
+    ],
+)
+def test_bad_search_files_fail_with_a_location(text, line, message):
+    with pytest.raises(SpecError) as info:
+        parse_config(text, "bad.yaml", EXAMPLES)
+    assert info.value.location is not None and info.value.location.file == "bad.yaml"
+    assert info.value.location.line == line
+    assert message in info.value.message
+
+
+def test_cli_reports_a_bad_search_file_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  backbone:\n    - [1, Conv, [{float: [1, 0.5]}]]\n")
+    assert main(["search", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"yaml2torch: error: {bad}:3:")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["digits", "boostcamp_tune", "cells", "tune_space"])
+def test_shipped_examples_load(name):
+    cfg = parse_config((EXAMPLES / f"{name}.yaml").read_text(), f"{name}.yaml", EXAMPLES)
+    assert cfg.study == name
+    if name == "boostcamp_tune":
+        assert [o.metric for o in cfg.objectives] == ["f1", "params"]
+        assert cfg.directions == ["maximize", "minimize"]

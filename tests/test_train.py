@@ -1,0 +1,87 @@
+"""Training one architecture: the train command, seeded reproducibility, metrics, divergence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from yaml2torch.cli import main
+from yaml2torch.search.config import TrainSettings
+from yaml2torch.search.train import _augment, import_model_file, metrics_from_confusion
+
+SPEC = """input_channel: 1
+backbone:
+  - [1, Conv, [8, 3, 1]]
+  - [1, MaxPool, [2]]
+  - [1, Conv, [16, 3, 1]]
+  - [1, GlobalAvgPool, []]
+  - [1, Flatten, []]
+  - [1, Linear, [10]]
+"""
+
+
+def test_macro_f1_matches_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 300)
+    pred = np.where(rng.random(300) < 0.7, y, rng.integers(0, 6, 300))  # class 5 only predicted
+    confusion = torch.zeros(6, 6, dtype=torch.int64)
+    for t, p in zip(y, pred):
+        confusion[t, p] += 1
+    metrics = metrics_from_confusion(confusion, 0.0)
+    assert metrics["accuracy"] == pytest.approx(float((y == pred).mean()))
+    assert metrics["f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+
+
+def test_shift_augmentation_translates_each_sample():
+    x = torch.arange(2 * 25, dtype=torch.float32).view(2, 1, 5, 5)
+    out = _augment(x, TrainSettings(shift=1), torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    for i in range(2):
+        # each output equals the input moved by at most one pixel (zeros come in at the border)
+        matches = [
+            torch.equal(out[i, 0, 1:-1, 1:-1], x[i, 0, 1 - dy : 4 - dy, 1 - dx : 4 - dx]) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+        ]
+        assert any(matches)
+
+
+def test_train_command_writes_files_and_is_reproducible_on_cpu(tmp_path, capsys):
+    spec = tmp_path / "net.yaml"
+    spec.write_text(SPEC)
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["train", str(spec), "--data", "digits", "--epochs", "2", "--lr", "0.01", "--image-size", "8", "--device", "cpu", "-o", str(out)]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert set(printed) == {"val", "test", "out"}
+        assert {p.name for p in out.iterdir()} >= {"spec.yaml", "model.py", "model.pt", "metrics.json"}
+        metrics = json.loads((out / "metrics.json").read_text())
+        runs.append((metrics, torch.load(out / "model.pt", weights_only=True)))
+        assert len(metrics["history"]) == 2
+        assert metrics["val"]["accuracy"] > 0.3  # two epochs learn something on digits
+        model = import_model_file(out / "model.py", f"test_train_{name}")()
+        model.load_state_dict(runs[-1][1])
+        assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert runs[0][0]["val"] == runs[1][0]["val"] and runs[0][0]["test"] == runs[1][0]["test"]
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+
+
+def test_nan_loss_is_reported(tmp_path, capsys):
+    x = np.random.default_rng(0).random((40, 8, 8)).astype(np.float32)
+    x[:, 2, 2] = np.nan  # every sample: the loss is NaN from the first step
+    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(40) % 10)
+    spec = tmp_path / "net.yaml"
+    spec.write_text(SPEC)
+    code = main(["train", str(spec), "--data", "npz", "--data-path", str(tmp_path / "nan.npz"), "--epochs", "1", "-o", str(tmp_path / "o")])
+    assert code == 2
+    assert "training loss became nan" in capsys.readouterr().err
+
+
+def test_train_rejects_a_channel_mismatch(tmp_path, capsys):
+    spec = tmp_path / "net.yaml"
+    spec.write_text(SPEC.replace("input_channel: 1", "input_channel: 3"))
+    assert main(["train", str(spec), "--epochs", "1", "-o", str(tmp_path / "o")]) == 2
+    assert "input_channel 3 but the data has 1 channels" in capsys.readouterr().err
