@@ -33,10 +33,12 @@ def test_splits_partition_the_indices():
     y = torch.arange(200) % 4
     from yaml2torch.search.data import Arrays
 
-    splits = make_splits(Arrays(x, y, ("a", "b", "c", "d")), DataSettings(split_seed=5, val_fraction=0.25, test_fraction=0.25))
+    splits = make_splits(
+        Arrays(x, y, ("a", "b", "c", "d")), DataSettings(split_seed=5, val_fraction=0.25, test_fraction=0.25)
+    )
     std = splits.std[0]
     mean = splits.mean[0]
-    ids = lambda t: {round(v * std + mean) for v in t.flatten().tolist()}  # noqa: E731
+    ids = lambda t: {round(v * std + mean) for v in t.flatten().tolist()}
     train, val, test = ids(splits.train_x), ids(splits.val_x), ids(splits.test_x)
     assert train | val | test == set(range(200))
     assert not (train & val) and not (train & test) and not (val & test)
@@ -88,7 +90,10 @@ def test_image_folder_needs_two_classes(tmp_path):
 def test_cifar10_pickle_folder(tmp_path):
     rng = np.random.default_rng(1)
     for name, n in (("data_batch_1", 30), ("data_batch_2", 30), ("test_batch", 12)):
-        batch = {b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, size=n))}
+        batch = {
+            b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            b"labels": list(rng.integers(0, 10, size=n)),
+        }
         with open(tmp_path / name, "wb") as handle:
             pickle.dump(batch, handle)
     with open(tmp_path / "batches.meta", "wb") as handle:

@@ -44,7 +44,18 @@ train: {epochs: 1, batch_size: 128, optimizer: {type: Adam, lr: 0.01}}
 @pytest.mark.slow
 def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["search", str(EXAMPLES / "digits.yaml"), "--trials", "2", "--epochs", "1", "--device", "cpu", "--out", str(out)]
+    args = [
+        "search",
+        str(EXAMPLES / "digits.yaml"),
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     args += ["--limit", "600"]
     assert main(args) == 0
     err = capsys.readouterr().err
@@ -88,7 +99,9 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
     assert main(["best", "--storage", storage, "--study", "digits", "-o", str(tmp_path / "exported")]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["picked"] == load(out, "digits").best_trial.number and printed["test"]["samples"] == 120
-    assert (tmp_path / "exported" / "best_model.py").read_text() == load(out, "digits").best_trial.user_attrs["model_py"]
+    assert (tmp_path / "exported" / "best_model.py").read_text() == load(out, "digits").best_trial.user_attrs[
+        "model_py"
+    ]
 
     # report: one HTML file with the figures, plotly inline (no network), and the trial table.
     report = tmp_path / "report.html"
@@ -101,7 +114,10 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
 
 @pytest.mark.slow
 def test_resume_with_a_different_file_is_refused(tmp_path, capsys):
-    space = write(tmp_path, "model: {backbone: [[1, Conv, [8, 3, 1]], [1, GlobalAvgPool, []], [1, Flatten, []], [1, Linear, [10]]]}\n")
+    space = write(
+        tmp_path,
+        "model: {backbone: [[1, Conv, [8, 3, 1]], [1, GlobalAvgPool, []], [1, Flatten, []], [1, Linear, [10]]]}\n",
+    )
     out = tmp_path / "out"
     assert main(["search", str(space), "--trials", "1", "--out", str(out), "--quiet"]) == 0
     space.write_text(space.read_text().replace("[8, 3, 1]", "[16, 3, 1]"))
@@ -193,7 +209,9 @@ def test_python_escape_hatch_via_api_with_an_exception_in_one_trial(tmp_path):
         width = trial.suggest_int("width", 4, 8, step=4)
         if trial.number == 1:
             raise RuntimeError("boom in user code")
-        return {"backbone": [[1, "Conv", [width, 3, 1]], [1, "GlobalAvgPool", []], [1, "Flatten", []], [1, "Linear", [10]]]}
+        return {
+            "backbone": [[1, "Conv", [width, 3, 1]], [1, "GlobalAvgPool", []], [1, "Flatten", []], [1, "Linear", [10]]]
+        }
 
     config = parse_config(TINY + "python: tune_space.py:search_model\n", str(EXAMPLES / "x.yaml"), EXAMPLES)
     result = run_search(config, RunOptions(out_dir=tmp_path / "out", progress=False, search_model=search_model))
@@ -221,7 +239,21 @@ def test_pruner_gets_per_epoch_values(tmp_path):
 @pytest.mark.slow
 def test_boostcamp_example_multi_objective_pareto_and_pick(tmp_path):
     out = tmp_path / "bc"
-    code = main(["search", str(EXAMPLES / "boostcamp_tune.yaml"), "--trials", "4", "--epochs", "1", "--limit", "300", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "search",
+            str(EXAMPLES / "boostcamp_tune.yaml"),
+            "--trials",
+            "4",
+            "--epochs",
+            "1",
+            "--limit",
+            "300",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     study = load(out, "boostcamp_tune")
     summary = json.loads((out / "summary.json").read_text())
@@ -242,7 +274,24 @@ def test_boostcamp_example_multi_objective_pareto_and_pick(tmp_path):
 @pytest.mark.parametrize("name", ["cells", "tune_space"])
 def test_other_examples_run_with_a_tiny_budget(tmp_path, name):
     out = tmp_path / name
-    assert main(["search", str(EXAMPLES / f"{name}.yaml"), "--trials", "2", "--epochs", "1", "--limit", "300", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(EXAMPLES / f"{name}.yaml"),
+                "--trials",
+                "2",
+                "--epochs",
+                "1",
+                "--limit",
+                "300",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["picked"] is not None and (out / "best_model.py").is_file()
     study = load(out, name)

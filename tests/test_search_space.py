@@ -90,8 +90,7 @@ def test_sampled_scalars_keep_the_choice_nodes_location():
 
 
 def test_cells_repeat_non_decreasing_with_per_stage_values():
-    cfg = config(
-        """
+    cfg = config("""
         model:
           backbone:
             - [1, Conv, [8, 3, 1]]
@@ -103,8 +102,7 @@ def test_cells_repeat_non_decreasing_with_per_stage_values():
             - [1, GlobalAvgPool, []]
             - [1, Flatten, []]
             - [1, Linear, [10]]
-        """
-    )
+        """)
     for trial, model, _ in sampled(cfg, seed=3, n=25):
         rows = model["backbone"][1:-3]
         n1 = trial.params["backbone.1.N1"]
@@ -120,8 +118,7 @@ def test_cells_repeat_non_decreasing_with_per_stage_values():
 
 
 def test_unshared_cells_sample_each_stage_separately():
-    cfg = config(
-        """
+    cfg = config("""
         model:
           backbone:
             - cells:
@@ -132,15 +129,13 @@ def test_unshared_cells_sample_each_stage_separately():
             - [1, GlobalAvgPool, []]
             - [1, Flatten, []]
             - [1, Linear, [10]]
-        """
-    )
+        """)
     trial, _, _ = sampled(cfg)[0]
     assert {"backbone.0.stage1.normal.0.k", "backbone.0.stage2.normal.0.k"} <= set(trial.params)
 
 
 def test_explicit_names_share_one_value():
-    cfg = config(
-        """
+    cfg = config("""
         model:
           backbone:
             - [1, Conv, [{int: [8, 64], step: 8, name: width}, 3, 1]]
@@ -148,8 +143,7 @@ def test_explicit_names_share_one_value():
             - [1, GlobalAvgPool, []]
             - [1, Flatten, []]
             - [1, Linear, [10]]
-        """
-    )
+        """)
     for trial, model, _ in sampled(cfg, n=5):
         assert model["backbone"][0][2][0] == model["backbone"][1][2][0] == trial.params["width"]
 
@@ -164,11 +158,19 @@ def test_dumped_spec_keeps_rows_on_one_line():
     [
         ("model: {backbone: [[1, Conv, [{int: [8, 4]}]]]}\n", 1, "low (8) is above high (4)"),
         ("model: {backbone: [[1, Conv, [{int: [1, 4], stepp: 2}]]]}\n", 1, "unknown key 'stepp'"),
-        ("model:\n  backbone:\n    - [1, Conv, [{per_stage: [1, 2]}]]\n", 3, "per_stage may stand only inside a cells node"),
+        (
+            "model:\n  backbone:\n    - [1, Conv, [{per_stage: [1, 2]}]]\n",
+            3,
+            "per_stage may stand only inside a cells node",
+        ),
         ("model: {backbone: []}\nsampler: {type: TPEE}\n", 2, "did you mean 'TPE'"),
         ("model: {backbone: []}\nobjectives: [acuracy]\n", 2, "unknown metric 'acuracy'"),
         ("model: {backbone: []}\nmodell: 1\n", 2, "unknown top-level key 'modell'"),
-        ("model: {backbone: []}\nobjectives: [accuracy, params]\npruner: {type: Median}\n", 3, "pruners work with one objective"),
+        (
+            "model: {backbone: []}\nobjectives: [accuracy, params]\npruner: {type: Median}\n",
+            3,
+            "pruners work with one objective",
+        ),
         (
             "model: {backbone: []}\ntrain:\n  optimizer:\n    choice:\n      A: {type: Adam}\n      B: {type: Adamm}\n",
             6,

@@ -43,7 +43,9 @@ def test_shift_augmentation_translates_each_sample():
     for i in range(2):
         # each output equals the input moved by at most one pixel (zeros come in at the border)
         matches = [
-            torch.equal(out[i, 0, 1:-1, 1:-1], x[i, 0, 1 - dy : 4 - dy, 1 - dx : 4 - dx]) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+            torch.equal(out[i, 0, 1:-1, 1:-1], x[i, 0, 1 - dy : 4 - dy, 1 - dx : 4 - dx])
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
         ]
         assert any(matches)
 
@@ -54,7 +56,27 @@ def test_train_command_writes_files_and_is_reproducible_on_cpu(tmp_path, capsys)
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert main(["train", str(spec), "--data", "digits", "--epochs", "2", "--lr", "0.01", "--image-size", "8", "--device", "cpu", "-o", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(spec),
+                    "--data",
+                    "digits",
+                    "--epochs",
+                    "2",
+                    "--lr",
+                    "0.01",
+                    "--image-size",
+                    "8",
+                    "--device",
+                    "cpu",
+                    "-o",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         printed = json.loads(capsys.readouterr().out)
         assert set(printed) == {"val", "test", "out"}
         assert {p.name for p in out.iterdir()} >= {"spec.yaml", "model.py", "model.pt", "metrics.json"}
@@ -75,7 +97,20 @@ def test_nan_loss_is_reported(tmp_path, capsys):
     np.savez(tmp_path / "nan.npz", x=x, y=np.arange(40) % 10)
     spec = tmp_path / "net.yaml"
     spec.write_text(SPEC)
-    code = main(["train", str(spec), "--data", "npz", "--data-path", str(tmp_path / "nan.npz"), "--epochs", "1", "-o", str(tmp_path / "o")])
+    code = main(
+        [
+            "train",
+            str(spec),
+            "--data",
+            "npz",
+            "--data-path",
+            str(tmp_path / "nan.npz"),
+            "--epochs",
+            "1",
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     assert "training loss became nan" in capsys.readouterr().err
 

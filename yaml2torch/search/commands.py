@@ -73,7 +73,9 @@ def cmd_best(args: argparse.Namespace) -> int:
     if summary["picked"] is None:
         print("no completed trial to export", file=sys.stderr)
         return 1
-    print(json.dumps({"picked": summary["picked"]["number"], "test": summary["picked"]["test"], "out": str(args.output)}))
+    print(
+        json.dumps({"picked": summary["picked"]["number"], "test": summary["picked"]["test"], "out": str(args.output)})
+    )
     return 0
 
 
@@ -123,7 +125,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     p.add_argument("--epochs", type=int, help="override train.epochs (for quick checks)")
     p.add_argument("--limit", type=int, help="use a stratified subset of this many samples (for quick checks)")
-    p.add_argument("--resume", action="store_true", help="continue an existing study (running the same command does too)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue an existing study (running the same command does too)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars or closing table")
     p.set_defaults(handler=cmd_search)
 
@@ -131,7 +135,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", required=True)
     p.add_argument("--study", required=True)
     p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--from", dest="trials_from", type=Path, help="the search's output folder holding trials/ (for weights and the test score)")
+    p.add_argument(
+        "--from",
+        dest="trials_from",
+        type=Path,
+        help="the search's output folder holding trials/ (for weights and the test score)",
+    )
     p.set_defaults(handler=cmd_best)
 
     p = commands.add_parser("report", help="an HTML report of a stored study")

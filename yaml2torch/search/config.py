@@ -201,7 +201,9 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
         if key not in TOP_KEYS:
             raise SpecError(root.key_locs[key], f"unknown top-level key {key!r}{suggest(key, TOP_KEYS)}")  # type: ignore[index]
     if ("model" in fields) == ("python" in fields):
-        raise SpecError(root.loc, "give exactly one of 'model' (a model template) or 'python' (path/to/file.py:search_model)")
+        raise SpecError(
+            root.loc, "give exactly one of 'model' (a model template) or 'python' (path/to/file.py:search_model)"
+        )
 
     names = sp.new_name_table()
     model = python = model_node = None
@@ -351,7 +353,10 @@ def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
     fields = _keys(node, ("source", "path", "val_fraction", "test_fraction", "split_seed", "limit", "channels"), "data")
     source = _str(fields["source"], "data.source") if "source" in fields else "digits"
     if source not in DATA_SOURCES:
-        raise SpecError(fields["source"].loc, f"unknown data source {source!r}{suggest(source, DATA_SOURCES)}; one of {', '.join(DATA_SOURCES)}")
+        raise SpecError(
+            fields["source"].loc,
+            f"unknown data source {source!r}{suggest(source, DATA_SOURCES)}; one of {', '.join(DATA_SOURCES)}",
+        )
     path = None
     if source != "digits":
         if "path" not in fields:
@@ -565,7 +570,9 @@ def _scheduler(node: Node) -> dict[str, object]:
         raise SpecError(node.loc, "scheduler needs a type")
     kind = _str(fields["type"], "scheduler")
     if kind not in SCHEDULERS:
-        raise SpecError(fields["type"].loc, f"unknown scheduler {kind!r}{suggest(kind, SCHEDULERS)}; one of {', '.join(SCHEDULERS)}")
+        raise SpecError(
+            fields["type"].loc, f"unknown scheduler {kind!r}{suggest(kind, SCHEDULERS)}; one of {', '.join(SCHEDULERS)}"
+        )
     result: dict[str, object] = {"scheduler": kind}
     if "step_size" in fields:
         result["step_size"] = _int(fields["step_size"], "step_size", 1)

@@ -88,7 +88,12 @@ def load_image_folder(settings: DataSettings) -> Arrays:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(class_dirs) < 2:
         raise DataError(root, "an image folder needs at least two class sub-folders")
-    files = [(f, label) for label, d in enumerate(class_dirs) for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (f, label)
+        for label, d in enumerate(class_dirs)
+        for f in sorted(d.rglob("*"))
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
         raise DataError(root, f"no images ({', '.join(IMAGE_SUFFIXES)}) under the class folders")
     channels = settings.channels

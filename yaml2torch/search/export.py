@@ -66,7 +66,7 @@ def test_score(trial, config: SearchConfig, out_dir: Path, search=None, data_lim
     import torch
 
     from yaml2torch.search.config import TrainSettings
-    from yaml2torch.search.runner import Search, RunOptions
+    from yaml2torch.search.runner import RunOptions, Search
     from yaml2torch.search.train import evaluate, import_model_file
 
     folder = _trial_folder(out_dir, trial)
@@ -84,7 +84,7 @@ def test_score(trial, config: SearchConfig, out_dir: Path, search=None, data_lim
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     model.to(data.device)
     metrics = evaluate(model, data.test_x, data.test_y, data.num_classes, data.device, settings)
-    metrics["samples"] = int(len(data.test_y))
+    metrics["samples"] = len(data.test_y)
     return metrics
 
 
@@ -112,7 +112,11 @@ def export_study(study, config: SearchConfig, out_dir: Path, search=None, trials
         "objectives": [[o.metric, o.direction] for o in config.objectives],
         "pick_rule": note,
         "trials": counts,
-        "infeasible": sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if t.user_attrs.get("status") == "infeasible"),
+        "infeasible": sum(
+            1
+            for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+            if t.user_attrs.get("status") == "infeasible"
+        ),
         "picked": None,
         "pareto": [],
     }
@@ -133,8 +137,15 @@ def export_study(study, config: SearchConfig, out_dir: Path, search=None, trials
             "values": best.values,
             "train": attrs.get("train"),
             "params_sampled": best.params,
-            "test": test_score(best, config, trials_root, search, (study.user_attrs.get("overrides") or {}).get("data_limit")),
-            "files": {"spec": "best.yaml", "model": "best_model.py", "weights": "best_model.pt", "trial_dir": attrs.get("trial_dir")},
+            "test": test_score(
+                best, config, trials_root, search, (study.user_attrs.get("overrides") or {}).get("data_limit")
+            ),
+            "files": {
+                "spec": "best.yaml",
+                "model": "best_model.py",
+                "weights": "best_model.pt",
+                "trial_dir": attrs.get("trial_dir"),
+            },
         }
     if config.multi_objective:
         pareto_dir = out_dir / "pareto"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Self
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -42,7 +43,7 @@ class SearchProgress:
         self.trials = self.progress.add_task("trials", total=total, completed=done, info="best -")
         self.epochs = self.progress.add_task("epochs", total=1, completed=0, info="", visible=False)
 
-    def __enter__(self) -> SearchProgress:
+    def __enter__(self) -> Self:
         self.progress.__enter__()
         return self
 
@@ -50,12 +51,16 @@ class SearchProgress:
         self.progress.__exit__(*exc)
 
     def start_trial(self, number: int, epochs: int) -> None:
-        self.progress.update(self.epochs, description=f"trial {number}", total=epochs, completed=0, info="", visible=True)
+        self.progress.update(
+            self.epochs, description=f"trial {number}", total=epochs, completed=0, info="", visible=True
+        )
 
     def epoch(self, epoch: int, epochs: int, metrics: dict) -> None:
         metric = self.config.objectives[0].metric
         shown = metric if metric in metrics else "accuracy"
-        self.progress.update(self.epochs, completed=epoch, info=f"val {shown} {format_metric(shown, metrics.get(shown))}")
+        self.progress.update(
+            self.epochs, completed=epoch, info=f"val {shown} {format_metric(shown, metrics.get(shown))}"
+        )
 
     def trial_done(self, study, trial) -> None:
         try:
@@ -66,7 +71,11 @@ class SearchProgress:
                 self.best = f"pareto {len(study.best_trials)} trials"
         except ValueError:
             pass  # no completed trial yet
-        self.progress.update(self.trials, advance=1, info=f"{self.best}  last: {trial.state.name.lower()} {trial.user_attrs.get('status', '')}")
+        self.progress.update(
+            self.trials,
+            advance=1,
+            info=f"{self.best}  last: {trial.state.name.lower()} {trial.user_attrs.get('status', '')}",
+        )
         self.progress.update(self.epochs, visible=False)
 
     def closing_table(self, study, config, summary: dict) -> None:
@@ -96,7 +105,11 @@ def trials_table(study, config, picked: int | None = None, limit: int = 40) -> T
     for trial in shown:
         attrs = trial.user_attrs
         values = {**(attrs.get("metrics") or {}), "params": attrs.get("params"), "macs": attrs.get("macs")}
-        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete and trial.datetime_start else None
+        seconds = (
+            (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if trial.datetime_complete and trial.datetime_start
+            else None
+        )
         note = attrs.get("reason", "") if trial.state.name != "COMPLETE" or "duplicate_of" in attrs else ""
         mark = "*" if trial.number == picked else ""
         table.add_row(

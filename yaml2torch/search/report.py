@@ -21,7 +21,9 @@ def _figures(study, config: SearchConfig) -> list[tuple[str, object | str]]:
     for i, name in enumerate(names):
         target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
         try:
-            figures.append((f"Optimization history: {name}", vis.plot_optimization_history(study, target=target, target_name=name)))
+            figures.append(
+                (f"Optimization history: {name}", vis.plot_optimization_history(study, target=target, target_name=name))
+            )
         except (ValueError, RuntimeError) as exc:
             figures.append((f"Optimization history: {name}", f"not available: {exc}"))
     if len(names) > 1:
@@ -61,13 +63,25 @@ def _score_vs_params(done: list, config: SearchConfig):
 
 def _trial_rows(study, config: SearchConfig, picked: int | None) -> str:
     metrics = [o.metric for o in config.objectives]
-    columns = ["#", "state", "status", *dict.fromkeys(metrics + ["accuracy", "f1", "params", "macs"]), "duration (s)", "params sampled", "note"]
+    columns = [
+        "#",
+        "state",
+        "status",
+        *dict.fromkeys(metrics + ["accuracy", "f1", "params", "macs"]),
+        "duration (s)",
+        "params sampled",
+        "note",
+    ]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     rows = []
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
         values = {**(attrs.get("metrics") or {}), "params": attrs.get("params"), "macs": attrs.get("macs")}
-        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete and trial.datetime_start else None
+        seconds = (
+            (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if trial.datetime_complete and trial.datetime_start
+            else None
+        )
         sampled = ", ".join(f"{k}={v}" for k, v in trial.params.items())
         cells = [
             f"{trial.number}{' (picked)' if trial.number == picked else ''}",

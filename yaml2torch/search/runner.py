@@ -8,9 +8,9 @@ import importlib.util
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -60,7 +60,9 @@ class _SpecDumper(yaml.SafeDumper):
     pass
 
 
-_SpecDumper.add_representer(_FlowList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+_SpecDumper.add_representer(
+    _FlowList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
 
 
 def dump_spec(spec: dict) -> str:
@@ -86,7 +88,9 @@ def eval_key(arch_hash: str, train: TrainSettings, config: SearchConfig, data) -
 
 def load_python_function(path: Path, function: str) -> Callable:
     """The user's search_model from a .py file (code the user wrote, imported like a plugin)."""
-    spec = importlib.util.spec_from_file_location(f"yaml2torch_space_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}", path)
+    spec = importlib.util.spec_from_file_location(
+        f"yaml2torch_space_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}", path
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -210,7 +214,10 @@ class Search:
         channels = self.splits.channels
         if "input_channel" in fields:
             if fields["input_channel"].value != channels:
-                raise SpecError(fields["input_channel"].loc, f"input_channel {fields['input_channel'].value} but the data has {channels} channels")
+                raise SpecError(
+                    fields["input_channel"].loc,
+                    f"input_channel {fields['input_channel'].value} but the data has {channels} channels",
+                )
         else:
             fields = {"input_channel": Node(channels, model_node.loc), **fields}
             key_locs["input_channel"] = model_node.loc
@@ -219,7 +226,10 @@ class Search:
             raw = fields["input_size"].value
             given = (raw, raw) if isinstance(raw, int) else tuple(n.value for n in raw)  # type: ignore[union-attr]
             if size is not None and tuple(given) != tuple(size):
-                raise SpecError(fields["input_size"].loc, f"model input_size {list(given)} differs from train image_size {list(size)}")
+                raise SpecError(
+                    fields["input_size"].loc,
+                    f"model input_size {list(given)} differs from train image_size {list(size)}",
+                )
             train = replace(train, image_size=tuple(given))  # type: ignore[arg-type]
         else:
             size = size or self.splits.size
@@ -246,7 +256,10 @@ class Search:
             raise optuna.TrialPruned(f"infeasible: {exc}") from None
         except Exception as exc:  # user code in search_model, a bad train branch: fail this trial only
             trial.set_user_attr("status", "failed")
-            trial.set_user_attr("reason", str(exc) if isinstance(exc, (SpecError, SearchError)) else f"{type(exc).__name__}: {exc}"[:2000])
+            trial.set_user_attr(
+                "reason",
+                str(exc) if isinstance(exc, (SpecError, SearchError)) else f"{type(exc).__name__}: {exc}"[:2000],
+            )
             raise
         timing["sample_check"] = time.perf_counter() - start
         ir = plan.ir
@@ -323,7 +336,9 @@ class Search:
         timing["stage"] = time.perf_counter() - t
 
         latency = None
-        wants_latency = any(o.metric == "latency" for o in self.config.objectives) or self.config.constraints.max_latency_ms
+        wants_latency = (
+            any(o.metric == "latency" for o in self.config.objectives) or self.config.constraints.max_latency_ms
+        )
         if wants_latency:
             latency = measure_latency(model.to(data.device), data.input_shape, data.device)
             trial.set_user_attr("latency_ms", latency)
@@ -384,14 +399,11 @@ class Search:
         return values if len(values) > 1 else values[0]
 
     def _release_memory(self) -> None:
-        gc.collect()
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001 - freeing memory must never mask the trial's own error
-            pass
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 # --- the study --------------------------------------------------------------------------------
@@ -434,7 +446,9 @@ def open_study(config: SearchConfig, options: RunOptions, create: bool = True):
                 f"({existing.user_attrs.get('space_path')}); use another --study name or --out folder"
             )
         finished = sum(1 for t in existing.get_trials(deepcopy=False) if t.state.name in FINISHED_STATES)
-        return optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(config, finished), pruner=make_pruner(config))
+        return optuna.load_study(
+            study_name=name, storage=storage, sampler=make_sampler(config, finished), pruner=make_pruner(config)
+        )
     study = optuna.create_study(
         study_name=name,
         storage=storage,
@@ -445,7 +459,9 @@ def open_study(config: SearchConfig, options: RunOptions, create: bool = True):
     )
     study.set_user_attr("space_yaml", config.text)
     study.set_user_attr("space_sha256", config.text_sha256)
-    study.set_user_attr("space_path", str(Path(config.path).resolve()) if not config.path.startswith("<") else config.path)
+    study.set_user_attr(
+        "space_path", str(Path(config.path).resolve()) if not config.path.startswith("<") else config.path
+    )
     study.set_user_attr("objectives", [[o.metric, o.direction] for o in config.objectives])
     study.set_user_attr("out_dir", str(options.out_dir.resolve()))
     # Overrides that change what a trial means; best/report rebuild the same data from them.
@@ -478,12 +494,23 @@ def run_search(config: SearchConfig, options: RunOptions) -> SearchResult:
     remaining = None if trials is None else max(0, trials - finished)
     callbacks = []
     if trials is not None:
-        callbacks.append(optuna.study.MaxTrialsCallback(trials, states=tuple(getattr(optuna.trial.TrialState, s) for s in FINISHED_STATES)))
+        callbacks.append(
+            optuna.study.MaxTrialsCallback(
+                trials, states=tuple(getattr(optuna.trial.TrialState, s) for s in FINISHED_STATES)
+            )
+        )
     with SearchProgress(config, total=trials, done=finished, enabled=options.progress) as progress:
         search.progress = progress
         callbacks.append(progress.trial_done)
         if remaining is None or remaining > 0:
-            study.optimize(search.objective, n_trials=remaining, timeout=timeout, catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+            study.optimize(
+                search.objective,
+                n_trials=remaining,
+                timeout=timeout,
+                catch=(Exception,),
+                callbacks=callbacks,
+                gc_after_trial=False,
+            )
         summary = export_study(study, config, options.out_dir, search)
         progress.closing_table(study, config, summary)
     return SearchResult(study, options.out_dir, summary)

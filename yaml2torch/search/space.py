@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import Protocol
 
 from yaml2torch.errors import Location, SpecError, suggest
 from yaml2torch.spec.yaml_nodes import Node, type_name
@@ -27,10 +27,14 @@ CHOICE_KEYS = ("choice", "int", "float")
 RESERVED_KEYS = CHOICE_KEYS + ("cells", "per_stage")
 PASS = "Pass"
 # Row element roles, for readable parameter names.
-ROW_ROLES = {3: ("repeat", "module", "args"), 4: ("from", "repeat", "module", "args"), 5: ("from", "repeat", "module", "args", "kwargs")}
+ROW_ROLES = {
+    3: ("repeat", "module", "args"),
+    4: ("from", "repeat", "module", "args"),
+    5: ("from", "repeat", "module", "args", "kwargs"),
+}
 CELL_KEYS = ("stages", "repeat", "normal", "reduction", "share")
 
-Label = Union[str, int, float, bool, None]
+Label = str | int | float | bool | None
 
 
 # --- the parsed space ---------------------------------------------------------------------
@@ -112,7 +116,7 @@ class Cells:
     loc: Location
 
 
-SpaceNode = Union[Fixed, MapSpace, SeqSpace, RowsSpace, Categorical, IntRange, FloatRange, PerStage, Cells]
+SpaceNode = Fixed | MapSpace | SeqSpace | RowsSpace | Categorical | IntRange | FloatRange | PerStage | Cells
 
 
 # --- where sampled values come from -----------------------------------------------------------
@@ -323,7 +327,9 @@ def _number(node: Node, what: str, integer: bool) -> float:
     value = node.value
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok:
-        raise SpecError(node.loc, f"{what} must be {'an int' if integer else 'a number'}, not {type_name(node)} ({value!r})")
+        raise SpecError(
+            node.loc, f"{what} must be {'an int' if integer else 'a number'}, not {type_name(node)} ({value!r})"
+        )
     if not math.isfinite(value):
         raise SpecError(node.loc, f"{what} must be finite")
     return value
@@ -353,7 +359,9 @@ def _choice(node: Node, kind: str, path: tuple[str, ...], ctx: _Ctx, parse_optio
             labels = list(body.value)  # type: ignore[arg-type]
             options = [parse_option(option, path + (key,), ctx) for key, option in body.value.items()]  # type: ignore[union-attr]
         else:
-            raise SpecError(body.loc, f"choice takes a list of options or a mapping of named branches, not {type_name(body)}")
+            raise SpecError(
+                body.loc, f"choice takes a list of options or a mapping of named branches, not {type_name(body)}"
+            )
         result = Categorical(path, name, tuple(labels), tuple(options), node.loc)
         _claim(ctx, result, ("categorical", tuple(labels)))
         return result

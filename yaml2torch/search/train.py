@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +104,9 @@ def _scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps_
     if settings.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs * steps_per_epoch), True
     if settings.scheduler == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, settings.optimizer.lr, total_steps=settings.epochs * steps_per_epoch)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, settings.optimizer.lr, total_steps=settings.epochs * steps_per_epoch
+        )
         return sched, True
     if settings.scheduler == "step":
         step = settings.step_size or max(1, settings.epochs // 3)

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from yaml2torch.errors import SpecError
 from yaml2torch.search import space as sp
-from yaml2torch.search.config import DATA_SOURCES, DataSettings, OptimizerSettings, TrainSettings, load_config, parse_train
+from yaml2torch.search.config import (
+    DATA_SOURCES,
+    DataSettings,
+    OptimizerSettings,
+    TrainSettings,
+    load_config,
+    parse_train,
+)
 
 
 def _settings(config_path, data, data_path, seed) -> tuple[DataSettings, TrainSettings]:
@@ -63,10 +70,14 @@ def train_spec_file(
     spec = load_spec(spec_path, diagnostics)
     splits = load_splits(data_settings)
     if spec.input_channel != splits.channels:
-        raise SpecError(spec.rows[0].loc, f"input_channel {spec.input_channel} but the data has {splits.channels} channels")
+        raise SpecError(
+            spec.rows[0].loc, f"input_channel {spec.input_channel} but the data has {splits.channels} channels"
+        )
     if spec.input_size is not None:
         if train.image_size is not None and tuple(train.image_size) != tuple(spec.input_size):
-            raise ValueError(f"--image-size {train.image_size[0]} differs from the spec's input_size {list(spec.input_size)}")
+            raise ValueError(
+                f"--image-size {train.image_size[0]} differs from the spec's input_size {list(spec.input_size)}"
+            )
         train = replace(train, image_size=tuple(spec.input_size))
     else:
         train = replace(train, image_size=train.image_size or splits.size)
@@ -83,7 +94,9 @@ def train_spec_file(
     staged = stage(splits, train.image_size, target)
     history = train_model(model, staged, train, seed)
     val = dict(history[-1].metrics)
-    test = evaluate(model, staged.test_x, staged.test_y, staged.num_classes, target, train) if len(staged.test_y) else None
+    test = (
+        evaluate(model, staged.test_x, staged.test_y, staged.num_classes, target, train) if len(staged.test_y) else None
+    )
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out_dir / "model.pt")
     result = {
         "arch_hash": compiled.arch_hash,
