@@ -1,6 +1,6 @@
 """A throwaway PostgreSQL server for tests: initdb into a temp dir, start on a free loopback port, stop.
 
-Debian puts the server binaries under /usr/lib/postgresql/<version>/bin; ``.ci/install-postgres.sh``
+Debian puts the server binaries under /usr/lib/postgresql/<version>/bin; ``.ci/setup-test.sh``
 installs them. initdb refuses to run as root, so as root the server runs as the ``postgres`` user.
 Tests import the ``postgres_url`` fixture from here (``from tests.pg_server import postgres_server``).
 """
@@ -82,7 +82,7 @@ class PostgresServer:
 def start_postgres() -> PostgresServer:
     bin_dir = find_pg_bin()
     if bin_dir is None:
-        raise FileNotFoundError("PostgreSQL server binaries not found (run .ci/install-postgres.sh)")
+        raise FileNotFoundError("PostgreSQL server binaries not found (run .ci/setup-test.sh)")
     root = Path(tempfile.mkdtemp(prefix="y2t-pg-"))
     server = PostgresServer(bin_dir, root, free_port())
     try:
@@ -100,8 +100,8 @@ def postgres_server():
     YAML2TORCH_ALLOW_NO_POSTGRES=1 (CI installs it, so there it fails instead of skipping)."""
     if find_pg_bin() is None:
         if os.environ.get("YAML2TORCH_ALLOW_NO_POSTGRES") == "1":
-            pytest.skip("PostgreSQL is not installed (.ci/install-postgres.sh installs it)")
-        pytest.fail("PostgreSQL is not installed: run .ci/install-postgres.sh (or set YAML2TORCH_ALLOW_NO_POSTGRES=1)")
+            pytest.skip("PostgreSQL is not installed (.ci/setup-test.sh installs it)")
+        pytest.fail("PostgreSQL is not installed: run .ci/setup-test.sh (or set YAML2TORCH_ALLOW_NO_POSTGRES=1)")
     server = start_postgres()
     try:
         yield server

@@ -28,9 +28,9 @@ SPACE = "x: {float: [0, 1]}\n"
 def train(channel, trial_number: int, x: float, epochs: int, epoch_seconds: float, out: str) -> dict:
     faults = FaultPlan.from_env()
     loss = 1.0
-    for epoch in range(epochs):
+    for epoch in range(1, epochs + 1):
         time.sleep(epoch_seconds)
-        loss = faults.at_epoch(trial_number, epoch, (x - 0.5) ** 2 + 1.0 / (epoch + 1))
+        loss = faults.at_epoch(trial_number, epoch, (x - 0.5) ** 2 + 1.0 / epoch)
         check_finite_loss(loss, epoch)
         if channel.report(epoch, loss):
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")

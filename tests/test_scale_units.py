@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch  # noqa: F401 - loaded before forking, as in a real worker (the oom fault raises a torch error)
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
@@ -107,11 +108,12 @@ def test_trial_outputs_and_weights_come_back_from_storage_alone(tmp_path):
 
 
 def test_fault_plan_parses_and_applies_at_the_named_trial_and_epoch():
-    plan = FaultPlan.parse("exception:trial=2,epoch=1; nan:trial=3")
-    assert plan.at_epoch(2, 0, 1.0) == 1.0
-    with pytest.raises(InjectedFault, match="trial 2, epoch 1"):
-        plan.at_epoch(2, 1, 1.0)
-    poisoned = plan.at_epoch(3, 0, 1.0)
+    plan = FaultPlan.parse("exception:trial=2,epoch=2; nan:trial=3")
+    assert plan.at_epoch(2, 1, 1.0) == 1.0
+    with pytest.raises(InjectedFault, match="trial 2, epoch 2"):
+        plan.at_epoch(2, 2, 1.0)
+    assert plan.at_epoch(3, 2, 1.0) == 1.0
+    poisoned = plan.at_epoch(3, 1, 1.0)
     with pytest.raises(NonFiniteLoss, match="non-finite loss"):
         check_finite_loss(poisoned, 0)
     for bad in ("explode:trial=1", "nan:trial=x", "nan:step=1"):
@@ -122,7 +124,7 @@ def test_fault_plan_parses_and_applies_at_the_named_trial_and_epoch():
 def _child_train(channel, fault: str, epochs: int) -> dict:
     plan = FaultPlan.parse(fault)
     loss = 1.0
-    for epoch in range(epochs):
+    for epoch in range(1, epochs + 1):
         loss = plan.at_epoch(7, epoch, loss / 2)
         check_finite_loss(loss, epoch)
         if channel.report(epoch, loss):
@@ -134,7 +136,7 @@ def test_child_trial_returns_its_result_and_reports_each_epoch():
     reports = []
     result = run_isolated(_child_train, ("", 3), on_report=lambda step, value: reports.append((step, value)) or False)
     assert result["loss"] == 0.125 and result["pid"] != os.getpid()
-    assert reports == [(0, 0.5), (1, 0.25), (2, 0.125)]
+    assert reports == [(1, 0.5), (2, 0.25), (3, 0.125)]
     with pytest.raises(optuna.TrialPruned, match="epoch 1"):
         run_isolated(_child_train, ("", 3), on_report=lambda step, value: step == 1)
 
@@ -173,8 +175,8 @@ def test_child_killed_by_a_signal_fails_the_trial_with_the_signal_name():
 
 def _loss_train(channel, number: int, x: float) -> dict:
     loss = 1.0
-    for epoch in range(2):
-        loss = FaultPlan.from_env().at_epoch(number, epoch, (x - 0.5) ** 2 + 1 / (epoch + 1))
+    for epoch in range(1, 3):
+        loss = FaultPlan.from_env().at_epoch(number, epoch, (x - 0.5) ** 2 + 1 / epoch)
         check_finite_loss(loss, epoch)
         channel.report(epoch, loss)
     return {"loss": loss}
@@ -190,7 +192,7 @@ def test_faulty_trials_fail_with_reasons_and_the_study_goes_on(tmp_path, monkeyp
 
     summary = run_worker(study, objective, WorkerOptions(total_trials=7), say=lambda message: None)
     assert (summary.completed, summary.failed) == (3, 4)
-    reasons = {t.number: t.user_attrs.get("fail_reason") for t in study.trials}
+    reasons = {t.number: t.user_attrs.get("reason") for t in study.trials}
     assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 3
     assert reasons[1].startswith("InjectedFault: injected exception at trial 1")
     assert reasons[2] == "non-finite loss (nan) at epoch 1"
@@ -241,7 +243,7 @@ def test_trial_of_a_killed_worker_is_failed_and_retried_once(tmp_path):
     assert "died while running the trial" in reaped[0].reason
     trials = study.get_trials()
     assert trials[number].state == TrialState.FAIL
-    assert trials[number].user_attrs["fail_reason"].startswith("stale: worker process")
+    assert trials[number].user_attrs["reason"].startswith("stale: worker process")
     retry = trials[-1]
     assert retry.state == TrialState.WAITING and retry.user_attrs["retry_of"] == number
     assert retry.params == trials[number].params
@@ -308,7 +310,7 @@ def test_sigterm_fails_the_running_trial_requeues_it_and_exits_promptly(tmp_path
     assert process.returncode == 128 + signal.SIGTERM
     assert "trial 0 failed: interrupted by SIGTERM" in stderr and "stopped by SIGTERM" in stderr
     trials = optuna.load_study(study_name="s", storage=make_storage(url)).get_trials()
-    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["fail_reason"] == "interrupted by SIGTERM"
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["reason"] == "interrupted by SIGTERM"
     assert trials[1].state == TrialState.WAITING and trials[1].user_attrs["retry_of"] == 0
     # Nothing half-written in the artifact store: the interrupted trial uploaded nothing.
     assert not list(Path(artifacts).glob("*"))

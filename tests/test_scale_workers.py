@@ -91,7 +91,7 @@ def test_four_workers_share_a_journal_file(tmp_path):
 
 def test_killed_worker_on_a_journal_file_is_detected_and_its_trial_retried(tmp_path):
     trials = kill_one_of_two_then_restart(str(tmp_path / "study.log"), tmp_path)
-    assert trials[2].user_attrs["fail_reason"].startswith("stale: worker process")
+    assert trials[2].user_attrs["reason"].startswith("stale: worker process")
 
 
 @pytest.mark.postgres

@@ -12,9 +12,10 @@ KIND is one of
 - ``hang``: sleep forever (the per-trial time limit must stop it);
 - ``sigkill``: SIGKILL the worker process running the trial (as ``kill -9`` would).
 
-``trial`` is the Optuna trial number, ``epoch`` the 0-based epoch; either may be left out
-(then every trial / the first epoch). The training loop calls ``FaultPlan.at_epoch`` at each
-epoch boundary, so the tests exercise the real handling code rather than assume it.
+``trial`` is the Optuna trial number, ``epoch`` the epoch just finished (1-based, as the search
+reports it); either may be left out (then every trial / epoch 1). The training loop calls
+``FaultPlan.at_epoch`` after each epoch, so the tests exercise the real handling code rather
+than assume it.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Fault:
     epoch: int | None = None
 
     def matches(self, trial: int, epoch: int) -> bool:
-        return (self.trial is None or self.trial == trial) and (self.epoch or 0) == epoch
+        return (self.trial is None or self.trial == trial) and (self.epoch or 1) == epoch
 
 
 @dataclass(frozen=True)

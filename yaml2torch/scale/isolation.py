@@ -51,15 +51,39 @@ class Channel:
         self._connection.send(("report", step, float(value)))
         return bool(self._connection.recv())
 
+    def call(self, payload: Any) -> Any:
+        """Hand ``payload`` to the parent's ``on_call`` and return its answer."""
+        self._connection.send(("call", payload))
+        return self._connection.recv()
+
 
 @dataclass(frozen=True)
 class InProcessChannel:
     """The same interface for training in the worker's own process (no isolation)."""
 
     on_report: Callable[[int, float], bool] | None = None
+    on_call: Callable[[Any], Any] | None = None
 
     def report(self, step: int, value: float) -> bool:
         return bool(self.on_report(step, value)) if self.on_report is not None else False
+
+    def call(self, payload: Any) -> Any:
+        return self.on_call(payload) if self.on_call is not None else None
+
+
+def keep_parent_single_threaded() -> int:
+    """Make this (parent) process run torch on one thread; returns the previous thread count.
+
+    GNU OpenMP cannot be used in a forked child once the parent has started its thread pool
+    (the child hangs). A worker that forks trials therefore never starts one: it only samples,
+    compiles and waits; each child sets its own thread count (``child_threads``).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        import torch
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return previous
 
 
 def isolation_available() -> bool:
@@ -79,8 +103,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child_main(connection: Any, worker_pid: int, target: Callable[..., Any], args: tuple) -> None:
+def _child_main(connection: Any, worker_pid: int, threads: int | None, target: Callable[..., Any], args: tuple) -> None:
     _die_with_parent()
+    if threads is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     os.environ["YAML2TORCH_WORKER_PID"] = str(worker_pid)
     # The parent decides about stopping; Ctrl-C in a terminal reaches both, only the parent acts.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -106,12 +132,20 @@ def run_isolated(
     *,
     time_limit: float | None = None,
     on_report: Callable[[int, float], bool] | None = None,
+    on_call: Callable[[Any], Any] | None = None,
+    child_threads: int | None = None,
     poll_seconds: float = 0.2,
 ) -> Any:
-    """``target(channel, *args)`` in a forked child; its return value, or TrialFailed/TrialPruned."""
+    """``target(channel, *args)`` in a forked child; its return value, or TrialFailed/TrialPruned.
+
+    ``on_report``/``on_call`` answer the child's ``channel.report``/``channel.call`` in this
+    process (where the Optuna trial lives); an exception they raise ends the child and is raised here.
+    """
     context = multiprocessing.get_context("fork")
     parent_end, child_end = context.Pipe()
-    process = context.Process(target=_child_main, args=(child_end, os.getpid(), target, args), daemon=True)
+    process = context.Process(
+        target=_child_main, args=(child_end, os.getpid(), child_threads, target, args), daemon=True
+    )
     deadline = None if time_limit is None else time.monotonic() + time_limit
     process.start()
     child_end.close()
@@ -127,6 +161,8 @@ def run_isolated(
                 kind = message[0]
                 if kind == "report":
                     parent_end.send(bool(on_report(message[1], message[2])) if on_report else False)
+                elif kind == "call":
+                    parent_end.send(on_call(message[1]) if on_call else None)
                 elif kind == "result":
                     return message[1]
                 elif kind == "pruned":

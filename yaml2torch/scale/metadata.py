@@ -1,16 +1,17 @@
 """What a study and its trials record so that any machine can join, export or report from storage alone.
 
-Study user attributes (set once, when the study is created):
+The names are the search's own (``yaml2torch.search.runner.open_study`` writes the space), so
+both sides read one set. Study user attributes:
 
-- ``yaml2torch.space_yaml``: the search-space file's text; ``yaml2torch.space_sha256`` its hash;
-  ``yaml2torch.space_name``: the file's name (for messages).
-- ``yaml2torch.settings``: the study's settings (a JSON object; whatever the search needs to
-  rebuild its objective: budget, objectives, artifact store, ...).
-- ``yaml2torch.version``: the yaml2torch version that created the study.
+- ``space_yaml``: the search-space file's text; ``space_sha256`` its hash; ``space_path``: the
+  file it came from (for messages and relative paths).
+- ``settings``: the study's run settings (a JSON object: budget, per-trial time limit, artifact
+  store; see ``yaml2torch.scale.searching.StudySettings``).
+- ``yaml2torch_version``: the yaml2torch version that created the study.
 
-Trial user attributes (see ``record_trial_outputs``): ``spec_yaml``, ``arch_hash``, ``metrics``,
-``model_source`` and ``weights_artifact`` (an artifact id in the study's artifact store); plus
-``worker``/``heartbeat_at`` while running and ``fail_reason``/``retry_of`` for faults.
+Trial user attributes: ``spec_yaml``, ``arch_hash``, ``metrics``, ``model_py`` (the generated
+source) and ``weights_artifact`` (an artifact id in the study's artifact store); ``worker`` and
+``heartbeat_at`` while running; ``status``/``reason`` and ``retry_of``/``retry_reason`` for faults.
 """
 
 from __future__ import annotations
@@ -24,18 +25,19 @@ from typing import Any
 
 import optuna
 
-ATTR_SPACE_YAML = "yaml2torch.space_yaml"
-ATTR_SPACE_SHA256 = "yaml2torch.space_sha256"
-ATTR_SPACE_NAME = "yaml2torch.space_name"
-ATTR_SETTINGS = "yaml2torch.settings"
-ATTR_VERSION = "yaml2torch.version"
+ATTR_SPACE_YAML = "space_yaml"
+ATTR_SPACE_SHA256 = "space_sha256"
+ATTR_SPACE_NAME = "space_path"
+ATTR_SETTINGS = "settings"
+ATTR_VERSION = "yaml2torch_version"
 
 TRIAL_SPEC_YAML = "spec_yaml"
 TRIAL_ARCH_HASH = "arch_hash"
 TRIAL_METRICS = "metrics"
-TRIAL_MODEL_SOURCE = "model_source"
+TRIAL_MODEL_SOURCE = "model_py"
 TRIAL_WEIGHTS_ARTIFACT = "weights_artifact"
-TRIAL_FAIL_REASON = "fail_reason"
+TRIAL_STATUS = "status"
+TRIAL_FAIL_REASON = "reason"
 TRIAL_RETRY_OF = "retry_of"
 TRIAL_RETRY_REASON = "retry_reason"
 

@@ -13,7 +13,7 @@ A journal file has no heartbeats, so workers record their own on the trial:
 **The rule.** When a worker starts (and before each new trial), a RUNNING trial is *stale* when
 either (a) its ``worker.host`` is this host and that process (pid and start time) no longer
 exists (or is a zombie), or (b) its ``heartbeat_at`` (or, without one, its start time) is older than the grace
-period. A stale trial is failed with ``fail_reason`` saying why, and, unless it is itself a
+period. A stale trial is failed with ``reason`` saying why, and, unless it is itself a
 retry, its parameters are enqueued once more as a new trial with ``retry_of`` set to its
 number. Two workers reaping at once are safe: only the one whose FAIL is recorded first
 enqueues the retry.
@@ -25,7 +25,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from yaml2torch.scale.metadata import TRIAL_FAIL_REASON, TRIAL_RETRY_OF, TRIAL_RETRY_REASON
+from yaml2torch.scale.metadata import TRIAL_FAIL_REASON, TRIAL_RETRY_OF, TRIAL_RETRY_REASON, TRIAL_STATUS
 
 TRIAL_WORKER = "worker"
 TRIAL_HEARTBEAT_AT = "heartbeat_at"
@@ -159,19 +158,29 @@ class ReapedTrial:
 
 
 def reap_stale_trials(study: optuna.Study, *, grace_period: float, now: float | None = None) -> list[ReapedTrial]:
-    """Fail stale RUNNING trials and retry each once (see the module docstring for the rule)."""
+    """Fail stale RUNNING trials and retry each once (see the module docstring for the rule).
+
+    With Optuna heartbeats (RDB), "stale" is Optuna's own verdict (no heartbeat within its grace
+    period); otherwise it is the rule above. Either way the trial gets ``status: stale`` and a
+    ``reason`` before it is failed, so the report can say what happened.
+    """
     storage = study._storage
-    if _has_optuna_heartbeats(storage):
-        return _reap_with_optuna_heartbeats(study)
     now = time.time() if now is None else now
+    if _has_optuna_heartbeats(storage):
+        stale = _optuna_stale_trials(study)
+    else:
+        stale = []
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            reason = stale_reason(trial, now=now, grace_period=grace_period)
+            if reason is not None:
+                stale.append((trial, reason))
     reaped = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = stale_reason(trial, now=now, grace_period=grace_period)
-        if reason is None:
-            continue
+    for trial, reason in stale:
         try:
+            storage.set_trial_user_attr(trial._trial_id, TRIAL_STATUS, "stale")
             storage.set_trial_user_attr(trial._trial_id, TRIAL_FAIL_REASON, f"stale: {reason}")
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker reaped it first (or it just finished)
         retried = not is_retry(trial)
@@ -187,17 +196,16 @@ def _has_optuna_heartbeats(storage: Any) -> bool:
     return is_heartbeat_enabled(storage)
 
 
-def _reap_with_optuna_heartbeats(study: optuna.Study) -> list[ReapedTrial]:
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    after = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get(TRIAL_RETRY_OF) for t in after}
+def _optuna_stale_trials(study: optuna.Study) -> list[tuple[FrozenTrial, str]]:
+    """RUNNING trials whose Optuna heartbeat is older than the storage's grace period."""
+    storage = study._storage
+    stale_ids = set(storage._get_stale_trial_ids(study._study_id))
+    if not stale_ids:
+        return []
+    grace = getattr(getattr(storage, "_backend", storage), "grace_period", None)
+    reason = "its worker sent no heartbeat within the grace period" + (f" ({grace}s)" if grace else "")
     return [
-        ReapedTrial(t.number, "no heartbeat within the grace period", t.number in retried)
-        for t in after
-        if t.number in before and t.state == TrialState.FAIL
+        (t, reason) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t._trial_id in stale_ids
     ]
 
 

@@ -2,12 +2,12 @@
 
 ``run_worker`` is used by ``yaml2torch worker`` and by each process of ``yaml2torch search
 --workers N``. It never lets one trial's failure end the study: every exception from the trial
-function becomes a FAIL with a one-line ``fail_reason``. Interrupted trials (SIGINT/SIGTERM) and
+function becomes a FAIL with a one-line ``reason``. Interrupted trials (SIGINT/SIGTERM) and
 trials that died because the storage went away are re-queued (``retry_of``) so no sample is lost.
 
 Budgets: ``n_trials`` counts this worker's trials; ``total_trials`` is a study-wide count, in
 which a failed trial that has been retried counts once (through its retry) and trials beyond the
-count that were started concurrently are failed at once with ``fail_reason: surplus ...``, so a
+count that were started concurrently are failed at once with ``reason: surplus ...``, so a
 study ends with exactly ``total_trials`` counted trials however many workers share it. A worker
 whose budget is met only by trials still running elsewhere waits for them (they may turn stale
 and be retried) instead of exiting.
@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from yaml2torch.scale.faults import describe_failure, release_accelerator_memory
 from yaml2torch.scale.isolation import InProcessChannel, TrialFailed, isolation_available, run_isolated
-from yaml2torch.scale.metadata import TRIAL_FAIL_REASON, TRIAL_RETRY_OF
+from yaml2torch.scale.metadata import TRIAL_FAIL_REASON, TRIAL_RETRY_OF, TRIAL_STATUS
 from yaml2torch.scale.signals import StopRequested
 from yaml2torch.scale.stale import TRIAL_WORKER, Heartbeat, WorkerIdentity, enqueue_retry, is_retry, reap_stale_trials
 from yaml2torch.scale.storage import Backoff, is_transient_storage_error, with_storage_retries
@@ -125,15 +125,19 @@ def run_worker(
     options: WorkerOptions = WorkerOptions(),
     *,
     say: Callable[[str], None] = _say,
+    on_trial_done: Callable[[optuna.Study, FrozenTrial], None] | None = None,
 ) -> WorkerSummary:
-    """Run trials until a budget is met; raises StopRequested after recording an interrupted trial."""
+    """Run trials until a budget is met; raises StopRequested after recording an interrupted trial.
+
+    ``on_trial_done(study, frozen_trial)`` is called after each of this worker's trials (progress bars).
+    """
     with warnings.catch_warnings():
         # Optuna warns that heartbeats are meant for Study.optimize; this loop beats itself (Heartbeat).
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        return _run_worker(study, run_trial, options, say)
+        return _run_worker(study, run_trial, options, say, on_trial_done)
 
 
-def _run_worker(study, run_trial, options, say) -> WorkerSummary:
+def _run_worker(study, run_trial, options, say, on_trial_done) -> WorkerSummary:
     summary = WorkerSummary()
     identity = WorkerIdentity.current()
     started = time.monotonic()
@@ -166,10 +170,13 @@ def _run_worker(study, run_trial, options, say) -> WorkerSummary:
         if options.total_trials is not None and _is_beyond_budget(study, trial, options.total_trials, retrying):
             summary.surplus += 1
             reason = f"{SURPLUS_PREFIX}: the study already had its {options.total_trials} trials when this one started"
-            _finish(study, trial, None, TrialState.FAIL, reason, retrying)
+            _finish(study, trial, None, TrialState.FAIL, reason, retrying, status="surplus")
             continue
         mine += 1
         _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
+        if on_trial_done is not None:
+            trial_id = trial._trial_id
+            on_trial_done(study, retrying(lambda t=trial_id: study._storage.get_trial(t), "reading the trial"))
     return summary
 
 
@@ -212,7 +219,8 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
         requeue = is_transient_storage_error(exc)
     if state == TrialState.FAIL:
         release_accelerator_memory()
-    final = _finish(study, trial, values, state, reason, retrying)
+    status = "interrupted" if stop is not None else "failed"
+    final = _finish(study, trial, values, state, reason, retrying, status=status)
     if final == TrialState.COMPLETE:
         summary.completed += 1
     elif final == TrialState.PRUNED:
@@ -230,9 +238,10 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
         raise stop
 
 
-def _finish(study, trial, values, state, reason, retrying) -> TrialState:
+def _finish(study, trial, values, state, reason, retrying, status="failed") -> TrialState:
     """Record the reason and tell the outcome; a tell that reached storage before a blip counts as done."""
     if reason is not None:
+        retrying(lambda: trial.set_user_attr(TRIAL_STATUS, status), "recording the trial's status")
         retrying(lambda: trial.set_user_attr(TRIAL_FAIL_REASON, reason), "recording why the trial failed")
 
     def tell() -> TrialState:
