@@ -395,6 +395,7 @@ class Search:
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("timing", timing)
         trial.set_user_attr("status", "trained")
+        trial.set_user_attr("device", str(data.device))
         values = [metrics[o.metric] for o in self.config.objectives]
         return values if len(values) > 1 else values[0]
 
