@@ -89,6 +89,20 @@ def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path: Path) -
     assert [p.name for p in tmp_path.iterdir()] == ["model.py"]
 
 
+def test_written_file_gets_normal_permissions(tiny: Path, tmp_path: Path, run_cli) -> None:
+    """Not the 0600 of the temporary file: what open() would give, or the old file's mode."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    out = tmp_path / "model.py"
+    run_cli("compile", tiny, "-o", out)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+    out.chmod(0o640)
+    run_cli("compile", tiny, "-o", out)
+    assert out.stat().st_mode & 0o777 == 0o640
+
+
 def test_class_name_option(tiny: Path, tmp_path: Path, run_cli) -> None:
     out = tmp_path / "model.py"
     assert run_cli("compile", tiny, "-o", out, "--class-name", "TinyNet").status == 0

@@ -141,6 +141,10 @@ CASES: dict[str, tuple[str, str]] = {
         "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8], {stride: 1, stride: 2}]\n",
         "3:36: duplicate key 'stride' (first at line 3)",
     ),
+    "kwarg_given_twice_by_alias": (
+        "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8], {k: 3, kernel_size: 5}]\n",
+        "3:31: Conv kwarg 'kernel_size' sets 'k' again (already set by kwarg 'k'); give it once",
+    ),
     "from_points_forward": (
         "input_channel: 3\nbackbone:\n  - [1, Conv, [8]]\n  - [5, 1, Conv, [8]]\n",
         "4:6: 'from' 5 points at row 5, which is not before row 1; rows may only read earlier rows",

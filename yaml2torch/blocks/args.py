@@ -196,6 +196,7 @@ def bind_args(
     for arg, node in zip(signature, args):
         values[arg.name] = arg.type.parse(node, f"{block_name} arg {arg.name!r}", diagnostics)
         locs[arg.name] = node.loc
+    kwarg_keys: dict[str, str] = {}  # arg name -> the kwarg key that set it
     for key, node in kwargs.items():
         key_loc = kwarg_locs.get(key, node.loc)
         if key not in by_name:
@@ -204,6 +205,12 @@ def bind_args(
                 f"{block_name} has no kwarg {key!r}{suggest(key, by_name)}; it takes {', '.join(sorted(by_name))}",
             )
         arg = by_name[key]
+        if arg.name in kwarg_keys:  # two spellings of one arg: which one is meant is a guess
+            raise SpecError(
+                key_loc,
+                f"{block_name} kwarg {key!r} sets {arg.name!r} again (already set by kwarg {kwarg_keys[arg.name]!r}); give it once",
+            )
+        kwarg_keys[arg.name] = key
         values[arg.name] = arg.type.parse(node, f"{block_name} kwarg {key!r}", diagnostics)
         locs[arg.name] = node.loc
     for arg in signature:
