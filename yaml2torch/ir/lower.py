@@ -135,31 +135,46 @@ def lower(
     return ModelIR(**{**ir.__dict__, "arch_hash": architecture_hash(ir)})
 
 
-def _expr_json(expr: object) -> object:
+def _expr_json(expr: object, class_keys: dict[str, str]) -> object:
     if isinstance(expr, Literal):
         return {"lit": list(expr.value) if isinstance(expr.value, tuple) else expr.value}
     assert isinstance(expr, Call)
     return {
-        "call": expr.callee,
-        "args": [_expr_json(a) for a in expr.args],
-        "kwargs": [[k, _expr_json(v)] for k, v in expr.kwargs],
+        "call": class_keys.get(expr.callee, expr.callee),
+        "args": [_expr_json(a, class_keys) for a in expr.args],
+        "kwargs": [[k, _expr_json(v, class_keys)] for k, v in expr.kwargs],
     }
+
+
+def _class_keys(classes: tuple[ClassSource, ...]) -> dict[str, str]:
+    """Each generated class by its body, with comments and (file-derived) class names left out.
+
+    Classes come in dependency order, so names used in a body are already keyed.
+    """
+    keys: dict[str, str] = {}
+    for source in classes:
+        body = "\n".join(line for line in source.source.splitlines() if not line.lstrip().startswith("#"))
+        for name in sorted({*keys, source.name}, key=len, reverse=True):
+            body = re.sub(rf"\b{re.escape(name)}\b", keys.get(name, "_") if name != source.name else "_", body)
+        keys[source.name] = "class_" + hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+    return keys
 
 
 def architecture_hash(ir: ModelIR) -> str:
     """sha256 of the lowered network: input shape, norm settings, graph and every constructor call.
 
-    Names, comments, locations and the spec's spelling do not enter it, so two specs that
-    lower to the same network hash the same.
+    Names, comments, locations and the spec's spelling do not enter it (generated classes
+    count by their bodies), so two specs that lower to the same network hash the same.
     """
+    class_keys = _class_keys(ir.classes)
     canonical = {
         "input": list(ir.input_shape.dims),
         "bn": [ir.bn_eps, ir.bn_momentum],
         "layers": [
-            {"from": list(layer.sources), "modules": [_expr_json(m.call) for m in layer.modules]}
+            {"from": list(layer.sources), "modules": [_expr_json(m.call, class_keys) for m in layer.modules]}
             for layer in ir.layers
         ],
-        "classes": sorted(c.source for c in ir.classes),
+        "classes": sorted(class_keys.values()),
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
