@@ -114,7 +114,7 @@ def test_workers_survive_a_postgres_restart(postgres_server, tmp_path):  # noqa:
     time.sleep(3)
     postgres_server.restart(down_seconds=2)
     results = finish(workers, timeout=120)
-    assert [code for code, _ in results] == [0, 0], results
+    assert [code for code, _ in results] == [0, 0], "\n\n".join(stderr for _, stderr in results)
     assert any("storage unreachable" in stderr and "retrying in" in stderr for _, stderr in results), results
     trials = optuna.load_study(study_name="s", storage=make_storage(url)).get_trials()
     assert len(counted_trials_of(trials)) == 10

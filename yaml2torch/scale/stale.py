@@ -33,6 +33,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from yaml2torch.scale.metadata import TRIAL_FAIL_REASON, TRIAL_RETRY_OF, TRIAL_RETRY_REASON, TRIAL_STATUS
+from yaml2torch.scale.storage import reset_session_of
 
 TRIAL_WORKER = "worker"
 TRIAL_HEARTBEAT_AT = "heartbeat_at"
@@ -241,6 +242,7 @@ class Heartbeat:
             except optuna.exceptions.UpdateFinishedTrialError:
                 return
             except Exception as exc:  # noqa: BLE001 - a skipped beat; the trial goes on
+                reset_session_of(self._storage)()  # this thread's session
                 if self._on_error is not None:
                     self._on_error(f"heartbeat for trial id {self._trial_id} skipped: {type(exc).__name__}")
             if self._stop.wait(self._interval):

@@ -129,13 +129,22 @@ def make_artifact_store(location: str | Path) -> optuna.artifacts.FileSystemArti
     return FileSystemArtifactStore(str(folder))
 
 
+def reset_session_of(storage: optuna.storages.BaseStorage) -> Callable[[], None]:
+    """The call that drops this thread's database session (Optuna's cache wrapper does not pass it on)."""
+    from optuna.storages import _CachedStorage
+
+    inner = storage._backend if isinstance(storage, _CachedStorage) else storage
+    return inner.remove_session
+
+
 def is_transient_storage_error(exc: BaseException) -> bool:
     """Errors that mean "the database is away for a moment": connection refused, dropped, restarting."""
     try:
-        from sqlalchemy.exc import DBAPIError, OperationalError
+        from sqlalchemy.exc import DBAPIError, OperationalError, PendingRollbackError
     except ImportError:  # pragma: no cover - sqlalchemy ships with optuna
         return False
-    if isinstance(exc, OperationalError):
+    # PendingRollbackError: a session whose connection died mid-transaction (reset, then retry).
+    if isinstance(exc, (OperationalError, PendingRollbackError)):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -168,8 +177,12 @@ def with_storage_retries(
     what: str,
     backoff: Backoff = Backoff(),
     say: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
+    reset: Callable[[], None] | None = None,
 ) -> T:
-    """Run ``call``; while it fails with a transient storage error, wait and try again (and say so)."""
+    """Run ``call``; while it fails with a transient storage error, wait and try again (and say so).
+
+    ``reset`` (e.g. ``storage.remove_session``) drops a database session spoiled by the failure.
+    """
     delays = backoff.delays()
     while True:
         try:
@@ -177,6 +190,11 @@ def with_storage_retries(
         except Exception as exc:
             if not is_transient_storage_error(exc):
                 raise
+            if reset is not None:
+                try:
+                    reset()
+                except Exception:  # noqa: BLE001, S110 - the retry below reports what still fails
+                    pass
             delay = next(delays, None)
             if delay is None:
                 say(f"yaml2torch: storage still unreachable while {what}; giving up")

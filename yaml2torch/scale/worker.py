@@ -29,7 +29,7 @@ from yaml2torch.scale.isolation import InProcessChannel, TrialFailed, isolation_
 from yaml2torch.scale.metadata import TRIAL_FAIL_REASON, TRIAL_RETRY_OF, TRIAL_STATUS
 from yaml2torch.scale.signals import StopRequested
 from yaml2torch.scale.stale import TRIAL_WORKER, Heartbeat, WorkerIdentity, enqueue_retry, is_retry, reap_stale_trials
-from yaml2torch.scale.storage import Backoff, is_transient_storage_error, with_storage_retries
+from yaml2torch.scale.storage import Backoff, is_transient_storage_error, reset_session_of, with_storage_retries
 
 SURPLUS_PREFIX = "surplus"
 
@@ -143,8 +143,10 @@ def _run_worker(study, run_trial, options, say, on_trial_done) -> WorkerSummary:
     started = time.monotonic()
     mine = 0
 
+    reset_session = reset_session_of(study._storage)
+
     def retrying(call, what):
-        return with_storage_retries(call, what=what, backoff=options.backoff, say=say)
+        return with_storage_retries(call, what=what, backoff=options.backoff, say=say, reset=reset_session)
 
     while True:
         reaped = retrying(
