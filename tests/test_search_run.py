@@ -77,7 +77,7 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
         assert metrics["metrics"]["accuracy"] == trial.value
         model = import_model_file(folder / "model.py", f"t_e2e_{trial.number}")()
         model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
-        assert model.eval()(torch.zeros(3, 1, 16, 16)).shape == (3, 10)
+        assert model.eval()(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
     summary = json.loads((out / "summary.json").read_text())
     picked = summary["picked"]
     assert picked["number"] == study.best_trial.number

@@ -28,7 +28,8 @@ class SearchProgress:
     def __init__(self, config, total: int | None, done: int, enabled: bool = True) -> None:
         self.config = config
         self.enabled = enabled
-        self.console = Console(file=sys.stderr)
+        # A log file or pipe gets wide lines rather than a table wrapped at 80 columns.
+        self.console = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 150)
         self.best = "-"
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -98,8 +99,9 @@ def trials_table(study, config, picked: int | None = None, limit: int = 40) -> T
     metrics = [o.metric for o in config.objectives]
     extra = [m for m in ("accuracy", "f1", "params", "macs") if m not in metrics]
     table = Table(title=f"study {study.study_name}")
-    for column in ["#", "state", *metrics, *extra, "time", "note"]:
-        table.add_column(column, justify="right" if column not in ("state", "note") else "left")
+    for column in ["#", "state", *metrics, *extra, "time"]:
+        table.add_column(column, justify="right" if column != "state" else "left", no_wrap=True)
+    table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=48)
     trials = study.get_trials(deepcopy=False)
     shown = trials[-limit:]
     for trial in shown:
