@@ -77,6 +77,10 @@ def state_layout(model: nn.Module) -> list[tuple[tuple[int, ...], torch.dtype]]:
     return [(tuple(t.shape), t.dtype) for t in model.state_dict().values()]
 
 
+def batchnorm_settings(model: nn.Module) -> list[tuple[float, float | None]]:
+    return [(m.eps, m.momentum) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
 def counted_macs(model: nn.Module, x: torch.Tensor) -> int:
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -88,6 +92,7 @@ def assert_twin(ours: nn.Module, theirs: nn.Module, x: torch.Tensor) -> None:
     """Same layout; theirs (random BN) loaded into ours by position; same eval outputs."""
     assert numel(ours) == numel(theirs)
     assert state_layout(ours) == state_layout(theirs)
+    assert batchnorm_settings(ours) == batchnorm_settings(theirs)
     randomize_batchnorm(theirs)
     load_torchvision_weights(ours, theirs)
     ours.eval()
@@ -124,6 +129,21 @@ def test_example_analytic_macs_match_flop_counter(stem: str, tmp_path: Path) -> 
     assert compiled.macs == macs
     # and torchvision's own network does the same multiply-accumulates
     assert counted_macs(build(weights=None).eval(), x) == macs
+
+
+@pytest.mark.parametrize("stem", ["mobilenet_v3_small", "resnet18"])
+def test_example_train_step_updates_batchnorm_like_torchvision(stem: str, tmp_path: Path) -> None:
+    """In train mode the running statistics move the same way (BN momentum, eps and layout agree)."""
+    build, _ = TWIN_EXAMPLES[stem]
+    ours, theirs = compile_spec_file(twin_spec(stem), tmp_path).model(), build(weights=None)
+    randomize_batchnorm(theirs)
+    load_torchvision_weights(ours, theirs)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ours.train()(x)
+        theirs.train()(x)
+    for mine, reference in zip(ours.state_dict().values(), theirs.state_dict().values()):
+        torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-6)
 
 
 # --- single blocks, configured the way torchvision's models use them -----------------------
