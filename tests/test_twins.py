@@ -114,12 +114,14 @@ def test_example_is_an_exact_torchvision_twin(stem: str, tmp_path: Path) -> None
     ours, theirs = compiled.model(), build(weights=None)
     assert compiled.compiled.params == numel(ours) == numel(theirs) == documented_params
     torch.manual_seed(1)
-    assert_twin(ours, theirs, torch.randn(BATCH.get(stem, 1), 3, 224, 224))
+    x = torch.randn(BATCH.get(stem, 1), 3, 224, 224)
+    assert_twin(ours, theirs, x)
+    assert compiled.compiled.macs == counted_macs(ours, x[:1])  # at the spec's 224x224
 
 
 @pytest.mark.parametrize("stem", sorted(TWIN_EXAMPLES))
 def test_example_analytic_macs_match_flop_counter(stem: str, tmp_path: Path) -> None:
-    """At 64x64 (the analysis follows the input size) to keep it quick."""
+    """At another input size (64x64): the analysis follows input_size."""
     build, _ = TWIN_EXAMPLES[stem]
     spec = load_spec(twin_spec(stem)).with_input_size((64, 64))
     compiled = compile_spec(spec)
