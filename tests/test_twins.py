@@ -39,6 +39,7 @@ TWIN_EXAMPLES = {
     "mobilenet_v2": (torchvision.models.mobilenet_v2, 3_504_872),
     "resnet18": (torchvision.models.resnet18, 11_689_512),
     "mobilenet_v3_small": (torchvision.models.mobilenet_v3_small, 2_542_856),
+    "mobilenet_v3_large": (torchvision.models.mobilenet_v3_large, 5_483_032),
     "resnet50": (torchvision.models.resnet50, 25_557_032),
     "efficientnet_b0": (torchvision.models.efficientnet_b0, 5_288_548),
     "shufflenet_v2_x0_5": (torchvision.models.shufflenet_v2_x0_5, 1_366_792),
