@@ -184,6 +184,12 @@ def test_summary_input_size_overrides_the_spec(tiny: Path, run_cli) -> None:
     assert data["macs"] == 3 * 16 * 9 * 16 * 16 + 16 * 10
 
 
+def test_summary_input_size_must_be_positive(tiny: Path, run_cli) -> None:
+    result = run_cli("summary", tiny, "--input-size", "0", "32")
+    assert (result.status, result.stdout) == (2, "")
+    assert result.stderr == "yaml2torch: error: --input-size must be two positive ints H W, got 0 32\n"
+
+
 def test_summary_table(tiny: Path, run_cli) -> None:
     result = run_cli("summary", tiny)
     assert result.status == 0

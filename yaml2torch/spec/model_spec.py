@@ -72,7 +72,10 @@ class ModelSpec:
     module_locs: tuple[Location, ...] = ()  # where each ``modules:`` entry stands
 
     def with_input_size(self, size: tuple[int, int]) -> ModelSpec:
-        return replace(self, input_size=size)
+        """The spec with ``input_size`` replaced (``summary --input-size H W``)."""
+        if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size):
+            raise SpecError(None, f"--input-size must be two positive ints H W, got {' '.join(map(str, size))}")
+        return replace(self, input_size=(size[0], size[1]))
 
 
 def load_spec(path: str | Path, diagnostics: Diagnostics | None = None) -> ModelSpec:
