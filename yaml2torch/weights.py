@@ -87,7 +87,7 @@ def read_state_dict(weights_path: Path) -> Mapping[str, torch.Tensor]:
         # torch's message is a page long; the gist is that only tensors and containers load
         raise WeightsError(
             f"{weights_path}: cannot read weights: not a torch.save file of plain tensors "
-            "(objects other than tensors and containers are never unpickled)"
+            "(or it holds other objects, which are never unpickled)"
         ) from None
     except (OSError, EOFError, RuntimeError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
