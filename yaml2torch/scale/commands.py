@@ -153,7 +153,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 scale,
                 {**settings, "artifacts": args.artifacts or settings.get("artifacts") or str(out_dir / "artifacts")},
                 trials=trials,
-                timeout=args.timeout,
+                timeout=args.timeout if args.timeout is not None else settings.get("timeout"),
                 on_trial_done=progress.trial_done,
                 say=lambda message: print(message, file=sys.stderr, flush=True),
             )
@@ -226,7 +226,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="folder for trial files (default: the study's, else generated/<study>/)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     p.add_argument("--trials", type=int, help="study-wide trial budget (default: the one recorded in the study)")
-    p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
+    p.add_argument("--timeout", type=float, help="stop starting trials after S seconds (default: the study's)")
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by search --workers
     p.add_argument("--quiet", action="store_true", help="no progress bars")
