@@ -30,6 +30,11 @@ _counter = itertools.count()
 ACTIVATIONS = ["ReLU", "ReLU6", "SiLU", "Hardswish", "LeakyReLU", "GELU", "Sigmoid", "Tanh", "HardSwish", "Swish", None]
 
 
+# blocks that keep the size, or stride it like a 'same' 3x3 conv
+STRIDED = ("BasicBlock", "ResBottleneck", "InvertedResidualv2", "InvertedResidualv3", "MV2Block", "MBConv")
+SAME_OR_STRIDED = (*STRIDED, "Fire", "Bottleneck", "C3", "BottleneckCSP", "SPPF")
+
+
 def conv_out(size: int, k: int, s: int, p: int) -> int:
     return (size + 2 * p - k) // s + 1
 
@@ -47,12 +52,33 @@ def valid_spec_texts(draw: st.DrawFn) -> tuple[str, tuple[int, int]]:
     depth = draw(st.sampled_from([0.33, 1.0]))
     kindle_form = draw(st.booleans())
     sizes = [h, w]
-    rows: list[list] = []
+    # a stem: the YOLO blocks halve their input channels first and need at least 2
+    rows: list[list] = [[1, "Conv", [draw(st.integers(8, 16)), 3]]]
     for _ in range(draw(st.integers(1, 5))):
-        kind = draw(st.sampled_from(["Conv", "DWConv", "MaxPool", "AvgPool", "Identity", "Dropout"]))
+        kind = draw(st.sampled_from(["Conv", "DWConv", "MaxPool", "AvgPool", "Identity", "Dropout", *SAME_OR_STRIDED]))
         repeat = 1
         new = list(sizes)
-        if kind in ("Conv", "DWConv"):
+        if kind in SAME_OR_STRIDED:
+            # 'same'-padded odd kernels: a stride s gives (size - 1) // s + 1, on the first repeat
+            c, s = draw(st.integers(1, 24)), draw(st.sampled_from([1, 2]))
+            repeat = draw(st.integers(1, 2))
+            t = draw(st.sampled_from([1, 2, 4]))
+            args = {
+                "BasicBlock": [c, s],
+                "ResBottleneck": [4 * c, s],
+                "InvertedResidualv2": [c, t, s],
+                "InvertedResidualv3": [draw(st.sampled_from([3, 5])), t, c, draw(st.booleans()), draw(st.booleans()), s],
+                "MV2Block": [c, s, t],
+                "MBConv": [t, c, s, draw(st.sampled_from([3, 5]))],
+                "Fire": [c, draw(st.integers(1, 16)), draw(st.integers(1, 16))],
+                "Bottleneck": [c],
+                "C3": [c],
+                "BottleneckCSP": [c],
+                "SPPF": [c],
+            }[kind]
+            if kind in STRIDED:
+                new = [(v - 1) // s + 1 for v in new]
+        elif kind in ("Conv", "DWConv"):
             k = draw(st.sampled_from([1, 3, 5]))
             s = draw(st.sampled_from([1, 2]))
             padding = draw(st.sampled_from([None, [0], k // 2 or None]))
