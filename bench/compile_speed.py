@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, machine  # noqa: E402
+from _common import ROOT, machine
 
 # Runs the real CLI entry point in a fresh interpreter and reports whether torch got imported.
 _CLI_PROBE = """\

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, import_source, machine  # noqa: E402
+from _common import ROOT, import_source, machine
 
 _BUILD_COLD = """\
 import time
@@ -70,10 +70,12 @@ def main() -> None:
         base = args.specs or [ROOT / "examples" / "models" / "resnet50.yaml"]
         specs = [*base, *(wide_variant(s, folder) for s in base if not args.specs)]
         for n, spec in enumerate(specs):
-            summary_warm, ir = median_time(lambda: analyze(load_spec(spec)), args.repeat)
+            summary_warm, ir = median_time(lambda spec=spec: analyze(load_spec(spec)), args.repeat)
             source = compile_file(spec).source
             module = import_source(source, f"bench_summary_model_{n}")
-            build_warm, params = median_time(lambda: sum(p.numel() for p in module.Model().parameters()), args.repeat)
+            build_warm, params = median_time(
+                lambda module=module: sum(p.numel() for p in module.Model().parameters()), args.repeat
+            )
             assert params == ir.params, (params, ir.params)
 
             (folder / "model.py").write_text(source, encoding="utf-8")

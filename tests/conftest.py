@@ -12,10 +12,10 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 import pytest
 
@@ -112,6 +112,7 @@ def run_cli_subprocess(*argv: str | Path, cwd: Path | None = None, env: dict | N
         text=True,
         env={**os.environ, **(env or {})},
         timeout=120,
+        check=False,
     )
     return CliResult(result.returncode, result.stdout, result.stderr)
 
@@ -155,14 +156,12 @@ SAMPLE_ROWS: dict[str, str] = {
 
 # Sub-spec files that a sample needs beside it.
 SAMPLE_FILES: dict[str, dict[str, str]] = {
-    "YamlModule": {
-        "sub.yaml": """\
+    "YamlModule": {"sub.yaml": """\
             args: [16]
             module:
               - [-1, 1, Conv, [arg0, 3]]
               - [-1, 1, Conv, [arg0, 1]]
-            """
-    },
+            """},
 }
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, import_file, run_cli_subprocess
 
 TINY = """\
@@ -241,7 +240,12 @@ print("STATUS", status, "torch" in sys.modules)
 
 def _torch_imported(*argv: str | Path) -> bool:
     result = subprocess.run(
-        [sys.executable, "-c", _IMPORTS_AFTER, *map(str, argv)], capture_output=True, text=True, cwd=ROOT, timeout=120
+        [sys.executable, "-c", _IMPORTS_AFTER, *map(str, argv)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
     )
     status_line = result.stdout.splitlines()[-1]
     assert status_line.startswith("STATUS 0 "), result.stdout + result.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli_subprocess
 
 # name -> (spec text, "LINE:COL: message"). LINE:COL is the YAML node at fault.
@@ -105,9 +104,11 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "unknown_top_level_key": (
         "input_channel: 3\noptimizer: adam\nbackbone:\n  - [1, Conv, [8]]\n",
-        "2:1: unknown top-level key 'optimizer'; expected one of input_channel, input_size, depth_multiple, "
-        "width_multiple, channel_divisor, channel_rounding, norm, backbone, head, modules, custom_module_paths, "
-        "or a key whose value defines a YAML anchor",
+        (
+            "2:1: unknown top-level key 'optimizer'; expected one of input_channel, input_size, depth_multiple, "
+            "width_multiple, channel_divisor, channel_rounding, norm, backbone, head, modules, custom_module_paths, "
+            "or a key whose value defines a YAML anchor"
+        ),
     ),
     "unknown_norm_key": (
         "input_channel: 3\nnorm: {epsilon: 0.001}\nbackbone:\n  - [1, Conv, [8]]\n",
@@ -191,8 +192,10 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "unknown_kwarg": (
         "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8], {kernal_size: 3}]\n",
-        "3:25: Conv has no kwarg 'kernal_size' (did you mean 'kernel_size'?); it takes act, activation, c, "
-        "channels, g, groups, k, kernel_size, out_channels, p, padding, s, stride",
+        (
+            "3:25: Conv has no kwarg 'kernal_size' (did you mean 'kernel_size'?); it takes act, activation, c, "
+            "channels, g, groups, k, kernel_size, out_channels, p, padding, s, stride"
+        ),
     ),
     "linear_on_an_image": (
         "input_channel: 3\nbackbone:\n  - [1, Conv, [8]]\n  - [1, Linear, [10]]\n",
@@ -200,13 +203,17 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "python_object_apply_tag": (
         'input_channel: !!python/object/apply:os.system ["echo pwned"]\nbackbone:\n  - [1, Conv, [8]]\n',
-        "1:16: tag '!!python/object/apply:os.system' is not allowed "
-        "(Python object tags are refused: a spec never creates objects)",
+        (
+            "1:16: tag '!!python/object/apply:os.system' is not allowed "
+            "(Python object tags are refused: a spec never creates objects)"
+        ),
     ),
     "python_object_tag": (
         "input_channel: 3\nbackbone:\n  - [1, !!python/object:collections.OrderedDict {}, [8]]\n",
-        "3:9: tag '!!python/object:collections.OrderedDict' is not allowed "
-        "(Python object tags are refused: a spec never creates objects)",
+        (
+            "3:9: tag '!!python/object:collections.OrderedDict' is not allowed "
+            "(Python object tags are refused: a spec never creates objects)"
+        ),
     ),
     "python_name_tag": (
         "input_channel: 3\nbackbone:\n  - [1, !!python/name:os.system '', [8]]\n",
@@ -249,13 +256,17 @@ CASES: dict[str, tuple[str, str]] = {
         "3:5: groups=2 must divide both input channels 3 and output channels 8",
     ),
     "add_channel_mismatch": (
-        "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [16, 3]]\n  - [-1, 1, Conv, [24, 3]]\n"
-        "  - [[-1, -2], 1, Add, []]\n",
+        (
+            "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [16, 3]]\n  - [-1, 1, Conv, [24, 3]]\n"
+            "  - [[-1, -2], 1, Add, []]\n"
+        ),
         "5:5: Add needs equal channels: input 0 is (24, ?, ?), input 1 is (16, ?, ?)",
     ),
     "concat_spatial_mismatch": (
-        "input_channel: 3\ninput_size: [32, 32]\nbackbone:\n  - [-1, 1, Conv, [16, 3]]\n"
-        "  - [-1, 1, Conv, [16, 3, 2]]\n  - [[-1, -2], 1, Concat, [1]]\n",
+        (
+            "input_channel: 3\ninput_size: [32, 32]\nbackbone:\n  - [-1, 1, Conv, [16, 3]]\n"
+            "  - [-1, 1, Conv, [16, 3, 2]]\n  - [[-1, -2], 1, Concat, [1]]\n"
+        ),
         "6:5: Concat along dim 1 needs equal spatial size: input 0 is (16, 16, 16), input 1 is (16, 32, 32)",
     ),
     "missing_sub_spec_file": (

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLES, GENERATED_DIR, ROOT, run_cli_subprocess
 
 REGENERATE_ALL = (

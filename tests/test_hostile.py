@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import import_file
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import import_file
 from yaml2torch.errors import SpecError
 
 SETTINGS = settings(

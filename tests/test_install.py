@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLES, ROOT
 
 SPEC = """\
@@ -40,14 +39,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--quiet", "--target", str(target)]
     if importlib.util.find_spec("hatchling") is not None:
         command.append("--no-build-isolation")  # build with the installed backend, no download
-    result = subprocess.run([*command, str(ROOT)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*command, str(ROOT)], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return target
 
 
 def run_installed(target: Path, cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(target)}
-    return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_installed_package_uses_its_own_templates(installed: Path, tmp_path: Path) -> None:

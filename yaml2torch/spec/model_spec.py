@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import keyword
+import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yaml2torch.errors import Diagnostics, Location, SpecError, suggest
-from yaml2torch.spec.yaml_nodes import Node, load_file, load_text, read_text, type_name
+from yaml2torch.spec.yaml_nodes import Node, load_text, read_text, type_name
 
 ROUNDINGS = ("nearest", "ceil")
 TOP_LEVEL_KEYS = (
@@ -273,7 +274,7 @@ def expect_float(node: Node, what: str) -> float:
     value = node.value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(node.loc, f"{what} must be a number, not {type_name(node)} ({value!r})")
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise SpecError(node.loc, f"{what} must be finite")
     return float(value)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import ClassVar, Union
 
 import yaml
 
@@ -31,7 +31,7 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 MAX_NODES = 50_000
 MAX_DEPTH = 100
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = Union[str, int, float, bool, None]  # noqa: UP007 - a runtime alias; `|` needs 3.10+ objects
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,7 +142,7 @@ class _LocatingLoader(yaml.SafeLoader):
     RecursionError; we stop it at MAX_DEPTH with the position of the offending node.
     """
 
-    yaml_implicit_resolvers = {key: list(value) for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    yaml_implicit_resolvers: ClassVar[dict] = {key: list(value) for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def __init__(self, text: str, filename: str) -> None:
         super().__init__(text)
