@@ -210,3 +210,15 @@ def test_shipped_examples_load(name):
     if name == "boostcamp_tune":
         assert [o.metric for o in cfg.objectives] == ["f1", "params"]
         assert cfg.directions == ["maximize", "minimize"]
+
+
+def test_registering_the_search_commands_imports_neither_torch_nor_optuna():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, yaml2torch.cli as c; c.build_parser(); import yaml2torch.search; "
+        "print('torch' in sys.modules, 'optuna' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
