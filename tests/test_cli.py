@@ -221,6 +221,17 @@ def test_diff_of_identical_specs_is_empty(tiny: Path, run_cli) -> None:
     assert result.stdout == "params: 634 -> 634 (+0) (+0.0%)\nMACs:   27,808 -> 27,808 (+0) (+0.0%)\n"
 
 
+def test_diff_prints_warnings_of_both_specs(tiny: Path, tmp_path: Path, run_cli) -> None:
+    zero = write(tmp_path / "zero.yaml", TINY.replace("[16, 3, 2]", "[16, 3, 2, 0]"))
+    result = run_cli("diff", tiny, zero)
+    assert result.status == 0
+    assert result.stderr.splitlines() == [
+        f"yaml2torch: warning: {zero}:4:30: Conv arg 'p' 0 means 'same' padding (as in the origin formats); "
+        "write [0] for no padding or null for 'same'"
+    ]
+    assert result.stdout.endswith("params: 634 -> 634 (+0) (+0.0%)\nMACs:   27,808 -> 27,808 (+0) (+0.0%)\n")
+
+
 def test_diff_reports_a_bad_spec(tiny: Path, tmp_path: Path, run_cli) -> None:
     bad = write(tmp_path / "bad.yaml", TINY.replace("Conv", "Conb"))
     result = run_cli("diff", tiny, bad)

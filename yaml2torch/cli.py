@@ -112,6 +112,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from yaml2torch.render.model_file import format_count
 
     a, b = compile_file(args.a), compile_file(args.b)
+    print_warnings([*a.warnings, *b.warnings])
     diff = difflib.unified_diff(
         a.source.splitlines(keepends=True),
         b.source.splitlines(keepends=True),
