@@ -6,8 +6,8 @@ Every trial trains the same CNN (the digits example's middle-sized architecture,
 full digits set at 16x16 for ``--epochs`` epochs; only the learning rate is sampled, so trials
 cost the same and none is skipped as a duplicate. Runs, each a fresh study through the CLI:
 
-- 1 worker, training in the worker process (``--no-isolate``);
-- 1 worker, each trial in a forked child (the default);
+- 1 worker with 2 torch threads, then with 1, each training in the worker process
+  (``--no-isolate``) or in a forked child per trial (the default): the child's cost;
 - 2 workers (``--workers 2``: two processes, one torch thread each, a journal file).
 
 Trials per minute are counted from the first trial's start to the last trial's end (process
@@ -17,6 +17,7 @@ start-up and the final export excluded; the whole command's time is shown too).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -101,13 +102,17 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="y2t-workers-bench-"))
     space = folder / "bench.yaml"
     space.write_text(SPACE.format(epochs=args.epochs))
+    load = os.getloadavg()[0]
     print(f"# digits, fixed CNN, {args.epochs} epochs per trial, {args.trials} trials per run; {machine()}")
+    print(f"# load average at start: {load:.1f} (other processes share these cores when it is above 0)")
     print("| run | trials/min | mean trial (s) | whole command (s) |")
     print("|---|---:|---:|---:|")
     runs = {
-        "1 worker, in-process training (--no-isolate)": ("--no-isolate",),
-        "1 worker, child process per trial (default)": (),
-        "2 workers (--workers 2, journal file)": ("--workers", "2"),
+        "1 worker, 2 threads, in-process training (--no-isolate)": ("--no-isolate", "--threads", "2"),
+        "1 worker, 2 threads, child process per trial (default)": ("--threads", "2"),
+        "1 worker, 1 thread, in-process training (--no-isolate)": ("--no-isolate", "--threads", "1"),
+        "1 worker, 1 thread, child process per trial": ("--threads", "1"),
+        "2 workers, 1 thread each (--workers 2, journal file)": ("--workers", "2"),
     }
     for index, (label, extra) in enumerate(runs.items()):
         per_minute, mean, command = run(space, folder / f"run{index}", args.trials, *extra)

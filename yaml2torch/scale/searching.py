@@ -223,7 +223,15 @@ def run_search_worker(
         heartbeat_interval=scale.heartbeat_interval,
         grace_period=scale.grace_period,
     )
-    previous_threads = keep_parent_single_threaded() if isolate else None
+    if isolate:
+        previous_threads = keep_parent_single_threaded()
+    elif scale.threads is not None:
+        import torch
+
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(scale.threads)  # training runs here: --threads applies here
+    else:
+        previous_threads = None
     try:
         with stop_on_signals():
             try:
