@@ -183,6 +183,12 @@ def test_dumped_spec_keeps_rows_on_one_line():
         ),
         ("model: {backbone: []}\ntrain: {epochs: 0}\n", 2, "epochs must be >= 1"),
         ("model: {backbone: [{choice: []}]}\n", 1, "at least one option"),
+        (
+            "model:\n  backbone:\n    - {choice: {A: [1, Conv, [8]], B: [1, Convv, [8]]}}\n",
+            3,
+            "unknown block 'Convv' (did you mean 'Conv'?)",
+        ),
+        ("model:\n  backbone:\n    - [1, Conv]\n", 3, "a row has 3 elements"),
         ("model: {backbone: [{cells: {stages: 2, normal: []}}]}\n", 1, "cells needs 'repeat'"),
     ],
 )

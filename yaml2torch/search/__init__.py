@@ -15,7 +15,7 @@ _EXPORTS = {
     "run_search": "yaml2torch.search.runner",
     "SearchResult": "yaml2torch.search.runner",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["RunOptions", "SearchResult", "load_config", "parse_config", "run_search"]
 
 
 def __getattr__(name: str):

@@ -250,6 +250,7 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
     if config.multi_objective and config.pruner.type != "none":
         raise SpecError(config.pruner.loc, "pruners work with one objective only; use pruner: none")
     check_train_space(config)
+    check_model_space(config)
     return config
 
 
@@ -284,6 +285,30 @@ def check_train_space(config: SearchConfig) -> None:
     """Parse the training settings of enough walks that every branch has been read once."""
     for k in range(sp.walk_passes(config.train)):
         parse_train(sp.sample(config.train, sp.WalkParams(k)))
+
+
+def check_model_space(config: SearchConfig) -> None:
+    """Structural checks of the template along the same walks: row shapes, keys, block names.
+
+    Lowering errors (shapes, strides) depend on the sample and make a trial infeasible instead.
+    """
+    from yaml2torch.blocks import Catalogue
+    from yaml2torch.errors import Diagnostics
+    from yaml2torch.spec.model_spec import parse_spec
+
+    if config.model is None:
+        return
+    for k in range(sp.walk_passes(config.model)):
+        node = sp.sample(config.model, sp.WalkParams(k))
+        fields = dict(node.value)  # type: ignore[arg-type]
+        fields.setdefault("input_channel", Node(1, node.loc))  # filled from the data at run time
+        if not fields.get("backbone") or not fields["backbone"].value:
+            continue  # every row dropped in this walk: nothing to check
+        spec = parse_spec(Node(fields, node.loc, node.key_locs), config.path, config.base_dir, "", Diagnostics())
+        catalogue = Catalogue.for_modules(spec.modules, spec.rows[0].loc)
+        for row in spec.rows:
+            if row.module not in catalogue.blocks and not row.module.startswith("nn."):
+                raise SpecError(row.module_loc, f"unknown block {row.module!r}{suggest(row.module, catalogue.blocks)}")
 
 
 # --- sections -------------------------------------------------------------------------------
