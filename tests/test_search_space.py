@@ -228,3 +228,11 @@ def test_registering_the_search_commands_imports_neither_torch_nor_optuna():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_missing_data_fails_before_a_study_is_created(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text("data: {source: npz, path: missing.npz}\nmodel: {backbone: [[1, Linear, [10]]]}\n")
+    assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
+    assert "missing.npz" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "study.db").exists()

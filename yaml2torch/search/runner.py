@@ -486,6 +486,7 @@ def run_search(config: SearchConfig, options: RunOptions) -> SearchResult:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = Search(config, options)
+    search.splits  # noqa: B018 - a missing or unreadable data source fails here, before any study exists
     study = open_study(config, options)
     trials = options.trials if options.trials is not None else config.trials
     timeout = options.timeout if options.timeout is not None else config.timeout
