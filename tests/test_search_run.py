@@ -213,7 +213,7 @@ def test_python_escape_hatch_via_api_with_an_exception_in_one_trial(tmp_path):
             "backbone": [[1, "Conv", [width, 3, 1]], [1, "GlobalAvgPool", []], [1, "Flatten", []], [1, "Linear", [10]]]
         }
 
-    config = parse_config(TINY + "python: tune_space.py:search_model\n", str(EXAMPLES / "x.yaml"), EXAMPLES)
+    config = parse_config(TINY, str(EXAMPLES / "x.yaml"), EXAMPLES)  # no model: the function comes from the API
     result = run_search(config, RunOptions(out_dir=tmp_path / "out", progress=False, search_model=search_model))
     states = [t.state.name for t in result.study.trials]
     assert states[1] == "FAIL" and "boom in user code" in result.study.trials[1].user_attrs["reason"]

@@ -236,3 +236,10 @@ def test_missing_data_fails_before_a_study_is_created(tmp_path, capsys):
     assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
     assert "missing.npz" in capsys.readouterr().err
     assert not (tmp_path / "out" / "study.db").exists()
+
+
+def test_a_file_without_a_model_needs_a_function(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text("trials: 1\n")
+    assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
+    assert "no model: template, no python: function" in capsys.readouterr().err

@@ -200,17 +200,16 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
     for key in fields:
         if key not in TOP_KEYS:
             raise SpecError(root.key_locs[key], f"unknown top-level key {key!r}{suggest(key, TOP_KEYS)}")  # type: ignore[index]
-    if ("model" in fields) == ("python" in fields):
-        raise SpecError(
-            root.loc, "give exactly one of 'model' (a model template) or 'python' (path/to/file.py:search_model)"
-        )
+    if "model" in fields and "python" in fields:
+        raise SpecError(root.key_locs["python"], "give one of 'model' (a model template) or 'python' (file.py:function), not both")  # type: ignore[index]
+    # Neither is allowed only for the Python API, which passes search_model to run_search.
 
     names = sp.new_name_table()
     model = python = model_node = None
     if "model" in fields:
         model_node = fields["model"]
         model = _model_space(model_node, names)
-    else:
+    elif "python" in fields:
         python = _python_ref(fields["python"], base_dir)
     train_node = fields.get("train") or Node({}, root.loc, {})
     if not train_node.is_map:

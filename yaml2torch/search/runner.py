@@ -142,6 +142,10 @@ class Search:
             self._python = self.options.search_model
         elif self.config.python is not None:
             self._python = load_python_function(self.config.python.path, self.config.python.function)
+        elif self.config.model is None:
+            raise SearchError(
+                f"{self.config.path}: no model: template, no python: function, and no search_model passed"
+            )
 
     # --- data ---------------------------------------------------------------------------
 
