@@ -140,6 +140,17 @@ def test_check_exit_codes(tiny: Path, tmp_path: Path, run_cli) -> None:
     assert stale.status == 1 and f"{out} is stale" in stale.stderr  # stale
 
 
+def test_check_with_a_bad_spec_is_an_error_not_stale(tiny: Path, tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "model.py"
+    run_cli("compile", tiny, "-o", out)
+    before = out.read_bytes()
+    tiny.write_text(TINY.replace("MaxPool, [2]", "MaxPool, [0]"), encoding="utf-8")
+    result = run_cli("compile", tiny, "-o", out, "--check")
+    assert result.status == 2
+    assert result.stderr == f"yaml2torch: error: {tiny}:5:23: MaxPool arg 'k' must be positive, got 0\n"
+    assert out.read_bytes() == before
+
+
 # --- summary -----------------------------------------------------------------------------
 
 
