@@ -63,9 +63,12 @@ def slug(text: str) -> str:
 
 @cache
 def _work_dir() -> Path:
+    import atexit
     import tempfile
 
-    return Path(tempfile.mkdtemp(prefix="y2t_contract_"))
+    folder = Path(tempfile.mkdtemp(prefix="y2t_contract_"))
+    atexit.register(shutil.rmtree, folder, True)  # cached across tests, removed when pytest exits
+    return folder
 
 
 @cache
