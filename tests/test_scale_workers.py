@@ -27,12 +27,14 @@ TRIVIAL_WORKER = ROOT / "tests" / "scale_trivial_worker.py"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def start_worker(url: str, artifacts: Path, total: int, *extra: str, fault: str | None = None) -> subprocess.Popen:
+def start_worker(
+    url: str, artifacts: Path, total: int, *extra: str, fault: str | None = None, study: str = "s"
+) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != ENV_INJECT}
     if fault:
         env[ENV_INJECT] = fault
     return subprocess.Popen(
-        [sys.executable, str(TRIVIAL_WORKER), url, "s", str(artifacts), "--total", str(total), *extra],
+        [sys.executable, str(TRIVIAL_WORKER), url, study, str(artifacts), "--total", str(total), *extra],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -43,8 +45,10 @@ def finish(processes: list[subprocess.Popen], timeout: float = 90) -> list[tuple
     return [(p.wait(timeout), p.communicate()[1]) for p in processes]
 
 
-def check_complete_study(url: str, artifacts: Path, total: int, tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
-    trials = optuna.load_study(study_name="s", storage=make_storage(url)).get_trials()
+def check_complete_study(
+    url: str, artifacts: Path, total: int, tmp_path: Path, study: str = "s"
+) -> list[optuna.trial.FrozenTrial]:
+    trials = optuna.load_study(study_name=study, storage=make_storage(url)).get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == total
     assert len({t.number for t in trials}) == len(trials)
@@ -61,9 +65,14 @@ def four_workers(url: str, tmp_path: Path, per_worker: int = 3) -> None:
     artifacts = tmp_path / "artifacts"
     total = 4 * per_worker
     results = finish([start_worker(url, artifacts, total) for _ in range(4)])
-    assert [code for code, _ in results] == [0] * 4, results
+    stderr = "\n\n".join(err for _, err in results)
+    assert [code for code, _ in results] == [0] * 4, stderr
     trials = check_complete_study(url, artifacts, total, tmp_path)
-    assert len(trials) == total  # no surplus, no failures
+    # Workers finishing at the same instant may still start one trial too many: it is failed at
+    # once as surplus, untrained (rare: a random pause before the last trials makes it so).
+    extra = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert all(t.user_attrs["status"] == "surplus" and "spec_yaml" not in t.user_attrs for t in extra), extra
+    assert len(extra) <= 1
 
 
 def kill_one_of_two_then_restart(url: str, tmp_path: Path, *extra: str) -> list[optuna.trial.FrozenTrial]:
@@ -110,13 +119,14 @@ def test_killed_worker_on_postgres_is_failed_by_heartbeat_and_retried(postgres_s
 def test_workers_survive_a_postgres_restart(postgres_server, tmp_path):  # noqa: F811
     url = postgres_server.url
     artifacts = tmp_path / "artifacts"
-    workers = [start_worker(url, artifacts, 10, "--epoch-seconds", "0.4", "--grace", "20") for _ in range(2)]
+    args = (url, artifacts, 10, "--epoch-seconds", "0.4", "--grace", "20")
+    workers = [start_worker(*args, study="restart") for _ in range(2)]
     time.sleep(3)
     postgres_server.restart(down_seconds=2)
     results = finish(workers, timeout=120)
     assert [code for code, _ in results] == [0, 0], "\n\n".join(stderr for _, stderr in results)
     assert any("storage unreachable" in stderr and "retrying in" in stderr for _, stderr in results), results
-    trials = optuna.load_study(study_name="s", storage=make_storage(url)).get_trials()
+    trials = optuna.load_study(study_name="restart", storage=make_storage(url)).get_trials()
     assert len(counted_trials_of(trials)) == 10
 
 

@@ -6,15 +6,18 @@ function becomes a FAIL with a one-line ``reason``. Interrupted trials (SIGINT/S
 trials that died because the storage went away are re-queued (``retry_of``) so no sample is lost.
 
 Budgets: ``n_trials`` counts this worker's trials; ``total_trials`` is a study-wide count, in
-which a failed trial that has been retried counts once (through its retry) and trials beyond the
-count that were started concurrently are failed at once with ``reason: surplus ...``, so a
-study ends with exactly ``total_trials`` counted trials however many workers share it. A worker
+which a failed trial that has been retried counts once (through its retry). Near the end a worker
+pauses a random moment and looks again before starting one of the last trials; a trial that was
+still started beyond the count by workers racing each other is failed at once, before any
+training (``status: surplus``), so a study ends with exactly ``total_trials`` counted trials
+however many workers share it. A worker
 whose budget is met only by trials still running elsewhere waits for them (they may turn stale
 and be retried) instead of exiting.
 """
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 import warnings
@@ -47,6 +50,7 @@ class WorkerOptions:
     timeout: float | None = None
     heartbeat_interval: float = 10.0
     wait_seconds: float = 1.0  # poll period while only other workers' trials are left
+    last_slot_jitter: float = 0.5  # seconds: the most a worker pauses before taking one of the last trials
     grace_period: float = 30.0
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -168,6 +172,13 @@ def _run_worker(study, run_trial, options, say, on_trial_done) -> WorkerSummary:
             # they turn stale and their retries need someone, so wait here rather than exit.
             time.sleep(options.wait_seconds)
             continue
+        if _last_slots(trials, options.total_trials):
+            # Workers finishing together would all start "the last" trial; a random pause and a
+            # second look make that rare (the surplus rule below handles what is left).
+            time.sleep(random.uniform(0.0, options.last_slot_jitter))
+            trials = retrying(lambda: study.get_trials(deepcopy=False), "reading the study")
+            if not _should_start(trials, options.total_trials):
+                continue
         trial = retrying(study.ask, "starting a trial")
         if options.total_trials is not None and _is_beyond_budget(study, trial, options.total_trials, retrying):
             summary.surplus += 1
@@ -186,6 +197,13 @@ def _should_start(trials: Sequence[FrozenTrial], total: int | None) -> bool:
     if any(t.state == TrialState.WAITING for t in trials):
         return True  # queued work (retries, enqueued trials) is always taken
     return total is None or len(counted_trials(trials)) < total
+
+
+def _last_slots(trials: Sequence[FrozenTrial], total: int | None) -> bool:
+    if total is None or any(t.state == TrialState.WAITING for t in trials):
+        return False
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+    return total - len(counted_trials(trials)) <= max(1, running)
 
 
 def _is_beyond_budget(study: optuna.Study, trial: optuna.Trial, total: int, retrying) -> bool:
