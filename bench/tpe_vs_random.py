@@ -1,9 +1,9 @@
 """TPE against random search on the digits example at the same budget, 3 seeds.
 
 Reports, per sampler and seed, the best validation accuracy and the first trial (1-based) that
-reached 98% validation accuracy. The budget is small (default 8 trials of 6 epochs) so the
+reached 98% validation accuracy. The budget is small (default 16 trials of 6 epochs) so the
 whole comparison runs in a few minutes on 2 CPU cores.
-Run: .venv/bin/python bench/tpe_vs_random.py [--trials 8] [--epochs 6] [--seeds 0 1 2]
+Run: .venv/bin/python bench/tpe_vs_random.py [--trials 16] [--epochs 6] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ TARGET = 0.98
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()

@@ -71,7 +71,9 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
         assert {p.name for p in folder.iterdir()} == {"spec.yaml", "model.py", "model.pt", "metrics.json"}
         assert (folder / "spec.yaml").read_text() == trial.user_attrs["spec_yaml"]
         assert (folder / "model.py").read_text() == trial.user_attrs["model_py"]
+        # model.py is exactly what `yaml2torch compile spec.yaml` writes
         compiled = compile_text(trial.user_attrs["spec_yaml"], "spec.yaml")
+        assert compiled.source == (folder / "model.py").read_text()
         assert compiled.arch_hash == trial.user_attrs["arch_hash"] and compiled.params == trial.user_attrs["params"]
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["metrics"]["accuracy"] == trial.value
@@ -268,6 +270,13 @@ def test_boostcamp_example_multi_objective_pareto_and_pick(tmp_path):
         assert picked["metrics"]["f1"] == max(p["metrics"]["f1"] for p in fitting)
     assert picked["values"] == [picked["metrics"]["f1"], picked["params"]]
     assert "backbone.1" in study.trials[0].params  # slot 2's block choice
+    report = tmp_path / "bc.html"
+    assert (
+        main(["report", "--storage", f"sqlite:///{out / 'study.db'}", "--study", "boostcamp_tune", "-o", str(report)])
+        == 0
+    )
+    html = report.read_text()
+    assert "Pareto front" in html and "Optimization history: params" in html
 
 
 @pytest.mark.slow

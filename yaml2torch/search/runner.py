@@ -118,8 +118,12 @@ class TrialPlan:
 
     spec_yaml: str
     train: TrainSettings
-    ir: object
+    compiled: object  # CompiledModel: .ir and .source
     key: str
+
+    @property
+    def ir(self):
+        return self.compiled.ir
 
 
 @dataclass
@@ -184,7 +188,7 @@ class Search:
 
     def plan(self, trial, params: sp.ParamSource) -> TrialPlan:
         """Sample, then lower and check; raise Infeasible with the reason (nothing trained)."""
-        from yaml2torch.compiler import analyze
+        from yaml2torch.compiler import compile_spec
         from yaml2torch.spec.model_spec import parse_spec
 
         model_node, filename = self.sample_model(trial, params)
@@ -195,9 +199,12 @@ class Search:
         spec_yaml = dump_spec(model_node.plain())
         try:
             spec = parse_spec(model_node, filename, self.config.base_dir, spec_yaml)
-            ir = analyze(spec)
+            # One lowering for the checks and the file: errors keep the search file's locations
+            # (they live on the nodes); the generated header names the trial's spec.yaml.
+            compiled = compile_spec(replace(spec, path="spec.yaml"))
         except SpecError as exc:
             raise Infeasible(str(exc)) from None
+        ir = compiled.ir
         c = self.config.constraints
         out = ir.output_shape
         if math.prod(d or 0 for d in out.dims) != self.splits.num_classes or any(d != 1 for d in out.dims[1:]):
@@ -209,7 +216,7 @@ class Search:
         smallest = min_spatial(ir)
         if c.min_spatial is not None and smallest is not None and smallest < c.min_spatial:
             raise Infeasible(f"spatial size shrinks to {smallest} < min_spatial {c.min_spatial}")
-        return TrialPlan(spec_yaml, train, ir, eval_key(ir.arch_hash, train, self.config, self.data_settings))
+        return TrialPlan(spec_yaml, train, compiled, eval_key(ir.arch_hash, train, self.config, self.data_settings))
 
     def _fit_to_data(self, model_node: Node, train: TrainSettings) -> tuple[Node, TrainSettings]:
         """input_channel and input_size come from the data and image_size when the template omits them."""
@@ -265,7 +272,7 @@ class Search:
                 str(exc) if isinstance(exc, (SpecError, SearchError)) else f"{type(exc).__name__}: {exc}"[:2000],
             )
             raise
-        timing["sample_check"] = time.perf_counter() - start
+        timing["sample_compile_check"] = time.perf_counter() - start
         ir = plan.ir
         trial.set_user_attr("arch_hash", ir.arch_hash)
         trial.set_user_attr("eval_key", plan.key)
@@ -317,17 +324,16 @@ class Search:
         import torch
 
         from yaml2torch.cli import write_atomic
-        from yaml2torch.compiler import compile_text
         from yaml2torch.search.train import evaluate, import_model_file, measure_latency, seeded_model, train_model
 
         t = time.perf_counter()
-        compiled = compile_text(plan.spec_yaml, "spec.yaml", class_name="Model", base_dir=self.config.base_dir)
+        compiled = plan.compiled
         folder = self.options.out_dir / trial_dir_name(trial.number)
         write_atomic(folder / "spec.yaml", plan.spec_yaml)
         write_atomic(folder / "model.py", compiled.source)
         trial.set_user_attr("trial_dir", trial_dir_name(trial.number))
         trial.set_user_attr("model_py", compiled.source)
-        timing["compile_write"] = time.perf_counter() - t
+        timing["write"] = time.perf_counter() - t
 
         t = time.perf_counter()
         module_name = f"yaml2torch_trial_{self.config.study}_{trial.number}_{plan.ir.arch_hash[:8]}"
@@ -354,13 +360,17 @@ class Search:
 
         first = self.config.objectives[0]
         single = not self.config.multi_objective
+        prunes = self.config.pruner.type != "none"
 
         def on_epoch(result) -> None:
             if self.progress is not None:
                 self.progress.epoch(result.epoch, plan.train.epochs, result.metrics)
             if single and first.metric in SCORE_METRICS:
                 trial.report(result.metrics[first.metric], result.epoch)
-                if trial.should_prune():
+                if prunes and trial.should_prune():  # a storage query: skipped without a pruner
+                    timing["train"] = time.perf_counter() - t
+                    timing["total"] = time.perf_counter() - start
+                    trial.set_user_attr("timing", timing)
                     trial.set_user_attr("status", "pruned")
                     trial.set_user_attr("reason", f"pruned by {self.config.pruner.type} after epoch {result.epoch}")
                     trial.set_user_attr("metrics", result.metrics)
