@@ -32,6 +32,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         data_limit=args.limit,
         resume=args.resume,
         progress=not args.quiet,
+        scale=getattr(args, "scale", None),  # set by yaml2torch.scale's --workers wrapper
     )
     try:
         result = run_search(config, options)

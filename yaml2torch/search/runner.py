@@ -46,6 +46,7 @@ class RunOptions:
     resume: bool = False  # require an existing study
     progress: bool = True
     search_model: Callable | None = None  # the Python escape hatch, passed directly
+    scale: object | None = None  # scale-out options (yaml2torch.scale): workers, isolation, artifacts
 
     @property
     def storage_url(self) -> str:
@@ -137,6 +138,9 @@ class Search:
     _python: Callable | None = None
     device: object = None
     progress: object = None
+    # (trial, model, data, settings, seed, on_epoch) -> history; None: train_model in this process.
+    # The scale-out package sets it to train in a child process with a time limit.
+    train_runner: Callable | None = None
 
     def __post_init__(self) -> None:
         from yaml2torch.search.train import resolve_device
@@ -379,7 +383,10 @@ class Search:
         t = time.perf_counter()
         if self.progress is not None:
             self.progress.start_trial(trial.number, plan.train.epochs)
-        history = train_model(model, data, plan.train, self.config.seed, on_epoch)
+        if self.train_runner is not None:
+            history = self.train_runner(trial, model, data, plan.train, self.config.seed, on_epoch)
+        else:
+            history = train_model(model, data, plan.train, self.config.seed, on_epoch)
         timing["train"] = time.perf_counter() - t
         metrics = dict(history[-1].metrics)
         if not history:
