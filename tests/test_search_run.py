@@ -177,7 +177,9 @@ def test_same_architecture_and_training_is_not_trained_again(tmp_path):
             - [1, Linear, [10]]
         """,
     )
-    result = run_search(load_config(space), RunOptions(out_dir=tmp_path / "out", progress=False))
+    storage = f"sqlite:///{tmp_path / 'elsewhere.db'}"  # any Optuna storage URL
+    result = run_search(load_config(space), RunOptions(out_dir=tmp_path / "out", storage=storage, progress=False))
+    assert (tmp_path / "elsewhere.db").is_file() and not (tmp_path / "out" / "study.db").exists()
     trials = result.study.trials
     assert len({t.user_attrs["arch_hash"] for t in trials}) == 1
     trained = [t for t in trials if "duplicate_of" not in t.user_attrs]

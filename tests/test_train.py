@@ -120,3 +120,20 @@ def test_train_rejects_a_channel_mismatch(tmp_path, capsys):
     spec.write_text(SPEC.replace("input_channel: 1", "input_channel: 3"))
     assert main(["train", str(spec), "--epochs", "1", "-o", str(tmp_path / "o")]) == 2
     assert "input_channel 3 but the data has 1 channels" in capsys.readouterr().err
+
+
+def test_train_takes_data_and_settings_from_a_search_file(tmp_path, capsys):
+    spec = tmp_path / "net.yaml"
+    spec.write_text(SPEC)
+    search = tmp_path / "s.yaml"
+    search.write_text(
+        "data: {source: digits, limit: 300}\ntrain: {epochs: 1, batch_size: 32, optimizer: {type: SGD, lr: 0.05}}\n"
+    )
+    assert main(["train", str(spec), "--config", str(search), "-o", str(tmp_path / "o")]) == 0
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["train"]["epochs"] == 1 and metrics["train"]["optimizer"]["type"] == "SGD"
+    assert metrics["data"]["limit"] == 300 and len(metrics["history"]) == 1
+    search.write_text("train: {epochs: {int: [1, 2]}}\n")
+    capsys.readouterr()
+    assert main(["train", str(spec), "--config", str(search), "-o", str(tmp_path / "o2")]) == 2
+    assert "the train section has choices" in capsys.readouterr().err
