@@ -46,7 +46,8 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
                 result = run_search(
-                    config, RunOptions(out_dir=Path(tmp), trials=args.trials, epochs=args.epochs, device="cpu", progress=False)
+                    config,
+                    RunOptions(out_dir=Path(tmp), trials=args.trials, epochs=args.epochs, device="cpu", progress=False),
                 )
                 wall = time.perf_counter() - start
             values = [t.value if t.state.name == "COMPLETE" else None for t in result.study.trials]
@@ -54,7 +55,7 @@ def main() -> int:
             best = max(done) if done else float("nan")
             first = next((i + 1 for i, v in enumerate(values) if v is not None and v >= TARGET), None)
             results[name].append((best, first))
-            print(f"{name:>8} {seed:>4} {best:12.4f} {str(first or '-'):>12} {wall:7.1f}")
+            print(f"{name:>8} {seed:>4} {best:12.4f} {first or '-'!s:>12} {wall:7.1f}")
     for name, rows in results.items():
         bests = [b for b, _ in rows]
         firsts = [f for _, f in rows if f is not None]
