@@ -162,9 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from yaml2torch.scale.commands import register as register_scale
     from yaml2torch.search.commands import register
 
-    return [register]
+    return [register, register_scale]  # scale after search: it adds options to search and best
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"yaml2torch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("yaml2torch: interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_status", 130)  # 143 after SIGTERM (yaml2torch.scale.signals.StopRequested)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,38 @@ def isolation_available() -> bool:
     return torch is None or not torch.cuda.is_initialized()
 
 
+def _probe(channel: Channel) -> float:
+    import torch
+
+    return float(torch.ones(1 << 18).exp().sum())  # large enough for a parallel region
+
+
+def fork_works(threads: int, time_limit: float = 3.0) -> bool:
+    """Whether a forked child can run torch with ``threads`` threads: fork one that tries.
+
+    False when this process started GNU OpenMP's thread pool before (torch compute with more than
+    one thread, e.g. an earlier training in the same Python session): the child would hang in its
+    first parallel region. A fresh ``yaml2torch`` process never has, so this costs one quick fork.
+    """
+    try:
+        run_isolated(_probe, time_limit=time_limit, child_threads=threads)
+    except TrialFailed:
+        return False
+    return True
+
+
+def warm_up_torch() -> None:
+    """Do once, here, what torch loads lazily on first use, so forked trials do not each pay it.
+
+    The first optimizer built in a process imports ``torch._dynamo`` (about 1.3 s on 2 cores); a
+    child that exits takes that import with it. No backward pass here: autograd's threads must
+    not exist before a fork.
+    """
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+
 def _die_with_parent() -> None:
     # Linux: if the worker is killed (even with SIGKILL), the kernel kills this child too.
     try:

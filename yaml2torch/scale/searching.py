@@ -28,9 +28,11 @@ from yaml2torch.scale.faults import FaultPlan, check_finite_loss
 from yaml2torch.scale.isolation import (
     InProcessChannel,
     TrialTimedOut,
+    fork_works,
     isolation_available,
     keep_parent_single_threaded,
     run_isolated,
+    warm_up_torch,
 )
 from yaml2torch.scale.metadata import ATTR_SETTINGS, TRIAL_WEIGHTS_ARTIFACT, TrialOutputs, download_weights
 from yaml2torch.scale.signals import StopRequested, stop_on_signals
@@ -146,6 +148,18 @@ class TrialTrainer:
         return history
 
 
+def torch_get_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def torch_set_threads(count: int) -> None:
+    import torch
+
+    torch.set_num_threads(count)
+
+
 def _state_bytes(model) -> bytes:
     import torch
 
@@ -201,7 +215,8 @@ def optimize_search(
     Raises StopRequested (a KeyboardInterrupt) after SIGINT/SIGTERM, once the current trial is
     recorded as failed and re-queued.
     """
-    scale = getattr(search.options, "scale", None) or ScaleOptions()
+    # Called as a library (no command-line scale options): train in this process, as Optuna would.
+    scale = getattr(search.options, "scale", None) or ScaleOptions(isolate=False)
     settings = study_settings(dataclasses.replace(search.options, trials=trials, timeout=timeout), scale)
     with_storage_retries(lambda: record_settings(study, settings), what="recording the study settings", say=say)
     if scale.workers > 1:
@@ -215,6 +230,23 @@ def run_search_worker(
     study, search, scale: ScaleOptions, settings: dict, *, trials, timeout, on_trial_done, say
 ) -> WorkerSummary:
     isolate = scale.isolate and isolation_available() and getattr(search.device, "type", "cpu") == "cpu"
+    previous_threads = None
+    if isolate:
+        previous_threads = keep_parent_single_threaded()
+        if fork_works(scale.child_threads()):
+            warm_up_torch()
+        else:
+            isolate = False
+            say(
+                "yaml2torch: warning: trials train in this process: torch's thread pool was started here "
+                "before the search (a forked trial would hang); --time-limit is checked after each epoch"
+            )
+    if not isolate and scale.threads is not None:
+        previous_threads = previous_threads if previous_threads is not None else torch_get_threads()
+        torch_set_threads(scale.threads)  # training runs here: --threads applies here
+    elif not isolate and previous_threads is not None:
+        torch_set_threads(previous_threads)
+        previous_threads = None
     search.train_runner = TrialTrainer(settings.get("time_limit"), isolate, scale.child_threads())
     store = make_artifact_store(scale.artifacts or settings["artifacts"])
     options = WorkerOptions(
@@ -223,15 +255,6 @@ def run_search_worker(
         heartbeat_interval=scale.heartbeat_interval,
         grace_period=scale.grace_period,
     )
-    if isolate:
-        previous_threads = keep_parent_single_threaded()
-    elif scale.threads is not None:
-        import torch
-
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(scale.threads)  # training runs here: --threads applies here
-    else:
-        previous_threads = None
     try:
         with stop_on_signals():
             try:
@@ -243,9 +266,7 @@ def run_search_worker(
                 raise
     finally:
         if previous_threads is not None:
-            import torch
-
-            torch.set_num_threads(previous_threads)
+            torch_set_threads(previous_threads)
     say(f"yaml2torch: {summary.line()}")
     return summary
 

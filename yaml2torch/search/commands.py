@@ -52,7 +52,9 @@ def _load_stored(storage: str, study_name: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        from yaml2torch.scale.storage import make_storage
+
+        study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
     except KeyError:
         raise _command_error(f"no study {study_name!r} in {storage}") from None
     text = study.user_attrs.get("space_yaml")

@@ -61,6 +61,14 @@ def _score_vs_params(done: list, config: SearchConfig):
     return fig
 
 
+def _note(trial, retry_number: int | None) -> str:
+    """The reason, plus the retry links of yaml2torch.scale (a killed or interrupted trial is run again)."""
+    parts = [f"retry of trial {trial.user_attrs['retry_of']}"] if "retry_of" in trial.user_attrs else []
+    parts += [trial.user_attrs["reason"]] if trial.user_attrs.get("reason") else []
+    parts += [f"retried as trial {retry_number}"] if retry_number is not None else []
+    return "; ".join(parts)
+
+
 def _trial_rows(study, config: SearchConfig, picked: int | None) -> str:
     metrics = [o.metric for o in config.objectives]
     columns = [
@@ -74,6 +82,8 @@ def _trial_rows(study, config: SearchConfig, picked: int | None) -> str:
     ]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     rows = []
+    trials = study.get_trials(deepcopy=False)
+    retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
         values = {**(attrs.get("metrics") or {}), "params": attrs.get("params"), "macs": attrs.get("macs")}
@@ -90,7 +100,7 @@ def _trial_rows(study, config: SearchConfig, picked: int | None) -> str:
             *(format_metric(m, values.get(m)) for m in dict.fromkeys(metrics + ["accuracy", "f1", "params", "macs"])),
             "-" if seconds is None else f"{seconds:.1f}",
             sampled,
-            attrs.get("reason", ""),
+            _note(trial, retried_as.get(trial.number)),
         ]
         style = ' class="picked"' if trial.number == picked else ""
         rows.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")

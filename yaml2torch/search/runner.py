@@ -50,6 +50,8 @@ class RunOptions:
 
     @property
     def storage_url(self) -> str:
+        if self.storage is None and getattr(self.scale, "workers", 1) > 1:
+            return f"journal://{(self.out_dir / 'study.log').resolve()}"  # many processes: not SQLite
         return self.storage or f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
 
 
@@ -451,12 +453,15 @@ def open_study(config: SearchConfig, options: RunOptions, create: bool = True):
     """Create or load the study; a study holds its search file, and a different file is refused."""
     import optuna
 
+    from yaml2torch.scale.storage import make_storage
+
     options.out_dir.mkdir(parents=True, exist_ok=True)
     name = options.study or config.study
     storage = options.storage_url
+    storage_obj = make_storage(storage)  # journal files, PostgreSQL heartbeats and retries
     existing = None
     try:
-        existing = optuna.load_study(study_name=name, storage=storage)
+        existing = optuna.load_study(study_name=name, storage=storage_obj)
     except KeyError:
         if options.resume:
             raise SearchError(f"--resume: no study {name!r} in {storage}") from None
@@ -469,11 +474,11 @@ def open_study(config: SearchConfig, options: RunOptions, create: bool = True):
             )
         finished = sum(1 for t in existing.get_trials(deepcopy=False) if t.state.name in FINISHED_STATES)
         return optuna.load_study(
-            study_name=name, storage=storage, sampler=make_sampler(config, finished), pruner=make_pruner(config)
+            study_name=name, storage=storage_obj, sampler=make_sampler(config, finished), pruner=make_pruner(config)
         )
     study = optuna.create_study(
         study_name=name,
-        storage=storage,
+        storage=storage_obj,
         directions=config.directions,
         sampler=make_sampler(config),
         pruner=make_pruner(config),
@@ -515,25 +520,13 @@ def run_search(config: SearchConfig, options: RunOptions) -> SearchResult:
         timeout = None  # --trials alone replaces the file's budget
     finished = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED_STATES)
     remaining = None if trials is None else max(0, trials - finished)
-    callbacks = []
-    if trials is not None:
-        callbacks.append(
-            optuna.study.MaxTrialsCallback(
-                trials, states=tuple(getattr(optuna.trial.TrialState, s) for s in FINISHED_STATES)
-            )
-        )
     with SearchProgress(config, total=trials, done=finished, enabled=options.progress) as progress:
         search.progress = progress
-        callbacks.append(progress.trial_done)
         if remaining is None or remaining > 0:
-            study.optimize(
-                search.objective,
-                n_trials=remaining,
-                timeout=timeout,
-                catch=(Exception,),
-                callbacks=callbacks,
-                gc_after_trial=False,
-            )
+            from yaml2torch.scale.searching import optimize_search
+
+            # The worker loop (or N worker processes): faults, time limits, retries, weights upload.
+            optimize_search(study, search, trials=trials, timeout=timeout, on_trial_done=progress.trial_done)
         summary = export_study(study, config, options.out_dir, search)
         progress.closing_table(study, config, summary)
     return SearchResult(study, options.out_dir, summary)

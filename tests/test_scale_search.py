@@ -1,0 +1,203 @@
+"""Scale-out with the real search: digits training through `yaml2torch search --workers` and `yaml2torch worker`.
+
+Tiny models, 2 epochs on 300 digits at 8x8, so a trial takes about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from pg_server import postgres_server  # noqa: F401 - a fixture
+
+from yaml2torch.scale.faults import ENV_INJECT
+from yaml2torch.scale.storage import journal_url, make_storage
+from yaml2torch.scale.worker import counted_trials
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = """\
+study: tiny
+seed: 0
+trials: 4
+data: {source: digits, limit: 300}
+objectives: [accuracy]
+sampler: {type: Random}
+pruner: {type: none}
+train:
+  epochs: 2
+  batch_size: 32
+  image_size: 8
+  optimizer: {type: Adam, lr: {float: [0.003, 0.01], log: true}}
+  scheduler: none
+model:
+  backbone:
+    - [1, Conv, [{int: [4, 16], step: 4}, 3, 1]]
+    - [1, MaxPool, [2]]
+    - [1, GlobalAvgPool, []]
+    - [1, Flatten, []]
+    - [1, Linear, [10]]
+"""
+
+
+def yaml2torch(*args: str, fault: str | None = None, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != ENV_INJECT}
+    if fault:
+        env[ENV_INJECT] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "yaml2torch", *map(str, args)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
+
+
+@pytest.fixture
+def space(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+def load(url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="tiny", storage=make_storage(url)).get_trials()
+
+
+def check_trained(trials, out: Path, count: int) -> list:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == count and len({t.number for t in trials}) == len(trials)
+    for trial in complete:
+        attrs = trial.user_attrs
+        assert {"spec_yaml", "arch_hash", "metrics", "model_py", "weights_artifact"} <= set(attrs), trial.number
+        assert (out / attrs["trial_dir"] / "model.pt").is_file()
+        assert (out / "artifacts" / attrs["weights_artifact"]).read_bytes() == (
+            out / attrs["trial_dir"] / "model.pt"
+        ).read_bytes()
+    return complete
+
+
+def test_two_workers_share_a_journal_study_and_best_runs_from_storage_alone(space, tmp_path):
+    out = tmp_path / "out"
+    done = yaml2torch("search", space, "--workers", 2, "--trials", 4, "--out", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "2 workers on journal://" in done.stderr
+    url = journal_url(out / "study.log")
+    complete = check_trained(load(url), out, 4)
+    assert len({c.user_attrs["worker"]["pid"] for c in complete}) == 2  # both workers trained
+    assert (out / "best.yaml").is_file() and (out / "best_model.pt").is_file()
+
+    # "Another machine": the trial folders are gone; storage and the artifact store remain.
+    (out / "trials").rename(tmp_path / "elsewhere")
+    other = tmp_path / "other"
+    best = yaml2torch("best", "--storage", url, "--study", "tiny", "-o", other, "--artifacts", out / "artifacts")
+    assert best.returncode == 0, best.stderr
+    assert "fetched trial" in best.stderr
+    picked = json.loads(best.stdout)["picked"]
+    assert (other / "best.yaml").read_text() == load(url)[picked].user_attrs["spec_yaml"]
+    assert (other / "best_model.py").read_text() == load(url)[picked].user_attrs["model_py"]
+    assert (other / "best_model.pt").read_bytes() == (out / "best_model.pt").read_bytes()
+    assert json.loads(best.stdout)["test"]["accuracy"] > 0
+
+    # A search started with a different space file for the same study is refused.
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(SPACE.replace("limit: 300", "limit: 200"))
+    refused = yaml2torch("search", changed, "--storage", url, "--study", "tiny", "--out", out, "--quiet")
+    assert refused.returncode == 2
+    assert "different search file" in refused.stderr
+
+
+def test_killed_worker_mid_training_is_retried_and_the_report_shows_it(space, tmp_path):
+    out = tmp_path / "out"
+    # Trial 1 SIGKILLs the worker that runs it after its first epoch (of 2).
+    run = yaml2torch(
+        "search", space, "--workers", 2, "--trials", 4, "--out", out, "--quiet", fault="sigkill:trial=1,epoch=1"
+    )
+    assert run.returncode == 0, run.stderr
+    assert "1 of 2 workers exited with errors ([-9])" in run.stderr
+    url = journal_url(out / "study.log")
+    # The restart: a worker joining the finished study has nothing left to do.
+    again = yaml2torch("worker", "--storage", url, "--study", "tiny", "--quiet")
+    assert again.returncode == 0, again.stderr
+    trials = load(url)
+    killed = trials[1]
+    assert killed.state == TrialState.FAIL and killed.user_attrs["status"] == "stale"
+    assert killed.user_attrs["reason"].startswith("stale: worker process")
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == 1]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    check_trained(trials, out, 4)
+    assert len(counted_trials(trials)) == 4
+
+    report = yaml2torch("report", "--storage", url, "--study", "tiny", "-o", tmp_path / "report.html")
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "report.html").read_text()
+    assert "retry of trial 1" in html and f"retried as trial {retry.number}" in html
+
+
+def test_faults_in_real_training_fail_their_trial_with_the_reason(space, tmp_path):
+    out = tmp_path / "out"
+    faults = "exception:trial=0;nan:trial=1,epoch=2;hang:trial=2;oom:trial=3"
+    started = time.monotonic()
+    run = yaml2torch(
+        "search", space, "--trials", 5, "--time-limit", 10, "--threads", 1, "--out", out, "--quiet", fault=faults
+    )
+    assert run.returncode == 0, run.stderr
+    assert time.monotonic() - started < 120
+    trials = load(f"sqlite:///{out / 'study.db'}")
+    reasons = {t.number: (t.state, t.user_attrs.get("reason")) for t in trials}
+    assert reasons[0][0] == TrialState.FAIL and reasons[0][1].startswith("InjectedFault: injected exception at trial 0")
+    assert reasons[1] == (TrialState.FAIL, "non-finite loss (nan) at epoch 2")
+    assert reasons[2] == (TrialState.FAIL, "timed out: exceeded the per-trial time limit of 10s")
+    assert reasons[3][0] == TrialState.FAIL and reasons[3][1].startswith("out of memory: CUDA out of memory (injected")
+    assert reasons[4][0] == TrialState.COMPLETE
+    assert all(t.user_attrs.get("status") == "failed" for t in trials[:4])
+
+
+def test_sigterm_stops_a_real_search_promptly_with_nothing_half_written(space, tmp_path):
+    out = tmp_path / "out"
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SPACE.replace("epochs: 2", "epochs: 400"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "yaml2torch", "search", slow, "--threads", "1", "--out", out, "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != ENV_INJECT},
+    )
+    url = f"sqlite:///{out / 'study.db'}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "trials" / "0000" / "model.py").is_file():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr
+    trials = load(url)
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["status"] == "interrupted"
+    assert trials[1].state == TrialState.WAITING and trials[1].user_attrs["retry_of"] == 0
+    assert not (out / "trials" / "0000" / "model.pt").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
+
+
+@pytest.mark.postgres
+def test_four_workers_on_postgres_with_a_real_search(postgres_server, space, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    url = postgres_server.url
+    run = yaml2torch("search", space, "--workers", 4, "--trials", 8, "--storage", url, "--out", out, "--quiet")
+    assert run.returncode == 0, run.stderr
+    trials = load(url)
+    check_trained(trials, out, 8)
+    extra = [t for t in trials if t.state != TrialState.COMPLETE]  # a surplus start, failed untrained (rare)
+    assert len(extra) <= 1 and all(t.user_attrs["status"] == "surplus" for t in extra)
