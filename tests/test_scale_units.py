@@ -314,3 +314,22 @@ def test_sigterm_fails_the_running_trial_requeues_it_and_exits_promptly(tmp_path
     assert trials[1].state == TrialState.WAITING and trials[1].user_attrs["retry_of"] == 0
     # Nothing half-written in the artifact store: the interrupted trial uploaded nothing.
     assert not list(Path(artifacts).glob("*"))
+
+
+def test_worker_command_errors_are_one_line_with_exit_status_2(tmp_path):
+    def worker(storage: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "yaml2torch", "worker", "--storage", storage, "--study", "s"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    missing = worker(str(tmp_path / "none.log"))
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        f"yaml2torch: error: no journal file {tmp_path / 'none.log'} (a worker joins an existing study)\n",
+    )
+    assert not (tmp_path / "none.log").exists()
+    optuna.create_study(study_name="s", storage=make_storage(str(tmp_path / "plain.log")))
+    foreign = worker(str(tmp_path / "plain.log"))
+    assert foreign.returncode == 2
+    assert foreign.stderr == (
+        "yaml2torch: error: study 's' has no yaml2torch search space recorded (was it created by 'yaml2torch search'?)\n"
+    )

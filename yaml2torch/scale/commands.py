@@ -94,7 +94,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from yaml2torch.scale.metadata import ATTR_SETTINGS, MissingStudyError, load_study_metadata
     from yaml2torch.scale.searching import run_options_fields, run_search_worker, terminate_with_parent
     from yaml2torch.scale.signals import StopRequested
-    from yaml2torch.scale.storage import make_storage, with_storage_retries
+    from yaml2torch.scale.storage import classify_storage, make_storage, with_storage_retries
     from yaml2torch.search.config import parse_config
     from yaml2torch.search.progress import SearchProgress
     from yaml2torch.search.runner import RunOptions, Search, make_pruner, make_sampler
@@ -102,6 +102,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.parent_pid is not None and not terminate_with_parent(args.parent_pid):
         return 1  # the search that launched this worker is gone
+    try:
+        kind = classify_storage(args.storage)
+    except ValueError as exc:
+        raise _command_error(str(exc)) from None
+    if kind.kind == "journal" and not Path(kind.location).is_file():
+        raise _command_error(f"no journal file {kind.location} (a worker joins an existing study)")
     try:
         storage = with_storage_retries(
             lambda: make_storage(
