@@ -89,12 +89,15 @@ def check_trained(trials, out: Path, count: int) -> list:
 
 def test_two_workers_share_a_journal_study_and_best_runs_from_storage_alone(space, tmp_path):
     out = tmp_path / "out"
-    done = yaml2torch("search", space, "--workers", 2, "--trials", 4, "--out", out, "--quiet")
+    # --devices alone sets one worker per device (CPU here: the same path as cuda:0,cuda:1).
+    done = yaml2torch("search", space, "--devices", "cpu,cpu", "--trials", 4, "--out", out, "--quiet")
     assert done.returncode == 0, done.stderr
     assert "2 workers on journal://" in done.stderr
     url = journal_url(out / "study.log")
     complete = check_trained(load(url), out, 4)
     assert len({c.user_attrs["worker"]["pid"] for c in complete}) == 2  # both workers trained
+    for trial in complete:
+        assert json.loads((out / trial.user_attrs["trial_dir"] / "metrics.json").read_text())["device"] == "cpu"
     assert (out / "best.yaml").is_file() and (out / "best_model.pt").is_file()
 
     # "Another machine": the trial folders are gone; storage and the artifact store remain.
