@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,9 +115,12 @@ def main() -> None:
         "1 worker, 1 thread, child process per trial": ("--threads", "1"),
         "2 workers, 1 thread each (--workers 2, journal file)": ("--workers", "2"),
     }
-    for index, (label, extra) in enumerate(runs.items()):
-        per_minute, mean, command = run(space, folder / f"run{index}", args.trials, *extra)
-        print(f"| {label} | {per_minute:.1f} | {mean:.2f} | {command:.1f} |", flush=True)
+    try:
+        for index, (label, extra) in enumerate(runs.items()):
+            per_minute, mean, command = run(space, folder / f"run{index}", args.trials, *extra)
+            print(f"| {label} | {per_minute:.1f} | {mean:.2f} | {command:.1f} |", flush=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
