@@ -237,8 +237,10 @@ def test_diff_prints_warnings_of_both_specs(tiny: Path, tmp_path: Path, run_cli)
     result = run_cli("diff", tiny, zero)
     assert result.status == 0
     assert result.stderr.splitlines() == [
-        f"yaml2torch: warning: {zero}:4:30: Conv arg 'p' 0 means 'same' padding (as in the origin formats); "
-        "write [0] for no padding or null for 'same'"
+        (
+            f"yaml2torch: warning: {zero}:4:30: Conv arg 'p' 0 means 'same' padding (as in the origin formats); "
+            "write [0] for no padding or null for 'same'"
+        )
     ]
     assert result.stdout.endswith("params: 634 -> 634 (+0) (+0.0%)\nMACs:   27,808 -> 27,808 (+0) (+0.0%)\n")
 

@@ -12,8 +12,8 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from yaml2torch import __version__
 from yaml2torch.errors import SpecError

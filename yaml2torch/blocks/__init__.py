@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Mapping
 
 from yaml2torch.blocks.base import Block
 from yaml2torch.errors import Location, SpecError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +51,7 @@ class Float(ArgType):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(node.loc, f"{label} must be a number, not {type_name(node)} ({value!r})")
         value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise SpecError(node.loc, f"{label} must be finite")
         if self.minimum is not None and value < self.minimum:
             raise SpecError(node.loc, f"{label} must be >= {self.minimum}, got {value}")

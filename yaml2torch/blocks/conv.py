@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from yaml2torch.blocks.activations import act_expr, activation
 from yaml2torch.blocks.args import Act, Arg, BoundArgs, Int, Padding
 from yaml2torch.blocks.base import Block, BuildContext, bn_params, conv2d
@@ -21,7 +23,7 @@ class Conv(Block):
     template = "conv.py.jinja"
     width_scaled = True
     stride_on = "last"
-    ctor_defaults = {"kernel_size": 1, "stride": 1, "padding": 0, "groups": 1, "act": None}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 1, "stride": 1, "padding": 0, "groups": 1, "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         padding = a.k // 2 if a.p is None else a.p

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 from yaml2torch.blocks.activations import act_expr, activation
 from yaml2torch.blocks.args import Act, Arg, BoundArgs, Int, Padding
@@ -23,7 +24,7 @@ class DWConv(Block):
     template = "conv.py.jinja"
     width_scaled = True
     stride_on = "last"
-    ctor_defaults = {"kernel_size": 1, "stride": 1, "padding": 0, "groups": 1, "act": None}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 1, "stride": 1, "padding": 0, "groups": 1, "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         if not x.is_image:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from yaml2torch.blocks.activations import act_expr
 from yaml2torch.blocks.args import Act, Arg, BoundArgs, Int
 from yaml2torch.blocks.base import Block, BuildContext, linear_params
@@ -15,7 +17,7 @@ class Linear(Block):
         Arg("act", Act(), None, aliases=("activation",)),
     )
     template = "linear.py.jinja"
-    ctor_defaults = {"act": None}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         if len(x.dims) != 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from yaml2torch.blocks.args import Arg, BoundArgs, Int
 from yaml2torch.blocks.base import Block, BuildContext
 from yaml2torch.errors import SpecError
@@ -15,7 +17,7 @@ class Concat(Block):
     signature = (Arg("dim", Int(minimum=None), 1, aliases=("d", "dimension", "axis")),)
     template = "concat.py.jinja"
     multi_input = True
-    ctor_defaults = {"dim": 1}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"dim": 1}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         return self.build_multi(a, (x,), ctx)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from yaml2torch.blocks._twin_parts import ExpandRatio
 from yaml2torch.blocks.activations import act_expr, activation
 from yaml2torch.blocks.args import Act, Arg, BoundArgs, Int
@@ -21,7 +23,7 @@ class MV2Block(Block):
     template = None  # the class comes with each instance, after the Conv class it uses
     width_scaled = True
     stride_on = "first"
-    ctor_defaults = {"stride": 1, "expand_ratio": 4, "act": None}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"stride": 1, "expand_ratio": 4, "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         need_image(self.name, x, ctx)

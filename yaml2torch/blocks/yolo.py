@@ -8,6 +8,7 @@ module is passed in and shared by the block's convolutions (so a PReLU counts on
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 from yaml2torch.blocks.activations import Activation, act_expr, activation
 from yaml2torch.blocks.args import Act, Arg, Bool, BoundArgs, Float, Int, IntList, Padding
@@ -103,7 +104,7 @@ class Bottleneck(Block):
     signature = _BOTTLENECK_ARGS
     template = None  # the class comes with each instance (after the Conv class it uses)
     width_scaled = True
-    ctor_defaults = {"shortcut": True, "groups": 1, "expansion": 0.5, "act": None}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"shortcut": True, "groups": 1, "expansion": 0.5, "act": None}
 
     def expand(self, a: BoundArgs, repeat: int, x: Shape, ctx: BuildContext) -> list[ModuleInstance]:
         need_image(self.name, x, ctx)
@@ -132,7 +133,7 @@ class _CSP(Block):
 
     signature = _BOTTLENECK_ARGS
     width_scaled = True
-    ctor_defaults = {"n": 1, "shortcut": True, "groups": 1, "expansion": 0.5, "act": None}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"n": 1, "shortcut": True, "groups": 1, "expansion": 0.5, "act": None}
     csp_template = ""
 
     def expand(self, a: BoundArgs, repeat: int, x: Shape, ctx: BuildContext) -> list[ModuleInstance]:
@@ -197,7 +198,7 @@ class SPP(Block):
         _ACT,
     )
     width_scaled = True
-    ctor_defaults = {"kernel_sizes": (5, 9, 13), "act": None}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_sizes": (5, 9, 13), "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         need_image(self.name, x, ctx)
@@ -221,7 +222,7 @@ class SPPF(Block):
         _ACT,
     )
     width_scaled = True
-    ctor_defaults = {"kernel_size": 5, "act": None}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 5, "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         need_image(self.name, x, ctx)
@@ -248,7 +249,7 @@ class Focus(Block):
     )
     width_scaled = True
     stride_on = "last"
-    ctor_defaults = {"kernel_size": 1, "stride": 1, "padding": 0, "groups": 1, "act": None}
+    ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 1, "stride": 1, "padding": 0, "groups": 1, "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         need_image(self.name, x, ctx)

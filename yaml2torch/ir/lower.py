@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from yaml2torch.blocks import Catalogue
 from yaml2torch.blocks.args import bind_args

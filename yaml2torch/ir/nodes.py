@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import keyword
+import math
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from yaml2torch.errors import Location
 
-LiteralValue = Union[int, float, bool, str, None, tuple]
+LiteralValue = int | float | bool | str | None | tuple
 _DOTTED_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -25,7 +25,7 @@ def check_literal(value: object) -> LiteralValue:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError("non-finite floats cannot be rendered as literals")
         return value
     if isinstance(value, (tuple, list)):
@@ -55,7 +55,7 @@ class Call:
             check_identifier(name)
 
 
-Expr = Union[Literal, Call]
+Expr = Literal | Call
 
 
 def as_expr(value: object) -> Expr:

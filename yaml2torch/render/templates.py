@@ -26,5 +26,5 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # noqa: S701 - we render Python source, never HTML
+        autoescape=False,
     )
