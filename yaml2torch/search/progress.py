@@ -22,6 +22,18 @@ def format_metric(name: str, value) -> str:
     return f"{value:.4g}"
 
 
+def trial_values(trial) -> dict:
+    """A trial's stored metrics plus its params and MACs, by name (for tables)."""
+    attrs = trial.user_attrs
+    return {**(attrs.get("metrics") or {}), "params": attrs.get("params"), "macs": attrs.get("macs")}
+
+
+def trial_seconds(trial) -> float | None:
+    if trial.datetime_complete and trial.datetime_start:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return None
+
+
 class SearchProgress:
     """Two bars on stderr: trials, and epochs of the current trial. Disabled: prints nothing."""
 
@@ -106,12 +118,8 @@ def trials_table(study, config, picked: int | None = None, limit: int = 40) -> T
     shown = trials[-limit:]
     for trial in shown:
         attrs = trial.user_attrs
-        values = {**(attrs.get("metrics") or {}), "params": attrs.get("params"), "macs": attrs.get("macs")}
-        seconds = (
-            (trial.datetime_complete - trial.datetime_start).total_seconds()
-            if trial.datetime_complete and trial.datetime_start
-            else None
-        )
+        values = trial_values(trial)
+        seconds = trial_seconds(trial)
         note = attrs.get("reason", "") if trial.state.name != "COMPLETE" or "duplicate_of" in attrs else ""
         mark = "*" if trial.number == picked else ""
         table.add_row(

@@ -6,7 +6,7 @@ import html
 
 from yaml2torch.search.config import SearchConfig
 from yaml2torch.search.export import pick
-from yaml2torch.search.progress import format_metric
+from yaml2torch.search.progress import format_metric, trial_seconds, trial_values
 
 
 def _figures(study, config: SearchConfig) -> list[tuple[str, object | str]]:
@@ -86,12 +86,8 @@ def _trial_rows(study, config: SearchConfig, picked: int | None) -> str:
     retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
-        values = {**(attrs.get("metrics") or {}), "params": attrs.get("params"), "macs": attrs.get("macs")}
-        seconds = (
-            (trial.datetime_complete - trial.datetime_start).total_seconds()
-            if trial.datetime_complete and trial.datetime_start
-            else None
-        )
+        values = trial_values(trial)
+        seconds = trial_seconds(trial)
         sampled = ", ".join(f"{k}={v}" for k, v in trial.params.items())
         cells = [
             f"{trial.number}{' (picked)' if trial.number == picked else ''}",
