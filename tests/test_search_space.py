@@ -181,7 +181,7 @@ def test_dumped_spec_keeps_rows_on_one_line():
             4,
             "already used with a different range",
         ),
-        ("model: {backbone: []}\ntrain: {epochs: 0}\n", 2, "epochs must be >= 1"),
+        ("model: {backbone: []}\ntrain: {epochs: 0}\n", 2, "epochs must be positive, got 0"),
         ("model: {backbone: [{choice: []}]}\n", 1, "at least one option"),
         (
             "model:\n  backbone:\n    - {choice: {A: [1, Conv, [8]], B: [1, Convv, [8]]}}\n",

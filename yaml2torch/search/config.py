@@ -14,6 +14,7 @@ from pathlib import Path
 
 from yaml2torch.errors import Location, SpecError, suggest
 from yaml2torch.search import space as sp
+from yaml2torch.spec.model_spec import expect_int, expect_positive_float, expect_str
 from yaml2torch.spec.yaml_nodes import Node, load_text, read_text, type_name
 
 TOP_KEYS = (
@@ -218,12 +219,12 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
 
     study = Path(filename).stem if filename != "<search>" else "search"
     if "study" in fields:
-        study = _str(fields["study"], "study")
+        study = expect_str(fields["study"], "study")
         if not study or "/" in study or study.startswith("."):
             raise SpecError(fields["study"].loc, "study must be a plain name (used as a folder name)")
-    seed = _int(fields["seed"], "seed", 0) if "seed" in fields else 0
-    trials = _int(fields["trials"], "trials", 1) if "trials" in fields else None
-    timeout = _positive(fields["timeout"], "timeout") if "timeout" in fields else None
+    seed = expect_int(fields["seed"], "seed", 0) if "seed" in fields else 0
+    trials = expect_int(fields["trials"], "trials", 1) if "trials" in fields else None
+    timeout = expect_positive_float(fields["timeout"], "timeout") if "timeout" in fields else None
     if trials is None and timeout is None:
         trials = 20
     objectives = _objectives(fields.get("objectives"), root.loc)
@@ -266,7 +267,7 @@ def _model_space(node: Node, names) -> sp.SpaceNode:
 
 
 def _python_ref(node: Node, base_dir: Path) -> PythonRef:
-    text = _str(node, "python")
+    text = expect_str(node, "python")
     file_part, _, function = text.rpartition(":")
     if not file_part.endswith(".py") or not function.isidentifier():
         raise SpecError(node.loc, f"python must look like path/to/file.py:function, got {text!r}")
@@ -322,20 +323,6 @@ def _keys(node: Node, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
     return node.value  # type: ignore[return-value]
 
 
-def _str(node: Node, what: str) -> str:
-    if not isinstance(node.value, str):
-        raise SpecError(node.loc, f"{what} must be a string, not {type_name(node)}")
-    return node.value
-
-
-def _int(node: Node, what: str, minimum: int | None = None) -> int:
-    if isinstance(node.value, bool) or not isinstance(node.value, int):
-        raise SpecError(node.loc, f"{what} must be an int, not {type_name(node)} ({node.value!r})")
-    if minimum is not None and node.value < minimum:
-        raise SpecError(node.loc, f"{what} must be >= {minimum}, got {node.value}")
-    return node.value
-
-
 def _float(node: Node, what: str, low: float | None = None, high: float | None = None) -> float:
     value = node.value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -343,13 +330,6 @@ def _float(node: Node, what: str, low: float | None = None, high: float | None =
     if (low is not None and value < low) or (high is not None and value > high):
         raise SpecError(node.loc, f"{what} must be between {low} and {high}, got {value}")
     return float(value)
-
-
-def _positive(node: Node, what: str) -> float:
-    value = _float(node, what)
-    if value <= 0:
-        raise SpecError(node.loc, f"{what} must be positive")
-    return value
 
 
 def _bool(node: Node, what: str) -> bool:
@@ -362,10 +342,10 @@ def _size(node: Node, what: str) -> tuple[int, int] | None:
     if node.value is None:
         return None
     if isinstance(node.value, int) and not isinstance(node.value, bool):
-        size = _int(node, what, 1)
+        size = expect_int(node, what, 1)
         return (size, size)
     if node.is_seq and len(node.value) == 2:  # type: ignore[arg-type]
-        return (_int(node.value[0], what, 1), _int(node.value[1], what, 1))  # type: ignore[index]
+        return (expect_int(node.value[0], what, 1), expect_int(node.value[1], what, 1))  # type: ignore[index]
     raise SpecError(node.loc, f"{what} must be an int or [H, W]")
 
 
@@ -375,7 +355,7 @@ def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
     if isinstance(node.value, str):
         node = Node({"source": node}, node.loc, {"source": node.loc})
     fields = _keys(node, ("source", "path", "val_fraction", "test_fraction", "split_seed", "limit", "channels"), "data")
-    source = _str(fields["source"], "data.source") if "source" in fields else "digits"
+    source = expect_str(fields["source"], "data.source") if "source" in fields else "digits"
     if source not in DATA_SOURCES:
         raise SpecError(
             fields["source"].loc,
@@ -385,7 +365,7 @@ def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
     if source != "digits":
         if "path" not in fields:
             raise SpecError(node.loc, f"data source {source!r} needs a path")
-        raw = Path(_str(fields["path"], "data.path")).expanduser()
+        raw = Path(expect_str(fields["path"], "data.path")).expanduser()
         path = raw if raw.is_absolute() else (base_dir / raw)
     elif "path" in fields:
         raise SpecError(fields["path"].loc, "the digits data set is built in; it takes no path")
@@ -395,7 +375,7 @@ def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
         raise SpecError(node.loc, "val_fraction + test_fraction leave too little to train on")
     channels = None
     if "channels" in fields:
-        channels = _int(fields["channels"], "data.channels")
+        channels = expect_int(fields["channels"], "data.channels")
         if channels not in (1, 3):
             raise SpecError(fields["channels"].loc, "data.channels must be 1 or 3")
     return DataSettings(
@@ -403,8 +383,8 @@ def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
         path=path,
         val_fraction=val,
         test_fraction=test,
-        split_seed=_int(fields["split_seed"], "split_seed", 0) if "split_seed" in fields else seed,
-        limit=_int(fields["limit"], "limit", 10) if "limit" in fields else None,
+        split_seed=expect_int(fields["split_seed"], "split_seed", 0) if "split_seed" in fields else seed,
+        limit=expect_int(fields["limit"], "limit", 10) if "limit" in fields else None,
         channels=channels,
     )
 
@@ -421,7 +401,7 @@ def _objectives(node: Node | None, loc: Location) -> tuple[Objective, ...]:
                 ((name, direction),) = item.value.items()  # type: ignore[union-attr]
                 pairs.append((name, direction, item))
             else:
-                pairs.append((_str(item, "objective"), None, item))
+                pairs.append((expect_str(item, "objective"), None, item))
     elif node.is_map:
         pairs.extend((name, direction, node) for name, direction in node.value.items())  # type: ignore[union-attr]
     else:
@@ -434,7 +414,7 @@ def _objectives(node: Node | None, loc: Location) -> tuple[Objective, ...]:
             raise SpecError(where.loc, f"unknown metric {name!r}{suggest(name, METRICS)}; one of {', '.join(METRICS)}")
         direction = METRICS[name]
         if direction_node is not None:
-            direction = _str(direction_node, "direction")
+            direction = expect_str(direction_node, "direction")
             if direction not in ("maximize", "minimize"):
                 raise SpecError(direction_node.loc, f"direction must be maximize or minimize, not {direction!r}")
         if any(o.metric == name for o in result):
@@ -450,10 +430,10 @@ def _constraints(node: Node | None) -> Constraints:
         return Constraints()
     fields = _keys(node, ("max_params", "max_macs", "min_spatial", "max_latency_ms"), "constraints")
     return Constraints(
-        max_params=_int(fields["max_params"], "max_params", 1) if "max_params" in fields else None,
-        max_macs=_int(fields["max_macs"], "max_macs", 1) if "max_macs" in fields else None,
-        min_spatial=_int(fields["min_spatial"], "min_spatial", 1) if "min_spatial" in fields else None,
-        max_latency_ms=_positive(fields["max_latency_ms"], "max_latency_ms") if "max_latency_ms" in fields else None,
+        max_params=expect_int(fields["max_params"], "max_params", 1) if "max_params" in fields else None,
+        max_macs=expect_int(fields["max_macs"], "max_macs", 1) if "max_macs" in fields else None,
+        min_spatial=expect_int(fields["min_spatial"], "min_spatial", 1) if "min_spatial" in fields else None,
+        max_latency_ms=expect_positive_float(fields["max_latency_ms"], "max_latency_ms") if "max_latency_ms" in fields else None,
     )
 
 
@@ -464,13 +444,13 @@ def _pick(node: Node | None, objectives: tuple[Objective, ...]) -> PickRule:
     fields = _keys(node, ("metric", "max_params", "max_macs"), "pick")
     metric = default_metric
     if "metric" in fields:
-        metric = _str(fields["metric"], "pick.metric")
+        metric = expect_str(fields["metric"], "pick.metric")
         if metric not in SCORE_METRICS:
             raise SpecError(fields["metric"].loc, f"pick.metric must be one of {', '.join(SCORE_METRICS)}")
     return PickRule(
         metric,
-        _int(fields["max_params"], "pick.max_params", 1) if "max_params" in fields else None,
-        _int(fields["max_macs"], "pick.max_macs", 1) if "max_macs" in fields else None,
+        expect_int(fields["max_params"], "pick.max_params", 1) if "max_params" in fields else None,
+        expect_int(fields["max_macs"], "pick.max_macs", 1) if "max_macs" in fields else None,
     )
 
 
@@ -484,7 +464,7 @@ def _component(node: Node | None, what: str, types: tuple[str, ...], default: st
         if not node.is_map or "type" not in node.value:  # type: ignore[operator]
             raise SpecError(node.loc, f"{what} must be a name or a mapping with 'type' and the {what}'s arguments")
         fields = dict(node.value)  # type: ignore[arg-type]
-        name = _str(fields.pop("type"), f"{what} type")
+        name = expect_str(fields.pop("type"), f"{what} type")
     if name not in types:
         raise SpecError(node.loc, f"unknown {what} {name!r}{suggest(name, types)}; one of {', '.join(types)}")
     if name == "none" and fields:
@@ -536,9 +516,9 @@ def parse_train(node: Node) -> TrainSettings:
     fields = _keys(node, TRAIN_KEYS, "train")
     settings: dict[str, object] = {}
     if "epochs" in fields:
-        settings["epochs"] = _int(fields["epochs"], "epochs", 1)
+        settings["epochs"] = expect_int(fields["epochs"], "epochs", 1)
     if "batch_size" in fields:
-        settings["batch_size"] = _int(fields["batch_size"], "batch_size", 1)
+        settings["batch_size"] = expect_int(fields["batch_size"], "batch_size", 1)
     if "optimizer" in fields:
         settings["optimizer"] = _optimizer(fields["optimizer"])
     if "scheduler" in fields:
@@ -550,7 +530,7 @@ def parse_train(node: Node) -> TrainSettings:
         if "hflip" in augment:
             settings["hflip"] = _bool(augment["hflip"], "hflip")
         if "shift" in augment:
-            settings["shift"] = _int(augment["shift"], "shift", 0)
+            settings["shift"] = expect_int(augment["shift"], "shift", 0)
     if "label_smoothing" in fields:
         settings["label_smoothing"] = _float(fields["label_smoothing"], "label_smoothing", 0.0, 0.5)
     for key in ("amp", "channels_last", "compile"):
@@ -564,7 +544,7 @@ def _optimizer(node: Node) -> OptimizerSettings:
         node = Node({"type": node}, node.loc, {"type": node.loc})
     if not node.is_map or "type" not in node.value:  # type: ignore[operator]
         raise SpecError(node.loc, "optimizer must be a name (Adam) or a mapping {type: Adam, lr: 0.001, ...}")
-    kind = _str(node.value["type"], "optimizer type")  # type: ignore[index]
+    kind = expect_str(node.value["type"], "optimizer type")  # type: ignore[index]
     if kind not in OPTIMIZERS:
         raise SpecError(node.value["type"].loc, f"unknown optimizer {kind!r}{suggest(kind, OPTIMIZERS)}; one of {', '.join(OPTIMIZERS)}")  # type: ignore[index]
     fields = _keys(node, ("type",) + OPTIMIZERS[kind], f"{kind} optimizer")
@@ -592,14 +572,14 @@ def _scheduler(node: Node) -> dict[str, object]:
     fields = _keys(node, ("type", "step_size", "gamma"), "scheduler")
     if "type" not in fields:
         raise SpecError(node.loc, "scheduler needs a type")
-    kind = _str(fields["type"], "scheduler")
+    kind = expect_str(fields["type"], "scheduler")
     if kind not in SCHEDULERS:
         raise SpecError(
             fields["type"].loc, f"unknown scheduler {kind!r}{suggest(kind, SCHEDULERS)}; one of {', '.join(SCHEDULERS)}"
         )
     result: dict[str, object] = {"scheduler": kind}
     if "step_size" in fields:
-        result["step_size"] = _int(fields["step_size"], "step_size", 1)
+        result["step_size"] = expect_int(fields["step_size"], "step_size", 1)
     if "gamma" in fields:
         result["gamma"] = _float(fields["gamma"], "gamma", 0.0, 1.0)
     return result
