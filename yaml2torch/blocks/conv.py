@@ -26,14 +26,18 @@ class Conv(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 1, "stride": 1, "padding": 0, "groups": 1, "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
+        return self.conv_instance(a, x, ctx, groups=a.g)
+
+    def conv_instance(self, a: BoundArgs, x: Shape, ctx: BuildContext, groups: int) -> ModuleInstance:
+        """One Conv module from args c, k, s, p, act and the given groups (DWConv derives them)."""
         padding = a.k // 2 if a.p is None else a.p
-        out, params, macs = conv2d(x, a.c, a.k, a.s, padding, a.g, ctx=ctx)
+        out, params, macs = conv2d(x, a.c, a.k, a.s, padding, groups, ctx=ctx)
         params += bn_params(a.c) + (a.act.params if a.act else 0)
         return self.instance(
             x, out, params, macs,
             x.channels, a.c,
-            kernel_size=a.k, stride=a.s, padding=padding, groups=a.g, act=act_expr(a.act),
-        )
+            kernel_size=a.k, stride=a.s, padding=padding, groups=groups, act=act_expr(a.act),
+        )  # fmt: skip
 
 
 class FixedConv(Conv):
