@@ -237,10 +237,11 @@ def run_search_worker(
             warm_up_torch()
         else:
             isolate = False
-            say(
-                "yaml2torch: warning: trials train in this process: torch's thread pool was started here "
-                "before the search (a forked trial would hang); --time-limit is checked after each epoch"
-            )
+            if settings.get("time_limit"):  # only the time limit needs a child process; say what it loses
+                say(
+                    "yaml2torch: warning: trials train in this process: torch's thread pool was started here "
+                    "before the search (a forked trial would hang); --time-limit is checked after each epoch"
+                )
     if not isolate and scale.threads is not None:
         previous_threads = previous_threads if previous_threads is not None else torch_get_threads()
         torch_set_threads(scale.threads)  # training runs here: --threads applies here
