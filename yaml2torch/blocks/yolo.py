@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from yaml2torch.blocks.activations import Activation, act_expr, activation
-from yaml2torch.blocks.args import Act, Arg, Bool, BoundArgs, Float, Int, IntList, Padding
+from yaml2torch.blocks.args import Act, Arg, Bool, BoundArgs, Float, Int, IntList
 from yaml2torch.blocks.base import Block, BuildContext, bn_params, conv2d
+from yaml2torch.blocks.conv import Conv
 from yaml2torch.errors import SpecError
 from yaml2torch.ir.nodes import ClassSource, ModuleInstance, Shape
 
@@ -239,17 +240,10 @@ class Focus(Block):
     """YOLOv5 Focus: space-to-depth (C, H, W) -> (4C, H/2, W/2), then a Conv with the Conv args."""
 
     name = "Focus"
-    signature = (
-        Arg("c", Int(), aliases=("out_channels", "channels")),
-        Arg("k", Int(), 1, aliases=("kernel_size",)),
-        Arg("s", Int(), 1, aliases=("stride",)),
-        Arg("p", Padding(), None, aliases=("padding",)),
-        Arg("g", Int(), 1, aliases=("groups",)),
-        _ACT,
-    )
+    signature = Conv.signature  # "as Conv": the same args, defaults and kwarg names
     width_scaled = True
     stride_on = "last"
-    ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 1, "stride": 1, "padding": 0, "groups": 1, "act": None}
+    ctor_defaults = Conv.ctor_defaults
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
         need_image(self.name, x, ctx)

@@ -34,7 +34,12 @@ from yaml2torch.scale.isolation import (
     run_isolated,
     warm_up_torch,
 )
-from yaml2torch.scale.metadata import ATTR_SETTINGS, TRIAL_WEIGHTS_ARTIFACT, TrialOutputs, download_weights
+from yaml2torch.scale.metadata import (
+    ATTR_SETTINGS,
+    TrialOutputs,
+    download_weights,
+    upload_weights,
+)
 from yaml2torch.scale.signals import StopRequested, stop_on_signals
 from yaml2torch.scale.storage import (
     DEFAULT_GRACE_PERIOD,
@@ -178,21 +183,13 @@ def _load_state_bytes(model, data: bytes) -> None:
 
 
 def objective_with_artifacts(search, artifact_store) -> Callable[[optuna.Trial], Any]:
-    from optuna.artifacts import upload_artifact
-
     def objective(trial: optuna.Trial):
         value = search.objective(trial)
         attrs = trial.user_attrs
         if attrs.get("status") == "trained" and attrs.get("trial_dir"):
             weights = Path(search.options.out_dir) / attrs["trial_dir"] / "model.pt"
             if weights.is_file():
-                artifact_id = upload_artifact(
-                    artifact_store=artifact_store,
-                    file_path=str(weights),
-                    study_or_trial=trial,
-                    mimetype="application/octet-stream",
-                )
-                trial.set_user_attr(TRIAL_WEIGHTS_ARTIFACT, artifact_id)
+                upload_weights(trial, weights, artifact_store)
         return value
 
     return objective
