@@ -49,6 +49,7 @@ class Block:
     width_scaled: ClassVar[bool] = False  # arg "c" is width-scaled and rounded
     stride_on: ClassVar[str | None] = None  # "first"/"last": which repeat keeps arg "s"
     multi_input: ClassVar[bool] = False  # forward takes a list of tensors
+    image_input: ClassVar[bool] = False  # needs a (C, H, W) input; lowering checks it
     torch_class: ClassVar[str | None] = None  # rendered as this torch.nn class, no template
     ctor_defaults: ClassVar[dict[str, Any]] = {}  # generated __init__ defaults, omitted when equal
 

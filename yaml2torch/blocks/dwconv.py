@@ -13,6 +13,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class DWConv(Conv):
     name = "DWConv"
+    image_input = True
     class_name = "Conv"  # the same Conv2d + BatchNorm2d + activation class, with groups set
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
@@ -23,6 +24,4 @@ class DWConv(Conv):
     )
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"DWConv needs a (C, H, W) input, got {x}")
         return self.conv_instance(a, x, ctx, groups=math.gcd(x.channels, a.c))

@@ -10,6 +10,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class Fire(Block):
     name = "Fire"
+    image_input = True
     signature = (
         Arg("squeeze", Int(), aliases=("squeeze_planes",)),
         Arg("e1x1", Int(), aliases=("expand1x1_planes",)),
@@ -18,8 +19,6 @@ class Fire(Block):
     template = "fire.py.jinja"
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"Fire needs a (C, H, W) input, got {x}")
         squeezed = Tally(x).conv(ctx, a.squeeze, bn=False, bias=True)
         wide = Tally(squeezed.shape).conv(ctx, a.e1x1, bn=False, bias=True)
         spatial = Tally(squeezed.shape).conv(ctx, a.e3x3, 3, bn=False, bias=True)

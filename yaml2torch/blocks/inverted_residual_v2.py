@@ -12,6 +12,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class InvertedResidualv2(Block):
     name = "InvertedResidualv2"
+    image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
         Arg("t", ExpandRatio(), aliases=("expansion", "expand_ratio")),
@@ -24,8 +25,6 @@ class InvertedResidualv2(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"stride": 1, "expand_ratio": 1}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"InvertedResidualv2 needs a (C, H, W) input, got {x}")
         hidden = round(x.channels * a.t)  # torchvision's rule, not make_divisible
         if hidden < 1:
             raise ctx.fail(f"expand ratio {a.t} on {x.channels} input channels gives {hidden} hidden channels")

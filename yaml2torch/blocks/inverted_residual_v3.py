@@ -13,6 +13,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class InvertedResidualv3(Block):
     name = "InvertedResidualv3"
+    image_input = True
     signature = (
         Arg("k", Int(), aliases=("kernel_size",)),
         Arg("t", ExpandRatio(), aliases=("expansion", "expand_ratio")),
@@ -28,8 +29,6 @@ class InvertedResidualv3(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 3, "stride": 1, "se_channels": 0, "use_hs": False}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"InvertedResidualv3 needs a (C, H, W) input, got {x}")
         if a.k % 2 == 0:
             raise SpecError(a.locs["k"], f"InvertedResidualv3 kernel must be odd for 'same' padding, got {a.k}")
         hidden = ctx.make_divisible(x.channels * a.t)

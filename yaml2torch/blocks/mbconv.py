@@ -13,6 +13,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class MBConv(Block):
     name = "MBConv"
+    image_input = True
     # [t, c, s, k]: the output channels are arg 1 (the origin read them from the wrong arg)
     signature = (
         Arg("t", ExpandRatio(), aliases=("expansion", "expand_ratio")),
@@ -27,8 +28,6 @@ class MBConv(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 3, "stride": 1, "se_channels": 1}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"MBConv needs a (C, H, W) input, got {x}")
         if a.k % 2 == 0:
             raise SpecError(a.locs["k"], f"MBConv kernel must be odd for 'same' padding, got {a.k}")
         hidden = ctx.make_divisible(x.channels * a.t)

@@ -8,12 +8,13 @@ from yaml2torch.blocks._twin_parts import ExpandRatio
 from yaml2torch.blocks.activations import act_expr, activation
 from yaml2torch.blocks.args import Act, Arg, BoundArgs, Int
 from yaml2torch.blocks.base import Block, BuildContext
-from yaml2torch.blocks.yolo import Tally, act_params, conv_class, need_image, template_class, with_classes
+from yaml2torch.blocks.yolo import Tally, act_params, conv_class, template_class, with_classes
 from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 
 class MV2Block(Block):
     name = "MV2Block"
+    image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
         Arg("s", Int(), 1, aliases=("stride",)),
@@ -26,7 +27,6 @@ class MV2Block(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"stride": 1, "expand_ratio": 4, "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        need_image(self.name, x, ctx)
         hidden = round(x.channels * a.t)  # kindle's (and torchvision's) rule
         if hidden < 1:
             raise ctx.fail(f"MV2Block expand ratio {a.t} on {x.channels} input channels gives {hidden} hidden channels")

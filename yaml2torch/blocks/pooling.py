@@ -8,6 +8,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 
 class _Pool(Block):
+    image_input = True
     signature = (
         Arg("k", Int(), 2, aliases=("kernel_size",)),
         Arg("s", Int(), None, aliases=("stride",)),
@@ -16,8 +17,6 @@ class _Pool(Block):
     )
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"{self.name} needs a (C, H, W) input, got {x}")
         stride = a.k if a.s is None else a.s
         if a.p > a.k // 2:
             raise ctx.fail(f"{self.name} padding {a.p} must be at most half the kernel ({a.k // 2})")
@@ -53,9 +52,8 @@ class AvgPool(_Pool):
 
 class GlobalAvgPool(Block):
     name = "GlobalAvgPool"
+    image_input = True
     torch_class = "nn.AdaptiveAvgPool2d"
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"GlobalAvgPool needs a (C, H, W) input, got {x}")
         return self.instance(x, Shape((x.channels, 1, 1)), 0, 0, 1)

@@ -20,6 +20,7 @@ def _shortcut(x: Shape, c_out: int, stride: int, ctx: BuildContext) -> Tally:
 
 class BasicBlock(Block):
     name = "BasicBlock"
+    image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels", "planes")),
         Arg("s", Int(), 1, aliases=("stride",)),
@@ -30,8 +31,6 @@ class BasicBlock(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"stride": 1}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"BasicBlock needs a (C, H, W) input, got {x}")
         main = Tally(x).conv(ctx, a.c, 3, a.s).conv(ctx, a.c, 3)
         tally = main.plus(_shortcut(x, a.c, a.s, ctx))
         return self.instance(x, tally.shape, tally.params, tally.macs, x.channels, a.c, stride=a.s)
@@ -39,6 +38,7 @@ class BasicBlock(Block):
 
 class ResBottleneck(Block):
     name = "ResBottleneck"
+    image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
         Arg("s", Int(), 1, aliases=("stride",)),
@@ -51,8 +51,6 @@ class ResBottleneck(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"stride": 1, "groups": 1, "base_width": 64}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"ResBottleneck needs a (C, H, W) input, got {x}")
         if a.c % 4:
             raise SpecError(a.locs["c"], f"ResBottleneck c is 4 x planes, so it must be a multiple of 4, got {a.c}")
         width = int(a.c // 4 * (a.base_width / 64.0)) * a.groups  # torchvision's formula

@@ -13,6 +13,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class ShuffleV2(Block):
     name = "ShuffleV2"
+    image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
         Arg("s", Int(), 1, aliases=("stride",)),
@@ -23,8 +24,6 @@ class ShuffleV2(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"stride": 1}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"ShuffleV2 needs a (C, H, W) input, got {x}")
         if a.c % 2:
             raise SpecError(a.locs["c"], f"ShuffleV2 splits its output in two halves, so c must be even, got {a.c}")
         if a.s > 3:

@@ -17,6 +17,7 @@ class UpSample(Block):
     """``[size=null, scale=2, mode=nearest]``; ``scale`` null means 2 unless ``size`` is given."""
 
     name = "UpSample"
+    image_input = True
     torch_class = "nn.Upsample"
     signature = (
         Arg("size", IntOrList(), None),
@@ -25,8 +26,6 @@ class UpSample(Block):
     )
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        if not x.is_image:
-            raise ctx.fail(f"UpSample needs a (C, H, W) input, got {x}")
         if a.size is not None and a.scale is not None:
             raise SpecError(a.locs["scale"], "UpSample takes a size or a scale, not both; set one to null")
         kwargs: dict[str, object] = {}

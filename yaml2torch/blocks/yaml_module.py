@@ -57,6 +57,7 @@ class YamlModule(Block):
     """One ``YamlModule`` row; ``for_row`` sizes the signature to the row's arguments."""
 
     name = "YamlModule"
+    image_input = True
 
     def __init__(self, n_args: int = 0) -> None:
         self.signature = (
@@ -78,8 +79,6 @@ class YamlModule(Block):
         loader: SubSpecLoader | None = ctx.loader
         if loader is None:
             raise ctx.fail("YamlModule needs a sub-spec loader (compile through yaml2torch.compiler)")
-        if not x.is_image:
-            raise ctx.fail(f"YamlModule needs a (C, H, W) input, got {x}")
         file_loc = a.locs["file"]
         try:
             path = (loader.base_dir / a.file).resolve()

@@ -72,11 +72,6 @@ def with_channels(shape: Shape, channels: int) -> Shape:
     return Shape((channels, *shape.dims[1:]))
 
 
-def need_image(block: str, x: Shape, ctx: BuildContext) -> None:
-    if not x.is_image:
-        raise ctx.fail(f"{block} needs a (C, H, W) input, got {x}")
-
-
 def hidden_channels(block: str, c: int, e: float, ctx: BuildContext) -> int:
     hidden = int(c * e)
     if hidden < 1:
@@ -102,13 +97,13 @@ class Bottleneck(Block):
     """YOLOv5 Bottleneck. ``repeat n`` gives (n-1) blocks in->in, then one in->c (the origin's rule)."""
 
     name = "Bottleneck"
+    image_input = True
     signature = _BOTTLENECK_ARGS
     template = None  # the class comes with each instance (after the Conv class it uses)
     width_scaled = True
     ctor_defaults: ClassVar[dict[str, Any]] = {"shortcut": True, "groups": 1, "expansion": 0.5, "act": None}
 
     def expand(self, a: BoundArgs, repeat: int, x: Shape, ctx: BuildContext) -> list[ModuleInstance]:
-        need_image(self.name, x, ctx)
         outputs = [x.channels] * (repeat - 1) + [a.c]
         modules = []
         for c_out in outputs:
@@ -118,7 +113,6 @@ class Bottleneck(Block):
         return modules
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        need_image(self.name, x, ctx)
         hidden = hidden_channels(self.name, a.c, a.e, ctx)
         tally = bottleneck_tally(Tally(x), a.c, hidden, a.g, ctx).plus_params(act_params(a.act))
         module = self.instance(
@@ -132,6 +126,7 @@ class Bottleneck(Block):
 class _CSP(Block):
     """BottleneckCSP and C3: repeat is the number of inner bottlenecks (one module)."""
 
+    image_input = True
     signature = _BOTTLENECK_ARGS
     width_scaled = True
     ctor_defaults: ClassVar[dict[str, Any]] = {"n": 1, "shortcut": True, "groups": 1, "expansion": 0.5, "act": None}
@@ -145,7 +140,6 @@ class _CSP(Block):
         raise NotImplementedError
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        need_image(self.name, x, ctx)
         n = a.values.get("n", 1)
         hidden = hidden_channels(self.name, a.c, a.e, ctx)
         branch = Tally(x).conv(ctx, hidden)
@@ -193,6 +187,7 @@ class SPP(Block):
     """YOLOv5 SPP: 1x1 conv to in/2, max-pools (stride 1, same size) concatenated, 1x1 conv to c."""
 
     name = "SPP"
+    image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
         Arg("ks", IntList(), (5, 9, 13), aliases=("k", "kernel_size", "kernel_sizes")),
@@ -202,7 +197,6 @@ class SPP(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_sizes": (5, 9, 13), "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        need_image(self.name, x, ctx)
         for k in a.ks:
             if k % 2 == 0:
                 raise SpecError(a.locs["ks"], f"SPP kernel sizes must be odd (a same-size max-pool), got {k}")
@@ -217,6 +211,7 @@ class SPPF(Block):
     """YOLOv5 SPPF: SPP(k, 2k-1, 3k-2) as three chained k-pools; both convs use ``act``."""
 
     name = "SPPF"
+    image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
         Arg("k", Int(), 5, aliases=("kernel_size",)),
@@ -226,7 +221,6 @@ class SPPF(Block):
     ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 5, "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        need_image(self.name, x, ctx)
         if a.k % 2 == 0:
             raise SpecError(a.locs["k"], f"SPPF kernel size must be odd (a same-size max-pool), got {a.k}")
         hidden = _half(self.name, x, ctx)
@@ -240,13 +234,13 @@ class Focus(Block):
     """YOLOv5 Focus: space-to-depth (C, H, W) -> (4C, H/2, W/2), then a Conv with the Conv args."""
 
     name = "Focus"
+    image_input = True
     signature = Conv.signature  # "as Conv": the same args, defaults and kwarg names
     width_scaled = True
     stride_on = "last"
     ctor_defaults = Conv.ctor_defaults
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        need_image(self.name, x, ctx)
         h, w = x.spatial  # type: ignore[misc]
         if any(size is not None and size % 2 for size in (h, w)):
             raise ctx.fail(f"Focus needs an even height and width (it takes every second pixel), got {x}")

@@ -99,6 +99,8 @@ def lower(
                     row.source_loc,
                     f"{row.module} takes one input, but 'from' lists {len(in_shapes)}; use Concat or Add to merge",
                 )
+            if block.image_input and not in_shapes[0].is_image:
+                raise SpecError(row.loc, f"{block.name} needs a (C, H, W) input, got {in_shapes[0]}")
             modules = block.expand(bound, repeat, in_shapes[0], ctx)
         for source in class_sources(block):
             classes.setdefault(source.name, source)
