@@ -71,7 +71,7 @@ def main() -> int:
     import torchvision
 
     from yaml2torch.compiler import compile_file
-    from yaml2torch.search.train import import_model_file
+    from yaml2torch.files import import_model_class
 
     device_name = torch.cuda.get_device_name(0)
     print(json.dumps({"device": device_name, "torch": torch.__version__, "torchvision": torchvision.__version__}))
@@ -81,7 +81,7 @@ def main() -> int:
             compiled = compile_file(ROOT / "examples" / "models" / f"{name}.yaml")
             path = Path(tmp) / f"{name}.py"
             path.write_text(compiled.source)
-            generated = import_model_file(path, f"bench_gpu_{name}")()
+            generated = import_model_class(path)()
             reference = getattr(torchvision.models, name)()
             # Interleave the two to share thermal and clock conditions; best of two rounds each.
             ours = max(throughput(generated, args.batch, args.size, args.steps) for _ in range(2))
@@ -103,7 +103,7 @@ def main() -> int:
 
     if not args.skip_search:
         from yaml2torch.search.config import load_config
-        from yaml2torch.search.runner import RunOptions, run_search
+        from yaml2torch.search.run import RunOptions, run_search
 
         config = load_config(ROOT / "examples" / "search" / "digits.yaml")
         with tempfile.TemporaryDirectory() as tmp:

@@ -30,7 +30,7 @@ def main() -> int:
     import torch
 
     from yaml2torch.search.config import load_config
-    from yaml2torch.search.runner import RunOptions, run_search
+    from yaml2torch.search.run import RunOptions, run_search
 
     config = load_config(ROOT / "examples" / "search" / "digits.yaml")
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from yaml2torch.search.config import Component, load_config
-    from yaml2torch.search.runner import RunOptions, run_search
+    from yaml2torch.search.run import RunOptions, run_search
 
     base = load_config(ROOT / "examples" / "search" / "digits.yaml")
     startup = min(4, args.trials)

@@ -71,13 +71,13 @@ def test_compile_into_a_folder_in_the_way_is_an_error(tiny: Path, tmp_path: Path
     folder.mkdir()
     result = run_cli("compile", tiny, "-o", folder)
     assert result.status == 2
-    assert result.stderr == f"yaml2torch: error: cannot write {folder}: Is a directory\n"
+    assert result.stderr == f"yaml2torch: error: cannot write {folder}: it is a folder; yaml2torch only replaces regular files\n"
     assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["taken", "tiny.yaml"]
 
 
 def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path: Path) -> None:
     """write_atomic: the target is complete or untouched, and no temp file is left."""
-    from yaml2torch.cli import write_atomic
+    from yaml2torch.files import write_atomic
 
     target = tmp_path / "model.py"
     write_atomic(target, "first\n")

@@ -14,8 +14,8 @@ import torch
 from yaml2torch.cli import main
 from yaml2torch.compiler import compile_text
 from yaml2torch.search.config import load_config, parse_config
-from yaml2torch.search.runner import RunOptions, run_search
-from yaml2torch.search.train import import_model_file
+from yaml2torch.search.run import RunOptions, run_search
+from yaml2torch.files import import_model_class
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "search"
 
@@ -77,7 +77,7 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
         assert compiled.arch_hash == trial.user_attrs["arch_hash"] and compiled.params == trial.user_attrs["params"]
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["metrics"]["accuracy"] == trial.value
-        model = import_model_file(folder / "model.py", f"t_e2e_{trial.number}")()
+        model = import_model_class(folder / "model.py")()
         model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
         assert model.eval()(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
     summary = json.loads((out / "summary.json").read_text())
@@ -204,7 +204,7 @@ def test_failures_are_recorded_and_the_study_goes_on(tmp_path):
     result = run_search(load_config(space), RunOptions(out_dir=tmp_path / "out", progress=False))
     trials = result.study.trials
     assert len(trials) == 3 and all(t.state.name == "FAIL" for t in trials)
-    assert all("training loss became nan" in t.user_attrs["reason"] for t in trials)
+    assert all("non-finite loss (nan) at epoch 1" in t.user_attrs["reason"] for t in trials)
     assert result.summary["picked"] is None
 
 

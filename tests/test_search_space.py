@@ -12,7 +12,7 @@ from yaml2torch.cli import main
 from yaml2torch.errors import SpecError
 from yaml2torch.search import space as sp
 from yaml2torch.search.config import parse_config, parse_train
-from yaml2torch.search.runner import dump_spec
+from yaml2torch.search.trial import dump_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "search"

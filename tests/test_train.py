@@ -11,7 +11,8 @@ from sklearn.metrics import f1_score
 
 from yaml2torch.cli import main
 from yaml2torch.search.config import TrainSettings
-from yaml2torch.search.train import _augment, import_model_file, metrics_from_confusion
+from yaml2torch.files import import_model_class
+from yaml2torch.search.train import _augment, metrics_from_confusion
 
 SPEC = """input_channel: 1
 backbone:
@@ -84,7 +85,7 @@ def test_train_command_writes_files_and_is_reproducible_on_cpu(tmp_path, capsys)
         runs.append((metrics, torch.load(out / "model.pt", weights_only=True)))
         assert len(metrics["history"]) == 2
         assert metrics["val"]["accuracy"] > 0.3  # two epochs learn something on digits
-        model = import_model_file(out / "model.py", f"test_train_{name}")()
+        model = import_model_class(out / "model.py")()
         model.load_state_dict(runs[-1][1])
         assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     assert runs[0][0]["val"] == runs[1][0]["val"] and runs[0][0]["test"] == runs[1][0]["test"]
@@ -112,7 +113,7 @@ def test_nan_loss_is_reported(tmp_path, capsys):
         ]
     )
     assert code == 2
-    assert "training loss became nan" in capsys.readouterr().err
+    assert "non-finite loss (nan) at epoch 1" in capsys.readouterr().err
 
 
 def test_train_rejects_a_channel_mismatch(tmp_path, capsys):

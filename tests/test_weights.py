@@ -12,7 +12,8 @@ from test_twins import MAX_RELATIVE_ERROR, randomize_batchnorm, relative_error
 from torch import nn
 
 from yaml2torch.compiler import compile_file
-from yaml2torch.weights import WeightsError, load_torchvision_weights, map_state_dict
+from yaml2torch.errors import WeightsError
+from yaml2torch.weights import load_torchvision_weights, map_state_dict
 
 V3_SMALL = EXAMPLES_DIR / "mobilenet_v3_small.yaml"
 

@@ -1,7 +1,9 @@
 """Command line: ``yaml2torch compile|summary|diff|search|worker|best|report|train``.
 
-User errors print one line ``yaml2torch: error: FILE:LINE:COL: message`` and exit 2.
-torch is imported only by commands (or specs) that need it.
+The top layer: it defines every command's options here and calls the handlers (compile,
+summary and diff below; the search side's in ``yaml2torch.search.commands``). Nothing imports
+this module. A ``UserError`` prints one line ``yaml2torch: error: ...`` and exits 2; any other
+exception is a bug and keeps its traceback. torch is imported only by commands (or specs) that need it.
 """
 
 from __future__ import annotations
@@ -9,42 +11,18 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import os
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from yaml2torch import __version__
-from yaml2torch.errors import SpecError
+from yaml2torch.errors import UsageError, UserError
+from yaml2torch.files import write_atomic
+from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 
 EXIT_USAGE = 2
-
-
-class CommandError(Exception):
-    """A user error outside any spec (bad option combination, missing file)."""
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write via a temporary file in the same folder, then rename: complete or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file 0600; give it the mode a plain open() would (or the old file's)
-        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it; restored at once
-    os.umask(mask)
-    return mask
+MAX_STUDY_NAME = 100
 
 
 def print_warnings(warnings: Sequence[object]) -> None:
@@ -59,12 +37,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from yaml2torch.compiler import compile_file
 
     if not args.class_name.isidentifier():
-        raise CommandError(f"--class-name {args.class_name!r} is not a Python identifier")
+        raise UsageError(f"--class-name {args.class_name!r} is not a Python identifier")
     compiled = compile_file(args.spec, class_name=args.class_name)
     print_warnings(compiled.warnings)
     if args.check:
         if args.output is None:
-            raise CommandError("--check needs -o OUT.py to compare against")
+            raise UsageError("--check needs -o OUT.py to compare against")
         current = args.output.read_text(encoding="utf-8") if args.output.is_file() else None
         if current != compiled.source:
             print(f"{args.output} is stale: run 'yaml2torch compile {args.spec} -o {args.output}'", file=sys.stderr)
@@ -74,15 +52,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         from yaml2torch.weights import convert_weights_file
 
         if args.output is None:
-            raise CommandError("--weights needs -o OUT.py (the weights are written beside it)")
+            raise UsageError("--weights needs -o OUT.py (the weights are written beside it)")
         weights_out = convert_weights_file(compiled, args.weights, args.output.with_suffix(".pth"), args.class_name)
     if args.output is None:
         sys.stdout.write(compiled.source)
     else:
-        try:
-            write_atomic(args.output, compiled.source)
-        except OSError as exc:  # a folder in the way, no permission: a user error, not a crash
-            raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        write_atomic(args.output, compiled.source)
         if args.weights is not None:
             print(f"wrote {args.output} and {weights_out}", file=sys.stderr)
     return 0
@@ -132,10 +107,48 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- option types: checked where they enter, as the same values are in YAML ----------------------
+
+
+def _positive(kind: type, what: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (0 < value < float("inf")):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _positive(int, "a positive integer")
+positive_float = _positive(float, "a positive number of seconds")
+
+
+def study_name(text: str) -> str:
+    """A study name is also a folder name: plain, printable, short."""
+    if not text or len(text) > MAX_STUDY_NAME:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_STUDY_NAME} characters")
+    if "/" in text or "\\" in text or text.startswith(".") or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a plain name (no '/', leading '.', or control characters)")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"yaml2torch: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yaml2torch", description="Compile YAML model specs to PyTorch and search architectures.")
+    parser = _Parser(prog="yaml2torch", description="Compile YAML model specs to PyTorch and search architectures.")
     parser.add_argument("--version", action="version", version=f"yaml2torch {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = commands.add_parser("compile", help="compile a spec to one standalone model.py")
     p.add_argument("spec", type=Path)
@@ -156,16 +169,94 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", type=Path)
     p.set_defaults(handler=cmd_diff)
 
-    for register in _extra_commands():
-        register(commands)
+    _add_search_commands(commands)
     return parser
 
 
-def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from yaml2torch.scale.commands import register as register_scale
-    from yaml2torch.search.commands import register
+def _add_trial_options(p: argparse.ArgumentParser) -> None:
+    """How this process runs trials: shared by search and worker."""
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
+    p.add_argument("--timeout", type=positive_float, help="seconds this run may start trials for")
+    p.add_argument("--time-limit", type=positive_float, metavar="S", help="stop and fail a trial that runs longer than S seconds")
+    p.add_argument("--artifacts", help="artifact store folder for weights (default OUT/artifacts; recorded in the study)")
+    p.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="train in the worker process instead of a child process per trial (no hard time limit)",
+    )
+    p.add_argument("--threads", type=positive_int, help="torch threads per trial (default: CPU cores / workers)")
+    p.add_argument(
+        "--heartbeat-interval",
+        type=positive_int,
+        default=DEFAULT_HEARTBEAT_INTERVAL,
+        metavar="S",
+        help=f"seconds between heartbeats (default {DEFAULT_HEARTBEAT_INTERVAL})",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=positive_int,
+        default=DEFAULT_GRACE_PERIOD,
+        metavar="S",
+        help=f"a running trial silent this long is stale (default {DEFAULT_GRACE_PERIOD})",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars or closing table")
 
-    return [register, register_scale]  # scale after search: it adds options to search and best
+
+def _add_search_commands(commands: argparse._SubParsersAction) -> None:
+    from yaml2torch.search import commands as search
+
+    p = commands.add_parser("search", help="run an architecture search from a search-space YAML")
+    p.add_argument("space", type=Path, help="the search-space file")
+    p.add_argument("--trials", type=positive_int, help="total number of trials in the study (exact; overrides the file)")
+    p.add_argument("--storage", help="any Optuna storage URL (default sqlite:///OUT/study.db)")
+    p.add_argument("--study", type=study_name, help="study name (default: the file's study: or its file name)")
+    p.add_argument("--out", type=Path, help="output folder (default generated/<study>/)")
+    p.add_argument("--epochs", type=positive_int, help="override train.epochs (for quick checks)")
+    p.add_argument("--limit", type=positive_int, help="use a stratified subset of this many samples (for quick checks)")
+    p.add_argument("--resume", action="store_true", help="continue an existing study (running the same command does too)")
+    p.add_argument("--workers", type=positive_int, help="worker processes sharing the study on this machine (default storage: OUT/study.log)")
+    p.add_argument("--devices", help="comma-separated devices for the workers, e.g. cuda:0,cuda:1 (round robin)")
+    _add_trial_options(p)
+    p.set_defaults(handler=search.cmd_search)
+
+    p = commands.add_parser("worker", help="join a stored study and run its trials (any machine)")
+    p.add_argument("--storage", required=True, help="the study's storage URL (journal file, postgresql://...)")
+    p.add_argument("--study", required=True, type=study_name)
+    p.add_argument("--out", type=Path, help="folder for trial files (default: the study's, else generated/<study>/)")
+    p.add_argument("--trials", type=positive_int, help="study-wide trial budget (default: the one recorded in the study)")
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by search --workers
+    _add_trial_options(p)
+    p.set_defaults(handler=search.cmd_worker)
+
+    p = commands.add_parser("best", help="export the best / Pareto trials of a stored study")
+    p.add_argument("--storage", required=True)
+    p.add_argument("--study", required=True, type=study_name)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--from", dest="trials_from", type=Path, help="the search's output folder holding trials/ (for weights and the test score)")
+    p.add_argument("--artifacts", help="artifact store folder holding the weights (default: the one the study recorded)")
+    p.set_defaults(handler=search.cmd_best)
+
+    p = commands.add_parser("report", help="an HTML report of a stored study")
+    p.add_argument("--storage", required=True)
+    p.add_argument("--study", required=True, type=study_name)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(handler=search.cmd_report)
+
+    p = commands.add_parser("train", help="train one architecture with the search's machinery")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--data", default="digits", help="digits, folder, cifar10 or npz")
+    p.add_argument("--data-path", type=Path, help="folder / file for the non-built-in sources")
+    p.add_argument("--config", type=Path, help="a search file whose data: and train: settings to use")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--image-size", type=positive_int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(handler=search.cmd_train)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,10 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except SpecError as exc:
-        print(f"yaml2torch: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except CommandError as exc:
+    except UserError as exc:
         print(f"yaml2torch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:

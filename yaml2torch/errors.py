@@ -1,4 +1,9 @@
-"""Located errors and warnings: every message names FILE:LINE:COL of the YAML node at fault."""
+"""The one error hierarchy, and located warnings.
+
+``UserError`` is everything a user can fix; the command line prints it as one line and exits 2.
+Any other exception is a bug and keeps its traceback. Spec errors name FILE:LINE:COL of the
+YAML node at fault; data, usage and study errors name what they are about, never a made-up line.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +29,44 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
-class SpecError(Exception):
-    """A user error in a spec; the CLI prints it as one line and exits with status 2."""
+class UserError(Exception):
+    """A mistake the user can fix: printed as one line, exit status 2."""
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
+
+
+class UsageError(UserError):
+    """A bad option value or combination, or a missing or unwritable file."""
+
+
+class DataError(UserError):
+    """A data source that cannot be read or does not fit (``path: message``)."""
+
+    def __init__(self, path: object | None, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path is not None else message)
+        self.path = path
+
+
+class StudyError(UserError):
+    """A stored study that cannot be used as asked (missing, foreign, another search file)."""
+
+
+class WeightsError(UserError):
+    """Reference weights that do not fit the compiled model, or cannot be read."""
+
+
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite (lower the learning rate, or check the data)."""
+
+    def __init__(self, value: float, epoch: int) -> None:
+        super().__init__(f"non-finite loss ({value}) at epoch {epoch}")
+        self.value = value
+        self.epoch = epoch
+
+
+class SpecError(UserError):
+    """A mistake in a spec, at a YAML node's location."""
 
     def __init__(self, location: Location | None, message: str) -> None:
         super().__init__(message)

@@ -10,26 +10,23 @@ The generated ``model.py`` never needs this module: the converted ``.pth`` uses 
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import pickle
 import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from yaml2torch.cli import CommandError, write_atomic
+from yaml2torch.errors import WeightsError
+from yaml2torch.files import import_file, write_atomic
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from yaml2torch.compiler import CompiledModel
-
-
-class WeightsError(CommandError):
-    """The reference weights do not fit the compiled model (or cannot be read)."""
 
 
 def map_state_dict(
@@ -63,16 +60,12 @@ def load_torchvision_weights(model: nn.Module, reference: nn.Module | Mapping[st
     return model
 
 
-def import_model_source(source: str, module_name: str = "yaml2torch_generated_model") -> Any:
+def import_model_source(source: str) -> ModuleType:
     """Import a generated model.py from its source via a temporary file (the way users import it)."""
     with tempfile.TemporaryDirectory(prefix="yaml2torch-") as folder:
-        path = Path(folder) / f"{module_name}.py"
+        path = Path(folder) / "model.py"
         path.write_text(source, encoding="utf-8")
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module
+        return import_file(path)
 
 
 def read_state_dict(weights_path: Path) -> Mapping[str, torch.Tensor]:

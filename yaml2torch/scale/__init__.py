@@ -1,7 +1,14 @@
-"""Scale-out and faults: storages, study metadata, worker processes, trial isolation.
+"""A shared-study worker library: many processes on many machines running one Optuna study safely.
 
-The search (``yaml2torch.search``) runs trials; this package makes many processes on many
-machines share one study safely: which storage a URL means, what a study records so a
-worker needs only ``--storage`` and ``--study``, how stale and faulty trials are detected,
-failed and retried, and how a trial runs in a child process under a time limit.
+Generic: it knows nothing of model specs or of the search (``yaml2torch.search`` drives it).
+
+- ``storage``: which Optuna storage a URL means; retries while the database is away; artifacts.
+- ``budget``: an exact study-wide trial budget across workers (a lock per study).
+- ``worker``: the loop (start a trial, run it, record its outcome, survive faults).
+- ``stale``: who runs a trial, and failing and retrying trials whose worker died.
+- ``isolation``: a trial in a forked child process, under a time limit.
+- ``faults``: injected faults for tests; one-line failure reasons.
+- ``signals``: SIGINT/SIGTERM as an exception in the main thread.
+- ``launch``: worker processes on this machine.
+- ``_optuna``: the only module that uses Optuna's private API.
 """

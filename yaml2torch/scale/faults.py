@@ -7,7 +7,7 @@ Fault injection (for tests; never set in production)::
 KIND is one of
 
 - ``exception``: raise ``InjectedFault`` (as a bug in generated code would);
-- ``nan``: the epoch's loss becomes NaN (the non-finite-loss check then fails the trial);
+- ``nan``: the epoch's loss becomes NaN (``check_finite_loss`` then fails the trial);
 - ``oom``: raise ``torch.OutOfMemoryError`` (what CUDA raises when memory runs out);
 - ``hang``: sleep forever (the per-trial time limit must stop it);
 - ``sigkill``: SIGKILL the worker process running the trial (as ``kill -9`` would).
@@ -30,19 +30,14 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from yaml2torch.errors import TrainingDiverged, UsageError
+
 ENV_INJECT = "YAML2TORCH_INJECT_FAULT"
 FAULT_KINDS = ("exception", "nan", "oom", "hang", "sigkill")
 
 
 class InjectedFault(RuntimeError):
     """The ``exception`` fault: stands for any bug raised from generated or user code."""
-
-
-class NonFiniteLoss(ArithmeticError):
-    def __init__(self, value: float, epoch: int) -> None:
-        super().__init__(f"non-finite loss ({value}) at epoch {epoch}")
-        self.value = value
-        self.epoch = epoch
 
 
 @dataclass(frozen=True)
@@ -66,12 +61,12 @@ class FaultPlan:
             kind, _, where = item.partition(":")
             kind = kind.strip()
             if kind not in FAULT_KINDS:
-                raise ValueError(f"{ENV_INJECT}: unknown fault {kind!r} (one of {', '.join(FAULT_KINDS)})")
+                raise UsageError(f"{ENV_INJECT}: unknown fault {kind!r} (one of {', '.join(FAULT_KINDS)})")
             fields: dict[str, int] = {}
             for pair in filter(None, (p.strip() for p in where.split(","))):
                 key, sep, value = pair.partition("=")
                 if not sep or key.strip() not in ("trial", "epoch") or not value.strip().isdigit():
-                    raise ValueError(f"{ENV_INJECT}: expected trial=N or epoch=M, got {pair!r}")
+                    raise UsageError(f"{ENV_INJECT}: expected trial=N or epoch=M, got {pair!r}")
                 fields[key.strip()] = int(value)
             faults.append(Fault(kind, fields.get("trial"), fields.get("epoch")))
         return cls(tuple(faults))
@@ -106,7 +101,7 @@ class FaultPlan:
 
 def check_finite_loss(loss: float, epoch: int) -> None:
     if not math.isfinite(loss):
-        raise NonFiniteLoss(loss, epoch)
+        raise TrainingDiverged(loss, epoch)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -120,7 +115,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def describe_failure(exc: BaseException) -> str:
     """A one-line reason for a failed trial: what went wrong and where (deepest frame)."""
-    if isinstance(exc, NonFiniteLoss):
+    if isinstance(exc, TrainingDiverged):
         return str(exc)
     kind = "out of memory" if is_out_of_memory(exc) else type(exc).__name__
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -1,8 +1,8 @@
 """Who runs a trial, and what to do with trials whose worker died.
 
 PostgreSQL/MySQL storages have Optuna heartbeats: a RUNNING trial whose heartbeat is older
-than the grace period is failed by the next worker that asks for a trial, and
-``RetryStaleTrial`` enqueues its parameters once more.
+than the grace period is failed by the next worker that looks (before each trial it starts),
+and that worker enqueues its parameters once more.
 
 A journal file has no heartbeats, so workers record their own on the trial:
 
@@ -32,11 +32,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from yaml2torch.scale.metadata import TRIAL_FAIL_REASON, TRIAL_RETRY_OF, TRIAL_RETRY_REASON, TRIAL_STATUS
-from yaml2torch.scale.storage import reset_session_of
-
-TRIAL_WORKER = "worker"
-TRIAL_HEARTBEAT_AT = "heartbeat_at"
+from yaml2torch.scale import _optuna
+from yaml2torch.study_record import TrialRecord, TrialStatus, record_heartbeat, record_outcome, retry_attrs
 
 
 def _proc_stat_fields(pid: int) -> list[str] | None:
@@ -103,19 +100,16 @@ def stale_reason(trial: FrozenTrial, *, now: float, grace_period: float) -> str 
     """Why a RUNNING trial is stale under the rule above, or None when it may still be running."""
     if trial.state != TrialState.RUNNING:
         return None
-    worker = WorkerIdentity.from_attr(trial.user_attrs.get(TRIAL_WORKER))
+    record = TrialRecord.of(trial)
+    worker = WorkerIdentity.from_attr(record.worker)
     if worker is not None and worker.is_alive_here() is False:
         return f"worker process {worker.pid} on {worker.host} died while running the trial"
-    beat = trial.user_attrs.get(TRIAL_HEARTBEAT_AT)
+    beat = record.heartbeat_at
     if beat is None and trial.datetime_start is not None:
         beat = trial.datetime_start.timestamp()
     if beat is not None and now - float(beat) > grace_period:
         return f"no heartbeat for {now - float(beat):.0f}s (grace period {grace_period:g}s)"
     return None
-
-
-def is_retry(trial: FrozenTrial) -> bool:
-    return TRIAL_RETRY_OF in trial.user_attrs or "failed_trial" in trial.system_attrs
 
 
 def enqueue_retry(study: optuna.Study, failed: FrozenTrial, reason: str) -> None:
@@ -124,31 +118,16 @@ def enqueue_retry(study: optuna.Study, failed: FrozenTrial, reason: str) -> None
     The system attributes match Optuna's own retry callback, so
     ``RetryHeartbeatStaleTrialCallback.retried_trial_number`` works on ours too.
     """
-    history = list(failed.system_attrs.get("retry_history", [])) + [failed.number]
+    user_attrs, system_attrs = retry_attrs(failed, reason)
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
             params=failed.params,
             distributions=failed.distributions,
-            user_attrs={TRIAL_RETRY_OF: failed.number, TRIAL_RETRY_REASON: reason},
-            system_attrs={
-                "failed_trial": failed.system_attrs.get("failed_trial", failed.number),
-                "retry_history": history,
-            },
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
         )
     )
-
-
-@dataclass(frozen=True)
-class RetryStaleTrial:
-    """Optuna's heartbeat callback for RDB storages: retry a stale trial's parameters once."""
-
-    max_retry: int = 1
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if len(trial.system_attrs.get("retry_history", [])) >= self.max_retry:
-            return
-        enqueue_retry(study, trial, "its worker stopped sending heartbeats (killed or lost)")
 
 
 @dataclass(frozen=True)
@@ -165,9 +144,8 @@ def reap_stale_trials(study: optuna.Study, *, grace_period: float, now: float | 
     period); otherwise it is the rule above. Either way the trial gets ``status: stale`` and a
     ``reason`` before it is failed, so the report can say what happened.
     """
-    storage = study._storage
     now = time.time() if now is None else now
-    if _has_optuna_heartbeats(storage):
+    if _optuna.has_optuna_heartbeats(study):
         stale = _optuna_stale_trials(study)
     else:
         stale = []
@@ -177,37 +155,29 @@ def reap_stale_trials(study: optuna.Study, *, grace_period: float, now: float | 
                 stale.append((trial, reason))
     reaped = []
     for trial, reason in stale:
+        trial_id = _optuna.trial_id_of(trial)
         try:
-            storage.set_trial_user_attr(trial._trial_id, TRIAL_STATUS, "stale")
-            storage.set_trial_user_attr(trial._trial_id, TRIAL_FAIL_REASON, f"stale: {reason}")
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
+            record_outcome(_optuna.set_trial_user_attr(study, trial_id), TrialStatus.STALE, f"stale: {reason}")
         except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it just finished
+        if not _optuna.fail_trial(study, trial_id):
             continue  # another worker reaped it first (or it just finished)
-        retried = not is_retry(trial)
+        retried = not TrialRecord.of(trial).is_retry
         if retried:
             enqueue_retry(study, trial, reason)
         reaped.append(ReapedTrial(trial.number, reason, retried))
     return reaped
 
 
-def _has_optuna_heartbeats(storage: Any) -> bool:
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    return is_heartbeat_enabled(storage)
-
-
 def _optuna_stale_trials(study: optuna.Study) -> list[tuple[FrozenTrial, str]]:
     """RUNNING trials whose Optuna heartbeat is older than the storage's grace period."""
-    storage = study._storage
-    stale_ids = set(storage._get_stale_trial_ids(study._study_id))
+    stale_ids = _optuna.optuna_stale_trial_ids(study)
     if not stale_ids:
         return []
-    grace = getattr(getattr(storage, "_backend", storage), "grace_period", None)
+    grace = _optuna.heartbeat_grace_period(study)
     reason = "its worker sent no heartbeat within the grace period" + (f" ({grace}s)" if grace else "")
-    return [
-        (t, reason) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t._trial_id in stale_ids
-    ]
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [(t, reason) for t in running if _optuna.trial_id_of(t) in stale_ids]
 
 
 class Heartbeat:
@@ -219,19 +189,19 @@ class Heartbeat:
     def __init__(
         self, study: optuna.Study, trial_id: int, interval: float, on_error: Callable[[str], None] | None = None
     ):
-        self._storage = study._storage
+        self._study = study
         self._trial_id = trial_id
         self._interval = interval
         self._on_error = on_error
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial_id}", daemon=True)
-        self._optuna = _has_optuna_heartbeats(self._storage)
+        self._optuna = _optuna.has_optuna_heartbeats(study)
 
     def beat(self) -> None:
         if self._optuna:
-            self._storage.record_heartbeat(self._trial_id)
+            _optuna.record_optuna_heartbeat(self._study, self._trial_id)
         else:
-            self._storage.set_trial_user_attr(self._trial_id, TRIAL_HEARTBEAT_AT, time.time())
+            record_heartbeat(_optuna.set_trial_user_attr(self._study, self._trial_id), time.time())
 
     def _run(self) -> None:
         # Beat at once: Optuna ignores RDB trials that never beat, so a worker killed in its
@@ -242,7 +212,7 @@ class Heartbeat:
             except optuna.exceptions.UpdateFinishedTrialError:
                 return
             except Exception as exc:  # noqa: BLE001 - a skipped beat; the trial goes on
-                reset_session_of(self._storage)()  # this thread's session
+                _optuna.session_reset(self._study)()  # this thread's session
                 if self._on_error is not None:
                     self._on_error(f"heartbeat for trial id {self._trial_id} skipped: {type(exc).__name__}")
             if self._stop.wait(self._interval):

@@ -18,14 +18,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import optuna
 
+from yaml2torch.errors import UsageError
+from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+
 JOURNAL_SCHEME = "journal://"
 JOURNAL_SUFFIXES = (".log", ".journal")
-DEFAULT_HEARTBEAT_INTERVAL = 10
-DEFAULT_GRACE_PERIOD = 30
 
 T = TypeVar("T")
 
@@ -46,12 +47,12 @@ def classify_storage(url: str) -> StorageKind:
     if url.startswith(JOURNAL_SCHEME):
         path = url[len(JOURNAL_SCHEME) :]
         if not path:
-            raise ValueError(f"storage {url!r}: journal URL needs a file path (journal:///abs/path/study.log)")
+            raise UsageError(f"storage {url!r}: journal URL needs a file path (journal:///abs/path/study.log)")
         return StorageKind("journal", path)
     if "://" not in url:
         if url.endswith(JOURNAL_SUFFIXES):
             return StorageKind("journal", url)
-        raise ValueError(
+        raise UsageError(
             f"storage {url!r} is neither a database URL (sqlite:///..., postgresql://...) "
             f"nor a journal file (journal:///path or a path ending in {' or '.join(JOURNAL_SUFFIXES)})"
         )
@@ -75,8 +76,6 @@ def make_storage(
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from yaml2torch.scale.stale import RetryStaleTrial
-
     kind = classify_storage(url)
     if kind.kind == "journal":
         path = Path(kind.location)
@@ -95,7 +94,6 @@ def make_storage(
                 engine_kwargs={"pool_pre_ping": True},
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=1),
             )
 
     # Workers opening a fresh database at the same moment race to create Optuna's tables
@@ -118,23 +116,6 @@ def _is_schema_race(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-def make_artifact_store(location: str | Path) -> optuna.artifacts.FileSystemArtifactStore:
-    """A folder artifact store (created when missing). Other Optuna stores can be passed directly."""
-    from optuna.artifacts import FileSystemArtifactStore
-
-    folder = Path(location)
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(folder))
-
-
-def reset_session_of(storage: optuna.storages.BaseStorage) -> Callable[[], None]:
-    """The call that drops this thread's database session (Optuna's cache wrapper does not pass it on)."""
-    from optuna.storages import _CachedStorage
-
-    inner = storage._backend if isinstance(storage, _CachedStorage) else storage
-    return inner.remove_session
 
 
 def is_transient_storage_error(exc: BaseException) -> bool:
@@ -202,3 +183,39 @@ def with_storage_retries(
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             say(f"yaml2torch: storage unreachable while {what} ({first_line}); retrying in {delay:.1f}s")
             time.sleep(delay)
+
+
+# --- artifacts: files (weights) stored beside the study -----------------------------------------
+
+
+def make_artifact_store(location: str | Path) -> optuna.artifacts.FileSystemArtifactStore:
+    """A folder artifact store (created when missing). Other Optuna stores can be passed directly."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    folder = Path(location)
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(folder))
+
+
+def upload_file(trial: optuna.Trial, path: Path, artifact_store: Any) -> str:
+    """Upload a trial's file to the artifact store; the artifact id (record it on the trial)."""
+    from optuna.artifacts import upload_artifact
+
+    return upload_artifact(
+        artifact_store=artifact_store, file_path=str(path), study_or_trial=trial, mimetype="application/octet-stream"
+    )
+
+
+def download_file(artifact_store: Any, artifact_id: str, destination: Path) -> Path:
+    """Fetch an artifact into ``destination`` atomically (a partial download never has its name)."""
+    from optuna.artifacts import download_artifact
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        download_artifact(artifact_store=artifact_store, file_path=str(partial), artifact_id=artifact_id)
+        partial.replace(destination)
+    finally:
+        partial.unlink(missing_ok=True)
+    return destination

@@ -11,9 +11,9 @@ from __future__ import annotations
 _EXPORTS = {
     "load_config": "yaml2torch.search.config",
     "parse_config": "yaml2torch.search.config",
-    "RunOptions": "yaml2torch.search.runner",
-    "run_search": "yaml2torch.search.runner",
-    "SearchResult": "yaml2torch.search.runner",
+    "RunOptions": "yaml2torch.search.run",
+    "run_search": "yaml2torch.search.run",
+    "SearchResult": "yaml2torch.search.run",
 }
 __all__ = ["RunOptions", "SearchResult", "load_config", "parse_config", "run_search"]
 

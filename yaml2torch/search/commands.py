@@ -1,167 +1,157 @@
-"""Search-side subcommands (search, best, report, train); registered by yaml2torch.cli."""
+"""The search-side commands (search, worker, best, report, train): thin, over the library below.
+
+``yaml2torch.cli`` defines their options and calls these handlers; they raise ``UserError``
+subclasses for anything the user can fix and let every other exception through (a bug).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+from yaml2torch.files import write_atomic
 
 
-def _command_error(message: str) -> Exception:
-    from yaml2torch.cli import CommandError
+def _run_options(args: argparse.Namespace, out_dir: Path, **extra: Any) -> Any:
+    from yaml2torch.search.run import RunOptions
 
-    return CommandError(message)
+    return RunOptions(
+        out_dir=out_dir,
+        storage=args.storage,
+        study=args.study,
+        trials=args.trials,
+        timeout=args.timeout,
+        time_limit=args.time_limit,
+        artifacts=args.artifacts,
+        device=args.device,
+        progress=not args.quiet,
+        isolate=args.isolate,
+        threads=args.threads,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+        **extra,
+    )
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from yaml2torch.search.config import load_config
-    from yaml2torch.search.runner import RunOptions, SearchError, run_search
+    from yaml2torch.search.run import run_search
 
     config = load_config(args.space)
     study = args.study or config.study
-    out_dir = args.out or Path("generated") / study
-    options = RunOptions(
-        out_dir=out_dir,
-        storage=args.storage,
-        study=study,
-        trials=args.trials,
-        timeout=args.timeout,
-        device=args.device,
+    devices = tuple(d.strip() for d in args.devices.split(",") if d.strip()) if args.devices else ()
+    options = _run_options(
+        args,
+        args.out or Path("generated") / study,
         epochs=args.epochs,
         data_limit=args.limit,
         resume=args.resume,
-        progress=not args.quiet,
-        scale=getattr(args, "scale", None),  # set by yaml2torch.scale's --workers wrapper
+        workers=args.workers if args.workers is not None else max(1, len(devices)),
+        devices=devices,
     )
-    try:
-        result = run_search(config, options)
-    except (SearchError, ValueError) as exc:
-        raise _command_error(str(exc)) from None
-    picked = result.summary.get("picked")
-    if picked is None:
-        print(f"no trial completed; see {out_dir}/summary.json", file=sys.stderr)
+    result = run_search(config, replace(options, study=study))
+    if result.summary.get("picked") is None:
+        print(f"no trial completed; see {options.out_dir}/summary.json", file=sys.stderr)
         return 1
     return 0
 
 
-def _load_stored(storage: str, study_name: str):
-    import optuna
+def cmd_worker(args: argparse.Namespace) -> int:
+    from yaml2torch.scale.launch import terminate_with_parent
+    from yaml2torch.scale.signals import StopRequested
+    from yaml2torch.scale.storage import classify_storage
+    from yaml2torch.search.run import run_joined_worker
 
-    from yaml2torch.search.config import parse_config
+    if args.parent_pid is not None and not terminate_with_parent(args.parent_pid):
+        return 1  # the search that launched this worker is gone
+    kind = classify_storage(args.storage)
+    if kind.kind == "journal" and not Path(kind.location).is_file():
+        from yaml2torch.errors import UsageError
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+        raise UsageError(f"no journal file {kind.location} (a worker joins an existing study)")
+    options = _run_options(args, Path("."), worker_index=args.worker_index)
     try:
-        from yaml2torch.scale.storage import make_storage
-
-        study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
-    except KeyError:
-        raise _command_error(f"no study {study_name!r} in {storage}") from None
-    text = study.user_attrs.get("space_yaml")
-    if text is None:
-        raise _command_error(f"study {study_name!r} was not created by yaml2torch search (no space_yaml)")
-    path = study.user_attrs.get("space_path", "<stored search file>")
-    base_dir = Path(path).parent if not path.startswith("<") else Path.cwd()
-    return study, parse_config(text, path, base_dir)
+        run_joined_worker(options, args.out)
+    except StopRequested as stop:
+        return stop.exit_status
+    return 0
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from yaml2torch.search.export import export_study
+    from yaml2torch.search.export import export_study, pick
+    from yaml2torch.search.run import open_stored_study
+    from yaml2torch.search.train import DataCache, resolve_device
 
-    study, config = _load_stored(args.storage, args.study)
-    # Weights live in the search's output folder: --from, else the folder the study recorded.
-    recorded = study.user_attrs.get("out_dir")
-    trials_root = args.trials_from or (Path(recorded) if recorded else args.output)
-    summary = export_study(study, config, args.output, None, trials_root)
+    stored = open_stored_study(args.storage, args.study)
+    trials_root = stored.record.trials_root(args.trials_from, fallback=args.output)
+    best, _ = pick(stored.study, stored.config)
+    if best is not None:
+        trials_root = _trial_files_here(best, stored, trials_root, args)
+    config = stored.config
+    limit = stored.record.settings.data_limit or config.data.limit
+    data = DataCache(replace(config.data, limit=limit), resolve_device(None))
+    summary = export_study(stored.study, config, args.output, data, trials_root)
     if summary["picked"] is None:
         print("no completed trial to export", file=sys.stderr)
         return 1
-    print(
-        json.dumps({"picked": summary["picked"]["number"], "test": summary["picked"]["test"], "out": str(args.output)})
-    )
+    picked = summary["picked"]
+    print(json.dumps({"picked": picked["number"], "test": picked["test"], "out": str(args.output)}))
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from yaml2torch.cli import write_atomic
-    from yaml2torch.search.report import render_report
+def _trial_files_here(best: Any, stored: Any, trials_root: Path, args: argparse.Namespace) -> Path:
+    """Where the picked trial's folder is; rebuilt under OUT from the artifact store when not on this machine."""
+    from yaml2torch.scale.storage import make_artifact_store
+    from yaml2torch.search.export import fetch_trial_files
+    from yaml2torch.study_record import TrialRecord
 
-    study, config = _load_stored(args.storage, args.study)
-    write_atomic(args.output, render_report(study, config))
+    record = TrialRecord.of(best)
+    if record.trial_dir is None or (trials_root / record.trial_dir / "model.pt").is_file():
+        return trials_root
+    location = args.artifacts or stored.record.settings.artifacts
+    if location is None or not Path(location).is_dir():
+        print(
+            f"yaml2torch: warning: no weights for trial {best.number}: no artifact store (use --artifacts)",
+            file=sys.stderr,
+        )
+        return trials_root
+    fetched = fetch_trial_files(best, make_artifact_store(location), args.output)
+    if fetched is None:
+        return trials_root
+    print(f"yaml2torch: fetched trial {best.number} from storage into {fetched}", file=sys.stderr)
+    return args.output
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from yaml2torch.search.report import render_report
+    from yaml2torch.search.run import open_stored_study
+
+    stored = open_stored_study(args.storage, args.study)
+    write_atomic(args.output, render_report(stored.study, stored.config))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from yaml2torch.search.train import TrainingDiverged
-    from yaml2torch.search.trainone import train_spec_file
+    from yaml2torch.search.trainone import TrainRequest, train_spec_file
 
-    try:
-        result = train_spec_file(
-            args.spec,
-            args.output,
-            data=args.data,
-            data_path=args.data_path,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            image_size=args.image_size,
-            device=args.device,
-            seed=args.seed,
-            config_path=args.config,
-        )
-    except (ValueError, TrainingDiverged) as exc:
-        raise _command_error(str(exc)) from None
+    request = TrainRequest(
+        spec=args.spec,
+        out_dir=args.output,
+        data=args.data,
+        data_path=args.data_path,
+        config=args.config,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        image_size=args.image_size,
+        device=args.device,
+        seed=args.seed,
+    )
+    result = train_spec_file(request)
     print(json.dumps({"val": result["val"], "test": result["test"], "out": str(args.output)}))
     return 0
-
-
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add the search-side subcommands."""
-    p = commands.add_parser("search", help="run an architecture search from a search-space YAML")
-    p.add_argument("space", type=Path, help="the search-space file")
-    p.add_argument("--trials", type=int, help="total number of trials in the study (overrides the file)")
-    p.add_argument("--timeout", type=float, help="seconds for this run (overrides the file)")
-    p.add_argument("--storage", help="any Optuna storage URL (default sqlite:///OUT/study.db)")
-    p.add_argument("--study", help="study name (default: the file's study: or its file name)")
-    p.add_argument("--out", type=Path, help="output folder (default generated/<study>/)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
-    p.add_argument("--epochs", type=int, help="override train.epochs (for quick checks)")
-    p.add_argument("--limit", type=int, help="use a stratified subset of this many samples (for quick checks)")
-    p.add_argument(
-        "--resume", action="store_true", help="continue an existing study (running the same command does too)"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars or closing table")
-    p.set_defaults(handler=cmd_search)
-
-    p = commands.add_parser("best", help="export the best / Pareto trials of a stored study")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", required=True)
-    p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument(
-        "--from",
-        dest="trials_from",
-        type=Path,
-        help="the search's output folder holding trials/ (for weights and the test score)",
-    )
-    p.set_defaults(handler=cmd_best)
-
-    p = commands.add_parser("report", help="an HTML report of a stored study")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", required=True)
-    p.add_argument("-o", "--output", type=Path, required=True)
-    p.set_defaults(handler=cmd_report)
-
-    p = commands.add_parser("train", help="train one architecture with the search's machinery")
-    p.add_argument("spec", type=Path)
-    p.add_argument("--data", default="digits", help="digits, folder, cifar10 or npz")
-    p.add_argument("--data-path", type=Path, help="folder / file for the non-built-in sources")
-    p.add_argument("--config", type=Path, help="a search file whose data: and train: settings to use")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", type=Path, required=True)
-    p.set_defaults(handler=cmd_train)

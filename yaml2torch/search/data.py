@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yaml2torch.errors import Location, SpecError
+from yaml2torch.errors import DataError
 from yaml2torch.search.config import DataSettings
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -52,13 +52,6 @@ class Splits:
     @property
     def size(self) -> tuple[int, int]:
         return (self.train_x.shape[2], self.train_x.shape[3])
-
-
-class DataError(SpecError):
-    """A data source that cannot be read; reported like a spec error (one line, exit 2)."""
-
-    def __init__(self, path: Path | None, message: str) -> None:
-        super().__init__(Location(str(path), 1, 1) if path else None, message)
 
 
 def load_arrays(settings: DataSettings) -> Arrays:

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from yaml2torch.study_record import TrialRecord
+
 
 def format_metric(name: str, value) -> str:
     if value is None:
@@ -24,8 +26,8 @@ def format_metric(name: str, value) -> str:
 
 def trial_values(trial) -> dict:
     """A trial's stored metrics plus its params and MACs, by name (for tables)."""
-    attrs = trial.user_attrs
-    return {**(attrs.get("metrics") or {}), "params": attrs.get("params"), "macs": attrs.get("macs")}
+    record = TrialRecord.of(trial)
+    return {**(record.metrics or {}), "params": record.params, "macs": record.macs}
 
 
 def trial_seconds(trial) -> float | None:
@@ -87,7 +89,7 @@ class SearchProgress:
         self.progress.update(
             self.trials,
             advance=1,
-            info=f"{self.best}  last: {trial.state.name.lower()} {trial.user_attrs.get('status', '')}",
+            info=f"{self.best}  last: {trial.state.name.lower()} {TrialRecord.of(trial).status or ''}",
         )
         self.progress.update(self.epochs, visible=False)
 
@@ -117,10 +119,11 @@ def trials_table(study, config, picked: int | None = None, limit: int = 40) -> T
     trials = study.get_trials(deepcopy=False)
     shown = trials[-limit:]
     for trial in shown:
-        attrs = trial.user_attrs
+        record = TrialRecord.of(trial)
         values = trial_values(trial)
         seconds = trial_seconds(trial)
-        note = attrs.get("reason", "") if trial.state.name != "COMPLETE" or "duplicate_of" in attrs else ""
+        shows_reason = trial.state.name != "COMPLETE" or record.duplicate_of is not None
+        note = (record.reason or "") if shows_reason else ""
         mark = "*" if trial.number == picked else ""
         table.add_row(
             f"{trial.number}{mark}",

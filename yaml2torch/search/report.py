@@ -7,6 +7,7 @@ import html
 from yaml2torch.search.config import SearchConfig
 from yaml2torch.search.export import pick
 from yaml2torch.search.progress import format_metric, trial_seconds, trial_values
+from yaml2torch.study_record import TrialRecord
 
 
 def _figures(study, config: SearchConfig) -> list[tuple[str, object | str]]:
@@ -51,8 +52,8 @@ def _score_vs_params(done: list, config: SearchConfig):
     metric = config.pick.metric
     fig = go.Figure(
         go.Scatter(
-            x=[t.user_attrs["params"] for t in done],
-            y=[t.user_attrs["metrics"][metric] for t in done],
+            x=[TrialRecord.of(t).params for t in done],
+            y=[TrialRecord.of(t).value(metric) for t in done],
             mode="markers",
             text=[f"trial {t.number}" for t in done],
         )
@@ -63,8 +64,9 @@ def _score_vs_params(done: list, config: SearchConfig):
 
 def _note(trial, retry_number: int | None) -> str:
     """The reason, plus the retry links of yaml2torch.scale (a killed or interrupted trial is run again)."""
-    parts = [f"retry of trial {trial.user_attrs['retry_of']}"] if "retry_of" in trial.user_attrs else []
-    parts += [trial.user_attrs["reason"]] if trial.user_attrs.get("reason") else []
+    record = TrialRecord.of(trial)
+    parts = [f"retry of trial {record.retry_of}"] if record.retry_of is not None else []
+    parts += [record.reason] if record.reason else []
     parts += [f"retried as trial {retry_number}"] if retry_number is not None else []
     return "; ".join(parts)
 
@@ -83,16 +85,17 @@ def _trial_rows(study, config: SearchConfig, picked: int | None) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     rows = []
     trials = study.get_trials(deepcopy=False)
-    retried_as = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
+    records = {t.number: TrialRecord.of(t) for t in trials}
+    retried_as = {r.retry_of: number for number, r in records.items() if r.retry_of is not None}
+    for trial in trials:
+        record = records[trial.number]
         values = trial_values(trial)
         seconds = trial_seconds(trial)
         sampled = ", ".join(f"{k}={v}" for k, v in trial.params.items())
         cells = [
             f"{trial.number}{' (picked)' if trial.number == picked else ''}",
             trial.state.name.lower(),
-            attrs.get("status", ""),
+            record.status or "",
             *(format_metric(m, values.get(m)) for m in dict.fromkeys(metrics + ["accuracy", "f1", "params", "macs"])),
             "-" if seconds is None else f"{seconds:.1f}",
             sampled,
@@ -124,8 +127,12 @@ def render_report(study, config: SearchConfig) -> str:
     objectives = ", ".join(f"{o.metric} ({o.direction})" for o in config.objectives)
     summary = f"<p>Objectives: {html.escape(objectives)}. Pick rule: {html.escape(rule)}."
     if best is not None:
-        summary += f" Picked trial {best.number}, architecture {html.escape(best.user_attrs['arch_hash'][:12])}, {best.user_attrs['params']:,} params.</p>"
-        summary += f"<h2>Picked spec</h2><pre>{html.escape(best.user_attrs['spec_yaml'])}</pre>"
+        record = TrialRecord.of(best)
+        summary += (
+            f" Picked trial {best.number}, architecture {html.escape((record.arch_hash or '')[:12])},"
+            f" {record.params or 0:,} params.</p>"
+        )
+        summary += f"<h2>Picked spec</h2><pre>{html.escape(record.spec_yaml or '')}</pre>"
     else:
         summary += "</p>"
     return f"""<!doctype html>

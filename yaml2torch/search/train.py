@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yaml2torch.search.config import TrainSettings
-from yaml2torch.search.data import Splits
+from yaml2torch.errors import UsageError
+from yaml2torch.scale.faults import check_finite_loss
+from yaml2torch.search.config import DataSettings, TrainSettings
+from yaml2torch.search.data import Splits, load_splits
 
 # Keep a dataset on the GPU when it takes at most this share of the free memory.
 GPU_DATA_SHARE = 0.25
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass(frozen=True)
@@ -45,9 +41,12 @@ class Staged:
 def resolve_device(name: str | None) -> torch.device:
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
     return device
 
 
@@ -68,13 +67,26 @@ def stage(splits: Splits, image_size: tuple[int, int] | None, device: torch.devi
     return Staged(*(t.to(target).contiguous() for t in tensors), num_classes=splits.num_classes, device=device)  # type: ignore[misc]
 
 
-def import_model_file(path: Path, module_name: str, class_name: str = "Model") -> type[nn.Module]:
-    """Import a generated model.py from its own file (not from sys.path) and return its class."""
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, class_name)
+@dataclass
+class DataCache:
+    """One process's data: the splits, loaded once, and one staged copy for the current image size."""
+
+    settings: DataSettings
+    device: torch.device
+    _splits: Splits | None = None
+    _staged: dict[tuple[int, int] | None, Staged] = field(default_factory=dict)
+
+    @property
+    def splits(self) -> Splits:
+        if self._splits is None:
+            self._splits = load_splits(self.settings)
+        return self._splits
+
+    def staged(self, image_size: tuple[int, int] | None) -> Staged:
+        if image_size not in self._staged:
+            self._staged.clear()  # keep one staged copy (GPU memory)
+            self._staged[image_size] = stage(self.splits, image_size, self.device)
+        return self._staged[image_size]
 
 
 def _augment(x: torch.Tensor, settings: TrainSettings, generator: torch.Generator) -> torch.Tensor:
@@ -178,8 +190,7 @@ def train_model(
         if scheduler is not None and not per_step:
             scheduler.step()
         train_loss = float(total) / n
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch + 1}")
+        check_finite_loss(train_loss, epoch + 1)
         metrics = evaluate(runner, data.val_x, data.val_y, data.num_classes, device, settings)
         result = EpochResult(epoch + 1, train_loss, metrics)
         history.append(result)

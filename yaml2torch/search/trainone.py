@@ -1,13 +1,17 @@
-"""``yaml2torch train SPEC.yaml``: one architecture through the search's compile/import/train path."""
+"""``yaml2torch train SPEC.yaml``: one architecture through the search's own trial path.
+
+The spec is fitted to the data, compiled, written and trained exactly as a search trial is
+(``yaml2torch.search.trial``): same files (``spec.yaml``, ``model.py``, ``model.pt``,
+``metrics.json``), same training loop.
+"""
 
 from __future__ import annotations
 
-import json
-import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from yaml2torch.errors import SpecError
+from yaml2torch.errors import UsageError
 from yaml2torch.search import space as sp
 from yaml2torch.search.config import (
     DATA_SOURCES,
@@ -17,98 +21,78 @@ from yaml2torch.search.config import (
     load_config,
     parse_train,
 )
+from yaml2torch.spec.yaml_nodes import load_text, read_text
 
 
-def _settings(config_path, data, data_path, seed) -> tuple[DataSettings, TrainSettings]:
-    if config_path is not None:
-        config = load_config(config_path)
+@dataclass(frozen=True)
+class TrainRequest:
+    """What ``yaml2torch train`` was asked (each override replaces the file's or default setting)."""
+
+    spec: Path
+    out_dir: Path
+    data: str = "digits"
+    data_path: Path | None = None
+    config: Path | None = None  # a search file whose data: and train: settings to use
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    image_size: int | None = None
+    device: str | None = None
+    seed: int = 0
+
+
+def _settings(request: TrainRequest) -> tuple[DataSettings, TrainSettings]:
+    if request.config is not None:
+        config = load_config(request.config)
         if not isinstance(config.train, sp.Fixed):
-            raise ValueError(f"{config_path}: the train section has choices; train needs concrete settings")
-        return config.data, parse_train(config.train.node)
-    if data not in DATA_SOURCES:
-        raise ValueError(f"--data {data!r}: one of {', '.join(DATA_SOURCES)}")
-    if data != "digits" and data_path is None:
-        raise ValueError(f"--data {data} needs --data-path")
-    return DataSettings(source=data, path=data_path, split_seed=seed), TrainSettings()
-
-
-def train_spec_file(
-    spec_path: Path,
-    out_dir: Path,
-    data: str = "digits",
-    data_path: Path | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    image_size: int | None = None,
-    device: str | None = None,
-    seed: int = 0,
-    config_path: Path | None = None,
-) -> dict:
-    """Compile, write, import, train, and score on the validation and test splits; returns metrics."""
-    import torch
-
-    from yaml2torch.cli import write_atomic
-    from yaml2torch.compiler import compile_spec
-    from yaml2torch.errors import Diagnostics
-    from yaml2torch.search.data import load_splits
-    from yaml2torch.search.train import evaluate, import_model_file, resolve_device, seeded_model, stage, train_model
-
-    data_settings, train = _settings(config_path, data, data_path, seed)
-    if epochs is not None:
-        train = replace(train, epochs=epochs)
-    if batch_size is not None:
-        train = replace(train, batch_size=batch_size)
-    if lr is not None:
-        train = replace(train, optimizer=OptimizerSettings(train.optimizer.type, lr, train.optimizer.kwargs))
-    if image_size is not None:
-        train = replace(train, image_size=(image_size, image_size))
-
-    from yaml2torch.spec.model_spec import load_spec
-
-    diagnostics = Diagnostics()
-    spec = load_spec(spec_path, diagnostics)
-    splits = load_splits(data_settings)
-    if spec.input_channel != splits.channels:
-        raise SpecError(
-            spec.rows[0].loc, f"input_channel {spec.input_channel} but the data has {splits.channels} channels"
-        )
-    if spec.input_size is not None:
-        if train.image_size is not None and tuple(train.image_size) != tuple(spec.input_size):
-            raise ValueError(
-                f"--image-size {train.image_size[0]} differs from the spec's input_size {list(spec.input_size)}"
-            )
-        train = replace(train, image_size=tuple(spec.input_size))
+            raise UsageError(f"{request.config}: the train section has choices; train needs concrete settings")
+        data, train = config.data, parse_train(config.train.node)
     else:
-        train = replace(train, image_size=train.image_size or splits.size)
-        spec = spec.with_input_size(train.image_size)
-    compiled = compile_spec(spec, "Model", diagnostics)
+        if request.data not in DATA_SOURCES:
+            raise UsageError(f"--data {request.data!r}: one of {', '.join(DATA_SOURCES)}")
+        if request.data != "digits" and request.data_path is None:
+            raise UsageError(f"--data {request.data} needs --data-path")
+        data, train = DataSettings(source=request.data, path=request.data_path, split_seed=request.seed), TrainSettings()
+    if request.epochs is not None:
+        train = replace(train, epochs=request.epochs)
+    if request.batch_size is not None:
+        train = replace(train, batch_size=request.batch_size)
+    if request.lr is not None:
+        train = replace(train, optimizer=OptimizerSettings(train.optimizer.type, request.lr, train.optimizer.kwargs))
+    if request.image_size is not None:
+        train = replace(train, image_size=(request.image_size, request.image_size))
+    return data, train
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if spec_path.resolve() != (out_dir / "spec.yaml").resolve():
-        shutil.copyfile(spec_path, out_dir / "spec.yaml")
-    write_atomic(out_dir / "model.py", compiled.source)
-    model_class = import_model_file(out_dir / "model.py", f"yaml2torch_train_{compiled.arch_hash[:12]}")
-    model = seeded_model(model_class, seed)
-    target = resolve_device(device)
-    staged = stage(splits, train.image_size, target)
-    history = train_model(model, staged, train, seed)
-    val = dict(history[-1].metrics)
-    test = (
-        evaluate(model, staged.test_x, staged.test_y, staged.num_classes, target, train) if len(staged.test_y) else None
-    )
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out_dir / "model.pt")
+
+def train_spec_file(request: TrainRequest) -> dict[str, Any]:
+    """Fit, compile, write, import, train; score on the validation and test splits. The metrics."""
+    from yaml2torch.files import import_model_class
+    from yaml2torch.search.train import DataCache, evaluate, resolve_device, seeded_model, train_model
+    from yaml2torch.search.trial import compile_node, fit_to_data, history_rows, write_trial_files, write_trial_result
+
+    data_settings, train = _settings(request)
+    data = DataCache(data_settings, resolve_device(request.device))
+    node = load_text(read_text(request.spec), str(request.spec))
+    node, train = fit_to_data(node, train, data.splits.channels, data.splits.size)
+    spec_yaml, compiled = compile_node(node, str(request.spec), request.spec.parent)
+    write_trial_files(request.out_dir, spec_yaml, compiled.source)
+    model = seeded_model(import_model_class(request.out_dir / "model.py"), request.seed)
+    staged = data.staged(train.image_size)
+    history = train_model(model, staged, train, request.seed)
+    test = None
+    if len(staged.test_y):
+        test = evaluate(model, staged.test_x, staged.test_y, staged.num_classes, staged.device, train)
     result = {
         "arch_hash": compiled.arch_hash,
         "params": compiled.params,
         "macs": compiled.macs,
-        "val": val,
+        "val": dict(history[-1].metrics),
         "test": test,
-        "history": [{"epoch": h.epoch, "train_loss": h.train_loss, **h.metrics} for h in history],
+        "history": history_rows(history),
         "train": train.key(),
         "data": data_settings.key(),
-        "normalize": {"mean": list(splits.mean), "std": list(splits.std)},
-        "device": str(target),
+        "normalize": {"mean": list(data.splits.mean), "std": list(data.splits.std)},
+        "device": str(staged.device),
     }
-    write_atomic(out_dir / "metrics.json", json.dumps(result, indent=2))
+    write_trial_result(request.out_dir, model, result)
     return result

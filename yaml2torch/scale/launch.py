@@ -1,0 +1,70 @@
+"""Worker processes on this machine: start them, follow the study while they run, stop them together.
+
+Each worker runs in its own session (a terminal's Ctrl-C reaches only the launcher, which passes
+one SIGINT/SIGTERM to each worker) and gets SIGTERM if the launcher dies (Linux).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+
+from yaml2torch.scale.signals import StopRequested, stop_on_signals
+
+PARENT_PID_OPTION = "--parent-pid"
+
+
+def launch_workers(
+    commands: Sequence[Sequence[str]],
+    *,
+    on_poll: Callable[[], None] = lambda: None,
+    say: Callable[[str], None],
+    poll: float = 1.0,
+) -> list[int]:
+    """Run the worker command lines until all exit; ``on_poll`` between looks. Their exit codes.
+
+    Each command gets ``--parent-pid <this pid>`` appended (see ``terminate_with_parent``).
+    Raises StopRequested after SIGINT/SIGTERM, once the signal was passed on and the workers exited.
+    """
+    processes = [
+        subprocess.Popen([*command, PARENT_PID_OPTION, str(os.getpid())], start_new_session=True)
+        for command in commands
+    ]
+    try:
+        with stop_on_signals():
+            try:
+                while any(p.poll() is None for p in processes):
+                    time.sleep(poll)
+                    on_poll()
+            except StopRequested as stop:
+                say(f"yaml2torch: {stop.signal_name}: stopping {len(processes)} workers")
+                for process in processes:
+                    if process.poll() is None:
+                        process.send_signal(stop.signum)
+                for process in processes:
+                    process.wait(60)
+                raise
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    on_poll()
+    codes = [p.returncode for p in processes]
+    failed = [code for code in codes if code != 0]
+    if failed:
+        say(f"yaml2torch: {len(failed)} of {len(processes)} workers exited with errors ({failed})")
+    return codes
+
+
+def terminate_with_parent(parent_pid: int) -> bool:
+    """In a launched worker: get SIGTERM when the launcher dies (Linux). False if it is gone already."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        return True
+    return os.getppid() == parent_pid  # it may have died before prctl took effect

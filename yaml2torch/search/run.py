@@ -1,0 +1,417 @@
+"""Running a search: open the study, run its trials through the worker library, export the results.
+
+``run_search`` is ``yaml2torch search`` (and the Python API); ``run_joined_worker`` is
+``yaml2torch worker``. Both run trials the same way: ``yaml2torch.scale.worker.run_worker``
+with ``yaml2torch.search.trial.Objective``, training each trial in a child process when it can
+(``IsolatedTrainer``). With ``workers > 1``, ``run_search`` starts that many ``yaml2torch worker``
+processes on this machine instead and follows their progress.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from yaml2torch import __version__
+from yaml2torch.errors import StudyError, UsageError
+from yaml2torch.files import load_state_dict, state_dict_bytes
+from yaml2torch.scale.budget import StudyLock, may_start
+from yaml2torch.scale.faults import FaultPlan, check_finite_loss
+from yaml2torch.scale.isolation import (
+    InProcessChannel,
+    TrialTimedOut,
+    fork_works,
+    isolation_available,
+    keep_parent_single_threaded,
+    run_isolated,
+    warm_up_torch,
+)
+from yaml2torch.scale.launch import launch_workers
+from yaml2torch.scale.signals import StopRequested, stop_on_signals
+from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+from yaml2torch.scale.storage import (
+    journal_url,
+    make_artifact_store,
+    make_storage,
+    upload_file,
+    with_storage_retries,
+)
+from yaml2torch.scale.worker import WorkerOptions, WorkerSummary, run_worker
+from yaml2torch.search.config import SearchConfig, component_class, parse_config
+from yaml2torch.search.train import DataCache, EpochResult, resolve_device, train_model
+from yaml2torch.search.trial import Objective
+from yaml2torch.study_record import RunSettings, StudyRecord, check_same_space, write_settings
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this process runs a search. The study-wide part is ``settings()``, recorded in the study."""
+
+    out_dir: Path
+    storage: str | None = None  # default: OUT/study.db, or OUT/study.log with workers > 1
+    study: str | None = None  # default: the file's study name
+    trials: int | None = None  # override the file's budget
+    timeout: float | None = None
+    epochs: int | None = None  # override train.epochs (quick checks; part of the de-duplication key)
+    data_limit: int | None = None  # override data.limit: a stratified subset (quick checks)
+    time_limit: float | None = None  # per trial, seconds (enforced in a child process)
+    artifacts: str | None = None  # artifact store folder for weights (default OUT/artifacts)
+    device: str | None = None  # auto, cpu, cuda, cuda:1
+    resume: bool = False  # require an existing study
+    progress: bool = True
+    search_model: Callable[..., Any] | None = None  # the Python escape hatch, passed directly
+    workers: int = 1  # worker processes on this machine
+    devices: tuple[str, ...] = ()  # round robin over the workers
+    isolate: bool = False  # train each trial in a forked child (the command line turns it on)
+    threads: int | None = None  # torch threads per trial (default: cores // workers)
+    heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL
+    grace_period: int = DEFAULT_GRACE_PERIOD
+    worker_index: int | None = None  # set for workers started by search --workers
+
+    @property
+    def storage_url(self) -> str:
+        if self.storage is not None:
+            return self.storage
+        if self.workers > 1:
+            return journal_url(self.out_dir / "study.log")  # many processes: not SQLite
+        return f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
+
+    def settings(self, config: SearchConfig) -> RunSettings:
+        """The shared settings: this run's overrides over the search file's budget."""
+        trials = self.trials if self.trials is not None else config.trials
+        timeout = self.timeout if self.timeout is not None else config.timeout
+        if self.trials is not None and self.timeout is None:
+            timeout = None  # --trials alone replaces the file's budget
+        artifacts = self.artifacts or str((self.out_dir / "artifacts").resolve())
+        return RunSettings(trials, timeout, self.epochs, self.data_limit, self.time_limit, artifacts)
+
+    def child_threads(self) -> int:
+        return self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    study: optuna.Study
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+# --- the study ----------------------------------------------------------------------------------
+
+
+def make_sampler(config: SearchConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    cls = component_class("sampler", config.sampler.type)
+    kwargs = dict(config.sampler.kwargs)
+    if "seed" in inspect.signature(cls).parameters:
+        kwargs["seed"] = config.seed + seed_offset
+    return cls(**kwargs)
+
+
+def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    return component_class("pruner", config.pruner.type)(**dict(config.pruner.kwargs))
+
+
+def _finished(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+
+
+def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
+    """Create or resume the study; a study holds its search file, and a different file is refused."""
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    name = options.study or config.study
+    storage = make_storage(options.storage_url)  # journal files, PostgreSQL heartbeats and retries
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        existing = None
+        if options.resume:
+            raise StudyError(f"--resume: no study {name!r} in {options.storage_url}") from None
+    if existing is not None:
+        check_same_space(existing, config.text, config.path)
+        sampler = make_sampler(config, _finished(existing))
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=make_pruner(config))
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=config.directions,
+        sampler=make_sampler(config),
+        pruner=make_pruner(config),
+        load_if_exists=True,
+    )
+    space_path = config.path if config.path.startswith("<") else str(Path(config.path).resolve())
+    StudyRecord(
+        space_yaml=config.text,
+        space_path=space_path,
+        objectives=tuple((o.metric, o.direction) for o in config.objectives),
+        out_dir=str(options.out_dir.resolve()),
+        settings=options.settings(config),
+        version=__version__,
+    ).write(study)
+    return study
+
+
+@dataclass(frozen=True)
+class StoredStudy:
+    """A study reopened from storage alone: the study, its record and its search file."""
+
+    study: optuna.Study
+    record: StudyRecord
+    config: SearchConfig
+
+
+def open_stored_study(url: str, name: str, **storage_options: Any) -> StoredStudy:
+    """The one way ``worker``, ``best`` and ``report`` reopen a study (the record says where files are)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = with_storage_retries(lambda: make_storage(url, **storage_options), what="opening the storage")
+    try:
+        study = with_storage_retries(
+            lambda: optuna.load_study(study_name=name, storage=storage), what="loading the study"
+        )
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+        known = f"; studies there: {', '.join(names)}" if names else "; the storage holds no studies"
+        raise StudyError(f"no study named {name!r} in {url}{known}") from None
+    record = StudyRecord.read(study)
+    return StoredStudy(study, record, parse_config(record.space_yaml, record.space_path, record.space_dir()))
+
+
+# --- training a trial: in a child process, with faults injected and a time limit ----------------
+
+
+@dataclass(frozen=True)
+class IsolatedTrainer:
+    """Trains one trial's model, in a forked child when possible (``Objective.trainer``).
+
+    After each epoch the child applies injected faults (``YAML2TORCH_INJECT_FAULT``), checks the
+    loss is finite and hands the epoch result to the worker, where ``on_epoch`` reports to Optuna
+    (and may prune). The trained weights come back to the worker's model. Without isolation (CUDA
+    already initialized, or --no-isolate) training runs here; the time limit is checked per epoch.
+    """
+
+    time_limit: float | None = None
+    isolate: bool = True
+    threads: int | None = None
+
+    def __call__(self, trial: Any, model: Any, data: Any, settings: Any, seed: int, on_epoch: Any) -> list[EpochResult]:
+        faults = FaultPlan.from_env()
+        number = trial.number
+
+        def train_here(channel: Any) -> tuple[list[EpochResult], bytes]:
+            def after_epoch(result: EpochResult) -> None:
+                check_finite_loss(faults.at_epoch(number, result.epoch, result.train_loss), result.epoch)
+                channel.call(result)
+
+            history = train_model(model, data, settings, seed, after_epoch)
+            return history, state_dict_bytes(model)
+
+        if self.isolate and isolation_available() and data.device.type == "cpu":
+            history, state = run_isolated(
+                train_here, time_limit=self.time_limit, on_call=on_epoch, child_threads=self.threads
+            )
+            load_state_dict(model, state)
+            return history
+        started = time.monotonic()
+
+        def on_call(result: EpochResult) -> None:
+            on_epoch(result)
+            if self.time_limit is not None and time.monotonic() - started > self.time_limit:
+                raise TrialTimedOut(f"timed out: exceeded the per-trial time limit of {self.time_limit:g}s")
+
+        history, _ = train_here(InProcessChannel(on_call=on_call))
+        return history
+
+
+def _prepare_isolation(options: RunOptions, device: Any, time_limit: float | None, say: Callable[[str], None]):
+    """Whether trials fork, and the call that restores torch's thread count afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    isolate = options.isolate and isolation_available() and device.type == "cpu"
+    if isolate:
+        keep_parent_single_threaded()
+        if fork_works(options.child_threads()):
+            warm_up_torch()
+        else:
+            isolate = False
+            if time_limit:  # only the time limit needs a child process; say what it loses
+                say(
+                    "yaml2torch: warning: trials train in this process: torch's thread pool was started here "
+                    "before the search (a forked trial would hang); --time-limit is checked after each epoch"
+                )
+    if isolate:
+        torch.set_num_threads(1)  # the parent only samples, compiles and waits; children train
+    elif options.threads:
+        torch.set_num_threads(options.threads)  # training runs here: --threads applies here
+    else:
+        torch.set_num_threads(previous)
+    return isolate, lambda: torch.set_num_threads(previous)
+
+
+def run_trials(
+    study: optuna.Study,
+    config: SearchConfig,
+    options: RunOptions,
+    settings: RunSettings,
+    data: DataCache,
+    progress: Any,
+    say: Callable[[str], None] = _say,
+) -> WorkerSummary:
+    """This process as one worker of the study, until the budget or the timeout."""
+    isolate, restore_threads = _prepare_isolation(options, data.device, settings.time_limit, say)
+    store = make_artifact_store(settings.artifacts or options.out_dir / "artifacts")
+    objective = Objective(
+        config,
+        data,
+        options.out_dir,
+        epochs=settings.epochs,
+        search_model=options.search_model,
+        trainer=IsolatedTrainer(settings.time_limit, isolate, options.child_threads()),
+        upload_weights=lambda trial, path: upload_file(trial, path, store),
+        progress=progress,
+    )
+    worker = WorkerOptions(
+        total_trials=settings.trials,
+        timeout=settings.timeout,
+        heartbeat_interval=options.heartbeat_interval,
+        grace_period=options.grace_period,
+    )
+    lock = StudyLock(options.storage_url, study.study_name)
+    try:
+        with stop_on_signals():
+            try:
+                summary = run_worker(
+                    study, objective, worker, lock=lock, say=say, on_trial_done=getattr(progress, "trial_done", None)
+                )
+            except StopRequested as stop:
+                say(f"yaml2torch: stopped by {stop.signal_name}; the running trial was failed and queued again")
+                raise
+    finally:
+        restore_threads()
+    say(f"yaml2torch: {summary.line()}")
+    return summary
+
+
+# --- several workers on this machine ------------------------------------------------------------
+
+
+def worker_command(options: RunOptions, study: str, index: int, device: str | None) -> list[str]:
+    """The ``yaml2torch worker`` command line of local worker ``index``."""
+    command = [sys.executable, "-m", "yaml2torch", "worker", "--storage", options.storage_url, "--study", study]
+    command += ["--out", str(options.out_dir), "--worker-index", str(index), "--threads", str(options.child_threads())]
+    command += ["--heartbeat-interval", str(options.heartbeat_interval), "--grace-period", str(options.grace_period)]
+    command += ["--quiet", *(["--device", device] if device else []), *([] if options.isolate else ["--no-isolate"])]
+    return command
+
+
+def default_devices(options: RunOptions) -> tuple[str, ...]:
+    """One worker per GPU when several are visible and the device was left to us."""
+    if options.devices:
+        return options.devices
+    if options.device not in (None, "auto"):
+        return (options.device,)
+    import torch
+
+    count = torch.cuda.device_count()
+    return tuple(f"cuda:{i}" for i in range(count)) if count > 1 else ()
+
+
+def run_local_workers(study: optuna.Study, options: RunOptions, progress: Any, say: Callable[[str], None]) -> None:
+    devices = default_devices(options)
+    commands = [
+        worker_command(options, study.study_name, i, devices[i % len(devices)] if devices else options.device)
+        for i in range(options.workers)
+    ]
+    say(f"yaml2torch: {len(commands)} workers on {options.storage_url} (study {study.study_name})")
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+
+    def report_new_trials() -> None:
+        try:
+            trials = study.get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - progress only; the workers do the real work
+            return
+        for trial in trials:
+            if trial.state.is_finished() and trial.number not in seen:
+                seen.add(trial.number)
+                progress.trial_done(study, trial)
+
+    launch_workers(commands, on_poll=report_new_trials, say=say)
+
+
+# --- the commands' entry points ------------------------------------------------------------------
+
+
+def run_search(config: SearchConfig, options: RunOptions) -> SearchResult:
+    """Run (or resume) a search to its budget, then export best/Pareto files and the test score."""
+    from yaml2torch.search.export import export_study
+    from yaml2torch.search.progress import SearchProgress
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = DataCache(replace(config.data, limit=options.data_limit or config.data.limit), resolve_device(options.device))
+    data.splits  # noqa: B018 - a missing or unreadable data source fails here, before any study exists
+    study = open_study(config, options)
+    settings = options.settings(config)
+    with_storage_retries(lambda: write_settings(study, settings), what="recording the study settings")
+    trials = study.get_trials(deepcopy=False)
+    with SearchProgress(config, total=settings.trials, done=_finished(study), enabled=options.progress) as progress:
+        if may_start(trials, settings.trials):
+            if options.workers > 1:
+                run_local_workers(study, options, progress, _say)
+            else:
+                run_trials(study, config, options, settings, data, progress)
+        summary = export_study(study, config, options.out_dir, data)
+        progress.closing_table(study, config, summary)
+    return SearchResult(study, options.out_dir, summary)
+
+
+def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummary:
+    """``yaml2torch worker``: join a stored study and run its trials with its recorded settings.
+
+    Trial folders go to ``out_dir``, else to the folder the study recorded when it exists here,
+    else to ``generated/<study>/``.
+    """
+    from yaml2torch.search.progress import SearchProgress
+
+    if options.storage is None or options.study is None:
+        raise UsageError("a worker needs --storage and --study")
+    stored = open_stored_study(
+        options.storage, options.study, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
+    )
+    options = replace(options, out_dir=stored.record.trials_root(out_dir, Path("generated") / options.study))
+    recorded = stored.record.settings
+    settings = replace(
+        recorded,
+        trials=options.trials if options.trials is not None else recorded.trials,
+        timeout=options.timeout if options.timeout is not None else recorded.timeout,
+        time_limit=options.time_limit if options.time_limit is not None else recorded.time_limit,
+        artifacts=options.artifacts or recorded.artifacts,
+    )
+    config = stored.config
+    finished = _finished(stored.study)
+    # Each worker gets its own sampler seed, or parallel workers would sample the same trials.
+    index = options.worker_index
+    offset = finished + 7919 * (index + 1) if index is not None else os.getpid()
+    study = optuna.load_study(
+        study_name=options.study,
+        storage=make_storage(
+            options.storage, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
+        ),
+        sampler=make_sampler(config, offset),
+        pruner=make_pruner(config),
+    )
+    data = DataCache(
+        replace(config.data, limit=settings.data_limit or config.data.limit), resolve_device(options.device)
+    )
+    with SearchProgress(config, total=settings.trials, done=finished, enabled=options.progress) as progress:
+        return run_trials(study, config, options, settings, data, progress)
