@@ -17,74 +17,19 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from pg_server import postgres_server  # noqa: F401 - a fixture
+from scale_helpers import SPACE, check_trained, load, yaml2torch
 
+from yaml2torch.scale.budget import counted_trials
 from yaml2torch.scale.faults import ENV_INJECT
-from yaml2torch.scale.storage import journal_url, make_storage
-from yaml2torch.scale.worker import counted_trials
+from yaml2torch.scale.storage import journal_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-SPACE = """\
-study: tiny
-seed: 0
-trials: 4
-data: {source: digits, limit: 300}
-objectives: [accuracy]
-sampler: {type: Random}
-pruner: {type: none}
-train:
-  epochs: 2
-  batch_size: 32
-  image_size: 8
-  optimizer: {type: Adam, lr: {float: [0.003, 0.01], log: true}}
-  scheduler: none
-model:
-  backbone:
-    - [1, Conv, [{int: [4, 16], step: 4}, 3, 1]]
-    - [1, MaxPool, [2]]
-    - [1, GlobalAvgPool, []]
-    - [1, Flatten, []]
-    - [1, Linear, [10]]
-"""
-
-
-def yaml2torch(*args: str, fault: str | None = None, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != ENV_INJECT}
-    if fault:
-        env[ENV_INJECT] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "yaml2torch", *map(str, args)],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **popen,
-    )
-
 
 @pytest.fixture
 def space(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(SPACE)
     return path
-
-
-def load(url: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name="tiny", storage=make_storage(url)).get_trials()
-
-
-def check_trained(trials, out: Path, count: int) -> list:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == count and len({t.number for t in trials}) == len(trials)
-    for trial in complete:
-        attrs = trial.user_attrs
-        assert {"spec_yaml", "arch_hash", "metrics", "model_py", "weights_artifact"} <= set(attrs), trial.number
-        assert (out / attrs["trial_dir"] / "model.pt").is_file()
-        assert (out / "artifacts" / attrs["weights_artifact"]).read_bytes() == (
-            out / attrs["trial_dir"] / "model.pt"
-        ).read_bytes()
-    return complete
 
 
 def test_two_workers_share_a_journal_study_and_best_runs_from_storage_alone(space, tmp_path):
@@ -198,9 +143,9 @@ def test_sigterm_stops_a_real_search_promptly_with_nothing_half_written(space, t
 def test_four_workers_on_postgres_with_a_real_search(postgres_server, space, tmp_path):  # noqa: F811
     out = tmp_path / "out"
     url = postgres_server.url
-    run = yaml2torch("search", space, "--workers", 4, "--trials", 8, "--storage", url, "--out", out, "--quiet")
+    args = ("--trials", 8, "--storage", url, "--study", "search4", "--out", out, "--quiet")
+    run = yaml2torch("search", space, "--workers", 4, *args)
     assert run.returncode == 0, run.stderr
-    trials = load(url)
+    trials = load(url, "search4")
     check_trained(trials, out, 8)
-    extra = [t for t in trials if t.state != TrialState.COMPLETE]  # a surplus start, failed untrained (rare)
-    assert len(extra) <= 1 and all(t.user_attrs["status"] == "surplus" for t in extra)
+    assert len(trials) == 8  # exactly the budget: no surplus entries

@@ -15,34 +15,45 @@ import torch  # noqa: F401 - loaded before forking, as in a real worker (the oom
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
-from yaml2torch.scale.faults import ENV_INJECT, FaultPlan, InjectedFault, NonFiniteLoss, check_finite_loss
+from yaml2torch.errors import StudyError, TrainingDiverged, UsageError
+from yaml2torch.scale.budget import counted_trials
+from yaml2torch.scale.faults import ENV_INJECT, FaultPlan, InjectedFault, check_finite_loss
 from yaml2torch.scale.isolation import TrialFailed, TrialTimedOut, run_isolated
-from yaml2torch.scale.metadata import (
-    MissingStudyError,
-    StudyMetadata,
-    StudyMismatchError,
-    TrialOutputs,
-    create_or_join_study,
-    download_weights,
-    load_study_metadata,
-    record_trial_outputs,
-    upload_weights,
+from yaml2torch.scale.stale import WorkerIdentity, reap_stale_trials, stale_reason
+from yaml2torch.scale.storage import classify_storage, make_artifact_store, make_storage, upload_file
+from yaml2torch.scale.worker import WorkerOptions, run_worker
+from yaml2torch.search.export import fetch_trial_files
+from yaml2torch.search.run import open_stored_study
+from yaml2torch.study_record import (
+    TRIAL_HEARTBEAT_AT,
+    RunSettings,
+    StudyRecord,
+    check_same_space,
+    record_files,
+    record_plan,
+    record_result,
+    record_weights,
 )
-from yaml2torch.scale.stale import TRIAL_HEARTBEAT_AT, WorkerIdentity, reap_stale_trials, stale_reason
-from yaml2torch.scale.storage import classify_storage, make_artifact_store, make_storage
-from yaml2torch.scale.worker import WorkerOptions, counted_trials, run_worker, train_in_child
 
-ROOT = Path(__file__).resolve().parent.parent
-TRIVIAL_WORKER = ROOT / "tests" / "scale_trivial_worker.py"
-SPACE = "x: {float: [0, 1]}\n"
+SPACE = "study: s\nmodel: {backbone: [[1, Linear, [10]]]}\n"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def new_study(storage, name="s", space=SPACE, **kwargs):
-    return create_or_join_study(
-        storage, name, StudyMetadata(space, "space.yaml", {"k": 1}), directions=["minimize"], **kwargs
-    )
+    study = optuna.create_study(storage=storage, study_name=name, directions=["minimize"], **kwargs)
+    StudyRecord(space, "/nowhere/space.yaml", (("loss", "minimize"),), None, RunSettings(trials=3)).write(study)
+    return study
+
+
+def in_child(trial, train, args=(), time_limit=None):
+    """The library's way to train a trial in a child: run_isolated, reporting to the trial."""
+
+    def on_report(step, value):
+        trial.report(value, step)
+        return trial.should_prune()
+
+    return run_isolated(train, args, time_limit=time_limit, on_report=on_report)
 
 
 # --- storages ------------------------------------------------------------------------------
@@ -57,51 +68,53 @@ def test_storage_urls_name_the_right_optuna_storage(tmp_path):
     assert (tmp_path / "deep" / "study.log").is_file()
     sqlite = make_storage(f"sqlite:///{tmp_path}/s.db")
     assert isinstance(sqlite, RDBStorage) and sqlite.heartbeat_interval is None
-    with pytest.raises(ValueError, match="neither a database URL"):
+    with pytest.raises(UsageError, match="neither a database URL"):
         classify_storage("study.db")
-    with pytest.raises(ValueError, match="needs a file path"):
+    with pytest.raises(UsageError, match="needs a file path"):
         classify_storage("journal://")
 
 
-# --- study metadata ------------------------------------------------------------------------
+# --- the study record --------------------------------------------------------------------
 
 
-def test_space_and_settings_are_recorded_and_a_different_space_is_refused(tmp_path):
+def test_study_record_round_trips_and_a_different_space_is_refused(tmp_path):
     url = str(tmp_path / "study.log")
     new_study(make_storage(url))
-    # A second process (fresh storage object) joins with the same text: fine.
-    new_study(make_storage(url))
-    _study, metadata = load_study_metadata(make_storage(url), "s")
-    assert metadata.space_yaml == SPACE and metadata.settings == {"k": 1} and metadata.space_name == "space.yaml"
-    with pytest.raises(StudyMismatchError, match=r"different search space .*sha256 [0-9a-f]{12}.*yaml2torch worker"):
-        new_study(make_storage(url), space=SPACE + "# edited\n")
-    with pytest.raises(MissingStudyError, match="no study named 'nope'.*studies there: s"):
-        load_study_metadata(make_storage(url), "nope")
+    # Another process (a fresh storage object) reads it back through the one reader.
+    stored = open_stored_study(url, "s")
+    assert stored.record.space_yaml == SPACE and stored.record.settings == RunSettings(trials=3)
+    assert stored.record.space_dir() == Path.cwd()  # the recorded folder does not exist here
+    assert stored.config.study == "s"
+    check_same_space(stored.study, SPACE, "space.yaml")
+    with pytest.raises(StudyError, match=r"different search file \(/nowhere/space.yaml\) than edited.yaml"):
+        check_same_space(stored.study, SPACE + "# edited\n", "edited.yaml")
+    with pytest.raises(StudyError, match="no study named 'nope'.*studies there: s"):
+        open_stored_study(url, "nope")
+    optuna.create_study(study_name="plain", storage=make_storage(url))
+    with pytest.raises(StudyError, match="'plain' has no yaml2torch search file recorded"):
+        open_stored_study(url, "plain")
 
 
-def test_trial_outputs_and_weights_come_back_from_storage_alone(tmp_path):
+def test_trial_files_and_weights_come_back_from_storage_alone(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     study = new_study(make_storage(url))
     store = make_artifact_store(tmp_path / "artifacts")
     trial = study.ask()
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"\x00weights\xff")
-    record_trial_outputs(trial, spec_yaml="a: 1\n", arch_hash="abc", metrics={"accuracy": 0.5}, model_source="# src\n")
-    upload_weights(trial, weights, store)
+    record_plan(trial.set_user_attr, arch_hash="abc", eval_key="k", spec_yaml="a: 1\n", params=5, macs=None, train={})
+    record_files(trial.set_user_attr, "trials/0000", "# src\n")
+    record_result(trial.set_user_attr, {"accuracy": 0.5}, None)
+    record_weights(trial.set_user_attr, upload_file(trial, weights, store))
     study.tell(trial, 0.5)
     weights.unlink()
     # Another process: only the URL, the name and the store location.
     frozen = optuna.load_study(study_name="s", storage=make_storage(url)).best_trial
-    outputs = TrialOutputs.of(frozen)
-    assert (outputs.spec_yaml, outputs.arch_hash, outputs.metrics, outputs.model_source) == (
-        "a: 1\n",
-        "abc",
-        {"accuracy": 0.5},
-        "# src\n",
-    )
-    fetched = download_weights(outputs, make_artifact_store(tmp_path / "artifacts"), tmp_path / "out" / "best.pt")
-    assert fetched.read_bytes() == b"\x00weights\xff"
-    assert not list((tmp_path / "out").glob(".*partial"))
+    folder = fetch_trial_files(frozen, make_artifact_store(tmp_path / "artifacts"), tmp_path / "out")
+    assert folder == tmp_path / "out" / "trials" / "0000"
+    assert (folder / "spec.yaml").read_text() == "a: 1\n" and (folder / "model.py").read_text() == "# src\n"
+    assert (folder / "model.pt").read_bytes() == b"\x00weights\xff"
+    assert not list((tmp_path / "out").rglob(".*partial"))
 
 
 # --- fault injection and child-process trials ----------------------------------------------
@@ -114,10 +127,10 @@ def test_fault_plan_parses_and_applies_at_the_named_trial_and_epoch():
         plan.at_epoch(2, 2, 1.0)
     assert plan.at_epoch(3, 2, 1.0) == 1.0
     poisoned = plan.at_epoch(3, 1, 1.0)
-    with pytest.raises(NonFiniteLoss, match="non-finite loss"):
+    with pytest.raises(TrainingDiverged, match="non-finite loss"):
         check_finite_loss(poisoned, 0)
     for bad in ("explode:trial=1", "nan:trial=x", "nan:step=1"):
-        with pytest.raises(ValueError, match=ENV_INJECT):
+        with pytest.raises(UsageError, match=ENV_INJECT):
             FaultPlan.parse(bad)
 
 
@@ -188,7 +201,7 @@ def test_faulty_trials_fail_with_reasons_and_the_study_goes_on(tmp_path, monkeyp
 
     def objective(trial):
         x = trial.suggest_float("x", 0, 1)
-        return train_in_child(trial, _loss_train, (trial.number, x), time_limit=2.0)["loss"]
+        return in_child(trial, _loss_train, (trial.number, x), time_limit=2.0)["loss"]
 
     summary = run_worker(study, objective, WorkerOptions(total_trials=7), say=lambda message: None)
     assert (summary.completed, summary.failed) == (3, 4)
@@ -218,7 +231,8 @@ def _start_trial_in_a_process_then_kill_it(url: str, tmp_path: Path) -> int:
     script = (
         "import sys, time, optuna\n"
         "from yaml2torch.scale.storage import make_storage\n"
-        "from yaml2torch.scale.stale import TRIAL_WORKER, WorkerIdentity\n"
+        "from yaml2torch.scale.stale import WorkerIdentity\n"
+        "from yaml2torch.study_record import TRIAL_WORKER\n"
         "study = optuna.load_study(study_name='s', storage=make_storage(sys.argv[1]))\n"
         "trial = study.ask(); trial.suggest_float('x', 0, 1)\n"
         "trial.set_user_attr(TRIAL_WORKER, WorkerIdentity.current().as_attr())\n"
@@ -270,52 +284,6 @@ def test_silent_trial_from_another_host_is_stale_after_the_grace_period(tmp_path
     assert stale_reason(frozen, now=1031.0, grace_period=30) == "no heartbeat for 31s (grace period 30s)"
 
 
-# --- signals -------------------------------------------------------------------------------
-
-
-def test_sigterm_fails_the_running_trial_requeues_it_and_exits_promptly(tmp_path):
-    url, artifacts = str(tmp_path / "s.log"), str(tmp_path / "artifacts")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(TRIVIAL_WORKER),
-            url,
-            "s",
-            artifacts,
-            "--total",
-            "50",
-            "--epochs",
-            "3",
-            "--epoch-seconds",
-            "1",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    storage = make_storage(url)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            study = optuna.load_study(study_name="s", storage=storage)
-            if study.get_trials(states=(TrialState.RUNNING,)):
-                break
-        except KeyError:
-            pass
-        time.sleep(0.1)
-    time.sleep(0.5)
-    sent = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=20)
-    assert time.monotonic() - sent < 3
-    assert process.returncode == 128 + signal.SIGTERM
-    assert "trial 0 failed: interrupted by SIGTERM" in stderr and "stopped by SIGTERM" in stderr
-    trials = optuna.load_study(study_name="s", storage=make_storage(url)).get_trials()
-    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["reason"] == "interrupted by SIGTERM"
-    assert trials[1].state == TrialState.WAITING and trials[1].user_attrs["retry_of"] == 0
-    # Nothing half-written in the artifact store: the interrupted trial uploaded nothing.
-    assert not list(Path(artifacts).glob("*"))
-
-
 def test_worker_command_errors_are_one_line_with_exit_status_2(tmp_path):
     def worker(storage: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "yaml2torch", "worker", "--storage", storage, "--study", "s"]
@@ -331,5 +299,5 @@ def test_worker_command_errors_are_one_line_with_exit_status_2(tmp_path):
     foreign = worker(str(tmp_path / "plain.log"))
     assert foreign.returncode == 2
     assert foreign.stderr == (
-        "yaml2torch: error: study 's' has no yaml2torch search space recorded (was it created by 'yaml2torch search'?)\n"
+        "yaml2torch: error: study 's' has no yaml2torch search file recorded (was it created by 'yaml2torch search'?)\n"
     )

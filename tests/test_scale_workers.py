@@ -1,14 +1,12 @@
-"""Many worker processes sharing one study, on a journal file and on a real PostgreSQL server.
+"""Many worker processes sharing one study through the real trial path (``yaml2torch search
+--workers`` and ``yaml2torch worker``): exact budgets on a journal file, SQLite and a real
+PostgreSQL server, a killed worker on PostgreSQL, and a PostgreSQL restart mid-run.
 
-The objective is trivial (see scale_trivial_worker.py) so these tests measure the storage,
-the worker loop and the fault handling; tests/test_scale_search.py does the same with real training.
+``tests/test_budget_stress.py`` runs the same budget checks many times (not in CI by default).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,121 +14,94 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from pg_server import postgres_server  # noqa: F401 - a fixture
+from scale_helpers import SPACE, check_trained, load, start, yaml2torch
 
-from yaml2torch.scale.faults import ENV_INJECT
-from yaml2torch.scale.metadata import TrialOutputs, download_weights
-from yaml2torch.scale.storage import make_artifact_store, make_storage
-
-ROOT = Path(__file__).resolve().parent.parent
-TRIVIAL_WORKER = ROOT / "tests" / "scale_trivial_worker.py"
+from yaml2torch.scale.budget import counted_trials
+from yaml2torch.scale.storage import journal_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def start_worker(
-    url: str, artifacts: Path, total: int, *extra: str, fault: str | None = None, study: str = "s"
-) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != ENV_INJECT}
-    if fault:
-        env[ENV_INJECT] = fault
-    return subprocess.Popen(
-        [sys.executable, str(TRIVIAL_WORKER), url, study, str(artifacts), "--total", str(total), *extra],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture
+def space(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SPACE.replace("epochs: 2", "epochs: 1"))
+    return path
 
 
-def finish(processes: list[subprocess.Popen], timeout: float = 90) -> list[tuple[int, str]]:
-    return [(p.wait(timeout), p.communicate()[1]) for p in processes]
+def exact_budget(space: Path, url: str, out: Path, workers: int = 4, study: str = "tiny") -> None:
+    """N workers, then a late worker, then a resume with a larger budget: exactly N trials each time."""
+    common = ("--storage", url, "--study", study, "--out", out, "--quiet")
+    run = yaml2torch("search", space, "--workers", workers, "--trials", 8, *common)
+    assert run.returncode == 0, run.stderr
+    trials = load(url, study)
+    assert len(trials) == 8, [(t.number, t.state, t.user_attrs.get("reason")) for t in trials]
+    check_trained(trials, out, 8)
+    # A worker started after the budget is reached starts nothing.
+    late = yaml2torch("worker", "--storage", url, "--study", study, "--quiet")
+    assert late.returncode == 0, late.stderr
+    assert len(load(url, study)) == 8
+    # Resumed with a larger budget: exactly the new budget.
+    more = yaml2torch("search", space, "--workers", workers, "--trials", 11, *common)
+    assert more.returncode == 0, more.stderr
+    check_trained(load(url, study), out, 11)
+    assert len(load(url, study)) == 11
 
 
-def check_complete_study(
-    url: str, artifacts: Path, total: int, tmp_path: Path, study: str = "s"
-) -> list[optuna.trial.FrozenTrial]:
-    trials = optuna.load_study(study_name=study, storage=make_storage(url)).get_trials()
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == total
-    assert len({t.number for t in trials}) == len(trials)
-    store = make_artifact_store(artifacts)
-    for trial in complete:
-        outputs = TrialOutputs.of(trial)
-        assert outputs.spec_yaml == f"x: {trial.params['x']!r}\n" and outputs.metrics["loss"] == trial.value
-        weights = download_weights(outputs, store, tmp_path / "fetched" / f"{trial.number}.txt")
-        assert weights.read_text() == f"weights of trial {trial.number}: x={trial.params['x']!r}\n"
-    return trials
+def test_four_workers_on_a_journal_file_run_exactly_the_budget(space, tmp_path):
+    out = tmp_path / "out"
+    exact_budget(space, journal_url(out / "study.log"), out)
 
 
-def four_workers(url: str, tmp_path: Path, per_worker: int = 3) -> None:
-    artifacts = tmp_path / "artifacts"
-    total = 4 * per_worker
-    results = finish([start_worker(url, artifacts, total) for _ in range(4)])
-    stderr = "\n\n".join(err for _, err in results)
-    assert [code for code, _ in results] == [0] * 4, stderr
-    trials = check_complete_study(url, artifacts, total, tmp_path)
-    # Workers finishing at the same instant may still start one trial too many: it is failed at
-    # once as surplus, untrained (rare: a random pause before the last trials makes it so).
-    extra = [t for t in trials if t.state != TrialState.COMPLETE]
-    assert all(t.user_attrs["status"] == "surplus" and "spec_yaml" not in t.user_attrs for t in extra), extra
-    assert len(extra) <= 1
+def test_two_workers_on_sqlite_run_exactly_the_budget(space, tmp_path):
+    out = tmp_path / "out"
+    exact_budget(space, f"sqlite:///{out / 'study.db'}", out, workers=2)
 
 
-def kill_one_of_two_then_restart(url: str, tmp_path: Path, *extra: str) -> list[optuna.trial.FrozenTrial]:
-    artifacts = tmp_path / "artifacts"
-    total = 8
-    # Trial 2 SIGKILLs the worker running it in the middle of its training (epoch 1 of 3).
-    fault = "sigkill:trial=2,epoch=1"
-    first = [start_worker(url, artifacts, total, "--epochs", "3", *extra, fault=fault) for _ in range(2)]
-    results = finish(first)
-    assert sorted(code for code, _ in results) == [-9, 0], results
-    restarted = finish([start_worker(url, artifacts, total, "--epochs", "3", *extra)])
-    assert restarted[0][0] == 0, restarted
-    trials = check_complete_study(url, artifacts, total, tmp_path)
+@pytest.mark.postgres
+def test_four_workers_on_postgres_run_exactly_the_budget(postgres_server, space, tmp_path):  # noqa: F811
+    exact_budget(space, postgres_server.url, tmp_path / "out", study="exact")
+
+
+@pytest.mark.postgres
+def test_killed_worker_on_postgres_is_failed_by_heartbeat_and_retried(postgres_server, space, tmp_path):  # noqa: F811
+    out, url = tmp_path / "out", postgres_server.url
+    liveness = ("--heartbeat-interval", 1, "--grace-period", 2)
+    # Trial 2 SIGKILLs the worker running it after its first epoch (of 2).
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SPACE)
+    args = ("search", slow, "--workers", 2, "--trials", 6, "--storage", url, "--study", "killed", "--out", out, "--quiet")
+    args = (*args, *liveness)
+    run = yaml2torch(*args, fault="sigkill:trial=2,epoch=1")
+    assert run.returncode == 0, run.stderr
+    assert "1 of 2 workers exited with errors ([-9])" in run.stderr
+    time.sleep(2.5)  # past the grace period, so a restarted worker sees the trial as stale
+    again = yaml2torch("worker", "--storage", url, "--study", "killed", "--quiet", *liveness)
+    assert again.returncode == 0, again.stderr
+    trials = load(url, "killed")
     killed = trials[2]
-    assert killed.state == TrialState.FAIL
+    assert killed.state == TrialState.FAIL and killed.user_attrs["status"] == "stale"
+    assert "heartbeat" in killed.user_attrs["reason"]
     [retry] = [t for t in trials if t.user_attrs.get("retry_of") == 2]
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
-    assert len(trials) == total + 1  # the killed trial plus its retry
-    return trials
-
-
-def test_four_workers_share_a_journal_file(tmp_path):
-    four_workers(str(tmp_path / "study.log"), tmp_path)
-
-
-def test_killed_worker_on_a_journal_file_is_detected_and_its_trial_retried(tmp_path):
-    trials = kill_one_of_two_then_restart(str(tmp_path / "study.log"), tmp_path)
-    assert trials[2].user_attrs["reason"].startswith("stale: worker process")
-
-
-@pytest.mark.postgres
-def test_four_workers_share_postgres(postgres_server, tmp_path):  # noqa: F811
-    url = postgres_server.url.rsplit("/", 1)[0] + "/postgres"
-    four_workers(url, tmp_path)
-
-
-@pytest.mark.postgres
-def test_killed_worker_on_postgres_is_failed_by_heartbeat_and_retried(postgres_server, tmp_path):  # noqa: F811
-    trials = kill_one_of_two_then_restart(postgres_server.url, tmp_path, "--heartbeat", "1", "--grace", "2")
-    assert trials[-1].number > 2
+    check_trained(trials, out, 6)
+    assert len(counted_trials(trials)) == 6 and len(trials) == 7  # the killed trial plus its retry
 
 
 @pytest.mark.postgres
 def test_workers_survive_a_postgres_restart(postgres_server, tmp_path):  # noqa: F811
-    url = postgres_server.url
-    artifacts = tmp_path / "artifacts"
-    args = (url, artifacts, 10, "--epoch-seconds", "0.4", "--grace", "20")
-    workers = [start_worker(*args, study="restart") for _ in range(2)]
-    time.sleep(3)
+    out, url = tmp_path / "out", postgres_server.url
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SPACE.replace("epochs: 2", "epochs: 6"))
+    args = ("--trials", 6, "--storage", url, "--study", "restart", "--out", out, "--grace-period", 60)
+    process = start("search", slow, "--workers", 2, *args)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(out.glob("trials/*/model.py")):
+        time.sleep(0.2)
     postgres_server.restart(down_seconds=2)
-    results = finish(workers, timeout=120)
-    assert [code for code, _ in results] == [0, 0], "\n\n".join(stderr for _, stderr in results)
-    assert any("storage unreachable" in stderr and "retrying in" in stderr for _, stderr in results), results
-    trials = optuna.load_study(study_name="restart", storage=make_storage(url)).get_trials()
-    assert len(counted_trials_of(trials)) == 10
-
-
-def counted_trials_of(trials):
-    from yaml2torch.scale.worker import counted_trials
-
-    return counted_trials(trials)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 0, stderr
+    assert "storage unreachable" in stderr and "retrying in" in stderr, stderr
+    trials = load(url, "restart")
+    assert len(counted_trials(trials)) == 6
+    assert sum(t.state == TrialState.COMPLETE for t in trials) >= 5, [(t.number, t.state) for t in trials]

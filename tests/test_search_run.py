@@ -13,9 +13,9 @@ import torch
 
 from yaml2torch.cli import main
 from yaml2torch.compiler import compile_text
+from yaml2torch.files import import_model_class
 from yaml2torch.search.config import load_config, parse_config
 from yaml2torch.search.run import RunOptions, run_search
-from yaml2torch.files import import_model_class
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "search"
 

@@ -10,8 +10,8 @@ import torch
 from sklearn.metrics import f1_score
 
 from yaml2torch.cli import main
-from yaml2torch.search.config import TrainSettings
 from yaml2torch.files import import_model_class
+from yaml2torch.search.config import TrainSettings
 from yaml2torch.search.train import _augment, metrics_from_confusion
 
 SPEC = """input_channel: 1
