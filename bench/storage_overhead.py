@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import machine
 
+from yaml2torch.scale.budget import StudyLock
 from yaml2torch.scale.storage import make_storage
 from yaml2torch.scale.worker import WorkerOptions, run_worker
 
@@ -43,7 +44,9 @@ def per_trial_ms(url: str | None, loop: str, trials: int, name: str) -> float:
     if loop == "optuna":
         study.optimize(objective, n_trials=trials)
     else:
-        run_worker(study, objective, WorkerOptions(total_trials=trials, heartbeat_interval=60), say=lambda m: None)
+        lock = StudyLock(url, name) if url else None  # the exact budget's lock, as every worker takes it
+        options = WorkerOptions(total_trials=trials, heartbeat_interval=60)
+        run_worker(study, objective, options, lock=lock, say=lambda m: None)
     elapsed = time.perf_counter() - started
     assert len(study.trials) == trials
     return 1000 * elapsed / trials

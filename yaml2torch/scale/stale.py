@@ -190,7 +190,7 @@ class Heartbeat:
         self, study: optuna.Study, trial_id: int, interval: float, on_error: Callable[[str], None] | None = None
     ):
         self._study = study
-        self._trial_id = trial_id
+        self._beating_trial = trial_id
         self._interval = interval
         self._on_error = on_error
         self._stop = threading.Event()
@@ -199,9 +199,9 @@ class Heartbeat:
 
     def beat(self) -> None:
         if self._optuna:
-            _optuna.record_optuna_heartbeat(self._study, self._trial_id)
+            _optuna.record_optuna_heartbeat(self._study, self._beating_trial)
         else:
-            record_heartbeat(_optuna.set_trial_user_attr(self._study, self._trial_id), time.time())
+            record_heartbeat(_optuna.set_trial_user_attr(self._study, self._beating_trial), time.time())
 
     def _run(self) -> None:
         # Beat at once: Optuna ignores RDB trials that never beat, so a worker killed in its
@@ -214,7 +214,7 @@ class Heartbeat:
             except Exception as exc:  # noqa: BLE001 - a skipped beat; the trial goes on
                 _optuna.session_reset(self._study)()  # this thread's session
                 if self._on_error is not None:
-                    self._on_error(f"heartbeat for trial id {self._trial_id} skipped: {type(exc).__name__}")
+                    self._on_error(f"heartbeat for trial id {self._beating_trial} skipped: {type(exc).__name__}")
             if self._stop.wait(self._interval):
                 return
 

@@ -1,0 +1,72 @@
+"""Pins the Optuna internals that ``yaml2torch.scale._optuna`` uses, against real storages.
+
+When an Optuna release changes them, this file fails first and says which helper to fix.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from yaml2torch.scale import _optuna
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_the_installed_optuna_is_one_the_helpers_were_checked_against():
+    assert optuna.__version__.startswith(_optuna.CHECKED_OPTUNA), (
+        f"optuna {optuna.__version__}: re-check yaml2torch/scale/_optuna.py against it, then widen CHECKED_OPTUNA "
+        "and the bound in pyproject.toml"
+    )
+
+
+@pytest.fixture(params=["journal", "sqlite"])
+def study(request, tmp_path):
+    if request.param == "journal":
+        storage = JournalStorage(JournalFileBackend(str(tmp_path / "s.log")))
+    else:
+        storage = RDBStorage(f"sqlite:///{tmp_path}/s.db")
+    return optuna.create_study(storage=storage, study_name="s")
+
+
+def test_trial_ids_attributes_and_failing_a_trial(study):
+    trial = study.ask()
+    trial_id = _optuna.trial_id_of(trial)
+    assert isinstance(trial_id, int) and _optuna.study_id_of(study) >= 0
+    assert _optuna.trial_id_of(study.get_trials()[0]) == trial_id
+    _optuna.set_trial_user_attr(study, trial_id)("note", [1, "two"])
+    assert _optuna.get_trial(study, trial_id).user_attrs["note"] == [1, "two"]
+    assert _optuna.fail_trial(study, trial_id) is True
+    assert _optuna.fail_trial(study, trial_id) is False  # already finished: another worker was first
+    assert _optuna.get_trial(study, trial_id).state == TrialState.FAIL
+    assert not _optuna.has_optuna_heartbeats(study)
+    _optuna.session_reset(study)()  # a no-op or a real session reset; never an error
+
+
+def test_rdb_heartbeats_stale_ids_grace_period_and_session_reset(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = RDBStorage(f"sqlite:///{tmp_path}/h.db", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="h")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with Study.optimize"
+        trial = study.ask()
+    trial_id = _optuna.trial_id_of(trial)
+    assert _optuna.has_optuna_heartbeats(study)
+    assert _optuna.heartbeat_grace_period(study) == 1
+    _optuna.record_optuna_heartbeat(study, trial_id)
+    assert _optuna.optuna_stale_trial_ids(study) == set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and trial_id not in _optuna.optuna_stale_trial_ids(study):
+        time.sleep(0.2)
+    assert _optuna.optuna_stale_trial_ids(study) == {trial_id}
+    reset = _optuna.session_reset(study)
+    assert getattr(reset, "__name__", "") == "remove_session"  # unwrapped to the RDB storage's own call
+    reset()
+    assert _optuna.get_trial(study, trial_id).state == TrialState.RUNNING  # the storage still works
