@@ -24,6 +24,7 @@ from yaml2torch import __version__
 from yaml2torch.errors import StudyError, UsageError
 from yaml2torch.files import load_state_dict, state_dict_bytes
 from yaml2torch.scale.budget import StudyLock, may_start
+from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 from yaml2torch.scale.faults import FaultPlan, check_finite_loss
 from yaml2torch.scale.isolation import (
     InProcessChannel,
@@ -36,7 +37,6 @@ from yaml2torch.scale.isolation import (
 )
 from yaml2torch.scale.launch import launch_workers
 from yaml2torch.scale.signals import StopRequested, stop_on_signals
-from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 from yaml2torch.scale.storage import (
     journal_url,
     make_artifact_store,
