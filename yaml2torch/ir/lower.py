@@ -44,6 +44,17 @@ def resolve_sources(row: RowSpec) -> tuple[int, ...]:
     return tuple(resolved)
 
 
+def find_block(row: RowSpec, catalogue: Catalogue) -> Block:
+    block_cls = catalogue.blocks.get(row.module)
+    if block_cls is None and row.module.startswith("nn."):
+        block_cls = catalogue.blocks.get("nn.")
+    if block_cls is None and row.module in catalogue.refused:
+        raise SpecError(row.module_loc, catalogue.refused[row.module])
+    if block_cls is None:
+        raise SpecError(row.module_loc, f"unknown block {row.module!r}{suggest(row.module, catalogue.blocks)}")
+    return block_cls.for_row(row)
+
+
 def lower(
     spec: ModelSpec,
     catalogue: Catalogue,
@@ -57,15 +68,7 @@ def lower(
     layers: list[Layer] = []
     classes: dict[str, ClassSource] = {}
     for row in spec.rows:
-        block_cls = catalogue.blocks.get(row.module)
-        if block_cls is None and row.module.startswith("nn."):
-            block_cls = catalogue.blocks.get("nn.")
-        if block_cls is None:
-            raise SpecError(
-                row.module_loc,
-                f"unknown block {row.module!r}{suggest(row.module, catalogue.blocks)}",
-            )
-        block = block_cls.for_row(row)
+        block = find_block(row, catalogue)
         sources = resolve_sources(row)
         in_shapes = tuple(shapes[s] for s in sources)
         ctx = BuildContext(
@@ -81,10 +84,13 @@ def lower(
             width_multiple=1.0 if row.in_head else spec.width_multiple,
             channel_divisor=1 if row.in_head else spec.channel_divisor,
             channel_rounding=spec.channel_rounding,
+            scale=spec.scale,
+            default_act=spec.activation,
         )
         bound = bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
         if block.width_scaled and "c" in bound.values and not row.in_head:
-            bound = bound.replace(c=ctx.make_divisible(bound.c * spec.width_multiple))
+            channels = bound.c if spec.max_channels is None else min(bound.c, spec.max_channels)
+            bound = bound.replace(c=ctx.make_divisible(channels * spec.width_multiple))
         repeat = row.repeat
         if repeat > 1 and not row.in_head:
             repeat = max(round(repeat * spec.depth_multiple), 1)
@@ -133,6 +139,7 @@ def lower(
         layers=tuple(layers),
         classes=tuple(classes.values()),
         arch_hash="",
+        options=spec.options,
     )
     return ModelIR(**{**ir.__dict__, "arch_hash": architecture_hash(ir)})
 

@@ -9,6 +9,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yaml2torch.errors import Diagnostics, Location, SpecError, suggest
+from yaml2torch.spec.ultralytics import (
+    UltralyticsOptions,
+    guess_scale,
+    is_ultralytics,
+    parse_ultralytics_spec,
+    unscaled_path,
+)
 from yaml2torch.spec.yaml_nodes import Node, load_text, read_text, type_name
 
 ROUNDINGS = ("nearest", "ceil")
@@ -71,6 +78,12 @@ class ModelSpec:
     modules: tuple[str, ...]
     text: str  # the source text, hashed into the provenance header
     module_locs: tuple[Location, ...] = ()  # where each ``modules:`` entry stands
+    # ultralytics model files (yaml2torch.spec.ultralytics); the defaults are our own dialect
+    dialect: str = "yaml2torch"
+    max_channels: int | None = None  # channels are capped at this before width scaling
+    scale: str = ""  # the ultralytics scale letter (C3k2 reads it)
+    activation: str = ""  # the blocks' default activation ("" = each block's own)
+    options: str = ""  # command-line options that shaped the spec (--scale, --nc), for the header
 
     def with_input_size(self, size: tuple[int, int]) -> ModelSpec:
         """The spec with ``input_size`` replaced (``summary --input-size H W``)."""
@@ -79,24 +92,45 @@ class ModelSpec:
         return replace(self, input_size=(size[0], size[1]))
 
 
-def load_spec(path: str | Path, diagnostics: Diagnostics | None = None) -> ModelSpec:
+def load_spec(
+    path: str | Path, diagnostics: Diagnostics | None = None, options: UltralyticsOptions | None = None
+) -> ModelSpec:
+    """``options`` (``--scale``, ``--nc``) apply to ultralytics model files only."""
     path = Path(path)
+    scale_from_name = ""
+    if not path.exists() and guess_scale(path) and unscaled_path(path).is_file():
+        # yolov8n-cls.yaml names scale n of yolov8-cls.yaml, as in ultralytics
+        scale_from_name, path = guess_scale(path), unscaled_path(path)
+        if options is None or options.scale is None:
+            options = UltralyticsOptions(scale_from_name, options.nc if options else None)
     text = read_text(path)
-    return parse_spec(load_text(text, str(path)), str(path), path.parent, text, diagnostics)
+    return parse_spec(load_text(text, str(path)), str(path), path.parent, text, diagnostics, options)
 
 
 def load_spec_text(
-    text: str, filename: str = "<spec>", base_dir: Path | None = None, diagnostics=None
+    text: str, filename: str = "<spec>", base_dir: Path | None = None, diagnostics=None, options=None
 ) -> ModelSpec:
-    return parse_spec(load_text(text, filename), filename, base_dir or Path.cwd(), text, diagnostics)
+    return parse_spec(load_text(text, filename), filename, base_dir or Path.cwd(), text, diagnostics, options)
 
 
 def parse_spec(
-    root: Node, filename: str, base_dir: Path, text: str, diagnostics: Diagnostics | None = None
+    root: Node,
+    filename: str,
+    base_dir: Path,
+    text: str,
+    diagnostics: Diagnostics | None = None,
+    options: UltralyticsOptions | None = None,
 ) -> ModelSpec:
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
     if not root.is_map:
         raise SpecError(root.loc, f"a model spec must be a mapping, not {type_name(root)}")
+    if is_ultralytics(root):
+        return parse_ultralytics_spec(root, filename, base_dir, text, diagnostics, options or UltralyticsOptions())
+    if options is not None and options.flags():
+        raise SpecError(
+            None,
+            f"{options.flags()} apply to ultralytics model files (with nc: or scales:); {filename} is a yaml2torch spec",
+        )
     fields: dict[str, Node] = root.value  # type: ignore[assignment]
     for key, value in fields.items():
         if key not in TOP_LEVEL_KEYS and key not in ANCHOR_ONLY_KEYS and not value.defines_anchor:
@@ -119,20 +153,7 @@ def parse_spec(
         raise SpecError(root.loc, "missing required key 'backbone'")
 
     input_channel = expect_int(fields["input_channel"], "input_channel", minimum=1)
-    input_size = None
-    if "input_size" in fields and fields["input_size"].value is not None:
-        node = fields["input_size"]
-        if isinstance(node.value, int) and not isinstance(node.value, bool):
-            size = expect_int(node, "input_size", minimum=1)
-            input_size = (size, size)
-        else:
-            items = expect_list(node, "input_size")
-            if len(items) != 2:
-                raise SpecError(node.loc, f"input_size must be [H, W], got {len(items)} values")
-            input_size = (
-                expect_int(items[0], "input_size H", minimum=1),
-                expect_int(items[1], "input_size W", minimum=1),
-            )
+    input_size = parse_input_size(fields.get("input_size"))
     depth = expect_positive_float(fields["depth_multiple"], "depth_multiple") if "depth_multiple" in fields else 1.0
     width = expect_positive_float(fields["width_multiple"], "width_multiple") if "width_multiple" in fields else 1.0
     divisor = (
@@ -183,6 +204,19 @@ def parse_spec(
         text=text,
         module_locs=module_locs,
     )
+
+
+def parse_input_size(node: Node | None) -> tuple[int, int] | None:
+    """``input_size: 32`` or ``[H, W]``; absent or null means unknown."""
+    if node is None or node.value is None:
+        return None
+    if isinstance(node.value, int) and not isinstance(node.value, bool):
+        size = expect_int(node, "input_size", minimum=1)
+        return (size, size)
+    items = expect_list(node, "input_size")
+    if len(items) != 2:
+        raise SpecError(node.loc, f"input_size must be [H, W], got {len(items)} values")
+    return (expect_int(items[0], "input_size H", minimum=1), expect_int(items[1], "input_size W", minimum=1))
 
 
 def parse_norm(node: Node) -> NormSpec:
