@@ -315,3 +315,18 @@ def test_activation_key_and_nc_override(tmp_path: Path) -> None:
 def test_nc_missing_is_a_located_error() -> None:
     text = "scales:\n  n: [1.0, 1.0, 64]\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\nhead:\n  - [-1, 1, Classify, [nc]]\n"
     assert error_of(text) == "m.yaml:6:24: this row uses nc, but the file sets no 'nc:'; add nc: or pass --nc N"
+
+
+@pytest.mark.parametrize("scale", ["n", "s"])
+def test_the_example_is_an_ultralytics_file_too(scale: str, tmp_path: Path) -> None:
+    """examples/models/yolo11n_cls.yaml builds in ultralytics as it is (it ignores input_size)."""
+    from conftest import EXAMPLES_DIR
+
+    ultralytics_models()
+    path = EXAMPLES_DIR / "yolo11n_cls.yaml"
+    theirs = reference(path, scale)
+    compiled, mine = ours(path, tmp_path, scale, nc=None)
+    assert compiled.params == numel(theirs)
+    x = torch.randn(2, 3, 64, 64)
+    assert_twin(mine, theirs, x)
+    assert compiled.macs == counted_macs(mine, x[:1])
