@@ -330,3 +330,30 @@ def test_the_example_is_an_ultralytics_file_too(scale: str, tmp_path: Path) -> N
     x = torch.randn(2, 3, 64, 64)
     assert_twin(mine, theirs, x)
     assert compiled.macs == counted_macs(mine, x[:1])
+
+
+YOLOV5S_CLASSIC = """\
+nc: 80 # number of classes
+depth_multiple: 0.33 # model depth multiple
+width_multiple: 0.50 # layer channel multiple
+anchors:
+  - [10, 13, 16, 30, 33, 23] # P3/8
+  - [30, 61, 62, 45, 59, 119] # P4/16
+backbone:
+  - [-1, 1, Conv, [64, 6, 2, 2]] # 0-P1/2
+  - [-1, 3, C3, [128]]
+  - [-1, 1, SPPF, [128, 5]]
+head:
+  - [-1, 1, nn.Upsample, [None, 2, 'nearest']]
+  - [[-1, 1], 1, Concat, [1]]
+  - [-1, 3, C3, [128, False]]
+  - [[3, 5], 1, Detect, [nc, anchors]]
+"""
+
+
+def test_classic_yolov5s_file_reads_up_to_its_detect_head() -> None:
+    """The YOLOv5 repo's layout (anchors:, depth/width multiples) loads; only the head is refused."""
+    assert error_of(YOLOV5S_CLASSIC, "yolov5s.yaml").startswith("yolov5s.yaml:15:17: Detect is an ultralytics detection head")
+    spec = load_spec_text(YOLOV5S_CLASSIC, "yolov5s.yaml")
+    assert (spec.depth_multiple, spec.width_multiple, spec.scale) == (0.33, 0.5, "")
+    assert [a.value for a in spec.rows[3].args] == [None, 2, "nearest"]

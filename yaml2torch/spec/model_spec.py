@@ -97,12 +97,10 @@ def load_spec(
 ) -> ModelSpec:
     """``options`` (``--scale``, ``--nc``) apply to ultralytics model files only."""
     path = Path(path)
-    scale_from_name = ""
     if not path.exists() and guess_scale(path) and unscaled_path(path).is_file():
-        # yolov8n-cls.yaml names scale n of yolov8-cls.yaml, as in ultralytics
-        scale_from_name, path = guess_scale(path), unscaled_path(path)
-        if options is None or options.scale is None:
-            options = UltralyticsOptions(scale_from_name, options.nc if options else None)
+        # yolov8n-cls.yaml names scale n of yolov8-cls.yaml, as in ultralytics (--scale still wins)
+        scale = options.scale if options and options.scale else guess_scale(path)
+        options, path = UltralyticsOptions(scale, options.nc if options else None), unscaled_path(path)
     text = read_text(path)
     return parse_spec(load_text(text, str(path)), str(path), path.parent, text, diagnostics, options)
 
