@@ -67,7 +67,7 @@ def time_cli(spec: Path, out: Path, repeat: int) -> tuple[float, bool]:
 
 def time_alias_bomb(repeat: int) -> float:
     from yaml2torch.errors import SpecError
-    from yaml2torch.spec.model_spec import load_spec_text
+    from yaml2torch.spec.load import load_spec_text
 
     text = alias_bomb()
     times = []
@@ -94,7 +94,7 @@ def main() -> None:
     print(f"Machine: {machine()}. Median of {args.repeat} runs (CLI: {max(args.repeat // 2, 1)} runs).\n")
     print("| spec | rows | in-process (warm) | CLI wall (fresh python) | CLI imported torch |")
     print("|---|---:|---:|---:|---|")
-    from yaml2torch.spec.model_spec import load_spec
+    from yaml2torch.spec.load import load_spec
 
     with tempfile.TemporaryDirectory() as folder:
         for spec in specs:

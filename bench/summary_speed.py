@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from yaml2torch.compiler import analyze, compile_file
-    from yaml2torch.spec.model_spec import load_spec
+    from yaml2torch.spec.load import load_spec
 
     print("### summary vs building the model\n")
     print(f"Machine: {machine()}. Median of {args.repeat} runs (cold: 3 runs).\n")

@@ -33,7 +33,7 @@ def _small_enough_for_the_toolchain(spec: Path) -> bool:
     """jit/export/ONNX of every 224x224 example costs minutes on 2 cores; by default only
     mobilenet_v2 of those runs (Y2T_FULL_TOOLCHAIN=1 runs them all)."""
     from yaml2torch.errors import SpecError
-    from yaml2torch.spec.model_spec import load_spec
+    from yaml2torch.spec.load import load_spec
 
     if os.environ.get("Y2T_FULL_TOOLCHAIN") == "1" or spec.stem == "mobilenet_v2":
         return True
@@ -218,7 +218,7 @@ def test_black_and_ruff_reject_a_broken_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_input_shape_constant_iff_input_size_known(source: str) -> None:
-    from yaml2torch.spec.model_spec import load_spec
+    from yaml2torch.spec.load import load_spec
 
     spec = load_spec(spec_file(source))
     module = generated_module(source)

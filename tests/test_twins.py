@@ -26,7 +26,7 @@ from torchvision.models import efficientnet, mobilenetv2, mobilenetv3, resnet, s
 
 from yaml2torch.compiler import compile_spec, compile_text
 from yaml2torch.errors import SpecError
-from yaml2torch.spec.model_spec import load_spec
+from yaml2torch.spec.load import load_spec
 from yaml2torch.weights import load_torchvision_weights
 
 MAX_RELATIVE_ERROR = 1e-4

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from yaml2torch.errors import Diagnostics, Location, SpecError, suggest
-from yaml2torch.spec.model_spec import load_spec, load_spec_text
+from yaml2torch.spec.load import load_spec, load_spec_text
 from yaml2torch.spec.yaml_nodes import MAX_NODES, load_text
 
 LENET_THREE_ELEMENT = """\

@@ -33,19 +33,32 @@ def print_warnings(warnings: Sequence[object]) -> None:
 # --- compile / summary / diff ------------------------------------------------------------
 
 
+def add_ultralytics_options(p: argparse.ArgumentParser) -> None:
+    """``--scale``/``--nc`` for ultralytics model files (yaml2torch.spec.ultralytics)."""
+    p.add_argument("--scale", help="ultralytics files: the scale to build (n, s, m, l, x; default from the file name)")
+    p.add_argument("--nc", type=int, help="ultralytics files: the number of classes (overrides the file's nc)")
+
+
+def ultralytics_options(args: argparse.Namespace) -> object:
+    from yaml2torch.spec.ultralytics import UltralyticsOptions
+
+    return UltralyticsOptions(args.scale, args.nc)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from yaml2torch.compiler import compile_file
 
     if not args.class_name.isidentifier():
         raise UsageError(f"--class-name {args.class_name!r} is not a Python identifier")
-    compiled = compile_file(args.spec, class_name=args.class_name)
+    compiled = compile_file(args.spec, class_name=args.class_name, options=ultralytics_options(args))
     print_warnings(compiled.warnings)
     if args.check:
         if args.output is None:
             raise UsageError("--check needs -o OUT.py to compare against")
         current = args.output.read_text(encoding="utf-8") if args.output.is_file() else None
         if current != compiled.source:
-            print(f"{args.output} is stale: run 'yaml2torch compile {args.spec} -o {args.output}'", file=sys.stderr)
+            options = f" {compiled.ir.options}" if compiled.ir.options else ""
+            print(f"{args.output} is stale: run 'yaml2torch compile {args.spec}{options} -o {args.output}'", file=sys.stderr)
             return 1
         return 0
     if args.weights is not None:
@@ -66,11 +79,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from yaml2torch.compiler import analyze
     from yaml2torch.errors import Diagnostics
-    from yaml2torch.spec.model_spec import load_spec
+    from yaml2torch.spec.load import load_spec
     from yaml2torch.summary import summary_json, summary_table
 
     diagnostics = Diagnostics()
-    spec = load_spec(args.spec, diagnostics)
+    spec = load_spec(args.spec, diagnostics, ultralytics_options(args))
     if args.input_size is not None:
         spec = spec.with_input_size(tuple(args.input_size))
     ir = analyze(spec, diagnostics)
@@ -155,13 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="output file (stdout when omitted)")
     p.add_argument("--class-name", default="Model", help="name of the model class (default Model)")
     p.add_argument("--check", action="store_true", help="exit 1 when OUT differs from what would be written")
-    p.add_argument("--weights", type=Path, help="a torchvision state_dict to map onto the model position by position; writes OUT.pth")
+    p.add_argument(
+        "--weights", type=Path, help="a torchvision/ultralytics state_dict to map onto the model position by position; writes OUT.pth"
+    )
+    add_ultralytics_options(p)
     p.set_defaults(handler=cmd_compile)
 
     p = commands.add_parser("summary", help="per-row shapes, params and MACs without building weights")
     p.add_argument("spec", type=Path)
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
     p.add_argument("--json", action="store_true")
+    add_ultralytics_options(p)
     p.set_defaults(handler=cmd_summary)
 
     p = commands.add_parser("diff", help="unified diff of two generated files, then the params/MACs change")

@@ -9,7 +9,9 @@ from yaml2torch.blocks import Catalogue
 from yaml2torch.errors import Diagnostics
 from yaml2torch.ir.lower import lower
 from yaml2torch.ir.nodes import ModelIR
-from yaml2torch.spec.model_spec import ModelSpec, load_spec, load_spec_text
+from yaml2torch.spec.load import load_spec, load_spec_text
+from yaml2torch.spec.model_spec import ModelSpec
+from yaml2torch.spec.ultralytics import UltralyticsOptions
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,9 @@ def analyze(spec: ModelSpec, diagnostics: Diagnostics | None = None) -> ModelIR:
     from yaml2torch.render.model_file import block_class_sources
 
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
-    catalogue = Catalogue.for_modules(spec.modules, spec.rows[0].loc, (spec.base_dir, Path.cwd()), spec.module_locs)
+    catalogue = Catalogue.for_modules(
+        spec.modules, spec.rows[0].loc, (spec.base_dir, Path.cwd()), spec.module_locs, spec.dialect
+    )
     loader = SubSpecLoader(spec.base_dir, diagnostics, catalogue=catalogue)
     return lower(spec, catalogue, block_class_sources, diagnostics, loader)
 
@@ -52,9 +56,10 @@ def compile_spec(spec: ModelSpec, class_name: str = "Model", diagnostics: Diagno
     return CompiledModel(ir, source, tuple(diagnostics.warnings))
 
 
-def compile_file(path: str | Path, class_name: str = "Model") -> CompiledModel:
+def compile_file(path: str | Path, class_name: str = "Model", options: UltralyticsOptions | None = None) -> CompiledModel:
+    """``options``: ``--scale``/``--nc`` for ultralytics model files."""
     diagnostics = Diagnostics()
-    return compile_spec(load_spec(path, diagnostics), class_name, diagnostics)
+    return compile_spec(load_spec(path, diagnostics, options), class_name, diagnostics)
 
 
 def compile_text(text: str, filename: str = "<spec>", class_name: str = "Model", base_dir: Path | None = None) -> CompiledModel:

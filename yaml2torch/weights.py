@@ -1,4 +1,4 @@
-"""Loading torchvision weights into generated models, position by position.
+"""Loading torchvision (or ultralytics) weights into generated models, position by position.
 
 Twin blocks declare their parameters and buffers in torchvision's order and with its shapes,
 so the i-th ``state_dict`` entry of the torchvision model is the i-th entry of ours. The names
@@ -58,6 +58,12 @@ def load_torchvision_weights(model: nn.Module, reference: nn.Module | Mapping[st
     reference_state = reference.state_dict() if isinstance(reference, nn.Module) else reference
     model.load_state_dict(map_state_dict(reference_state, model.state_dict()), strict=True)
     return model
+
+
+def load_reference_weights(model: nn.Module, reference: nn.Module | Mapping[str, torch.Tensor]) -> nn.Module:
+    """The same by-position copy for any twin's reference: a torchvision or ultralytics model
+    (``ClassificationModel``, or its ``state_dict()``), whose layout the twin blocks follow."""
+    return load_torchvision_weights(model, reference)
 
 
 def import_model_source(source: str) -> ModuleType:

@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType, ModuleType
@@ -31,17 +31,29 @@ def blocks_in(module: ModuleType) -> list[type[Block]]:
 
 
 @cache
-def builtin_blocks() -> Mapping[str, type[Block]]:
+def builtin_blocks(dialect: str = "yaml2torch") -> Mapping[str, type[Block]]:
+    """The blocks a spec of ``dialect`` may name (ultralytics files get ultralytics' own blocks)."""
     found: dict[str, type[Block]] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name in _SUPPORT_MODULES:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for block in blocks_in(module):
+            if dialect not in block.dialects:
+                continue
             if block.name in found:
                 raise RuntimeError(f"block {block.name} defined twice")
             found[block.name] = block
     return MappingProxyType(found)
+
+
+def refused_blocks(dialect: str) -> Mapping[str, str]:
+    """Names a dialect's files use that are refused with a reason (instead of 'unknown block')."""
+    if dialect != "ultralytics":
+        return MappingProxyType({})
+    from yaml2torch.blocks.ultralytics import REFUSED
+
+    return REFUSED
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class Catalogue:
     """Built-in blocks plus the plugins a spec names in ``modules:``."""
 
     blocks: Mapping[str, type[Block]]
+    refused: Mapping[str, str] = field(default_factory=dict)  # name -> why it is not compiled
 
     @classmethod
     def for_modules(
@@ -57,11 +70,12 @@ class Catalogue:
         loc: Location,
         search_dirs: tuple[Path, ...] = (),
         module_locs: tuple[Location, ...] = (),
+        dialect: str = "yaml2torch",
     ) -> Catalogue:
         """``search_dirs`` (the spec's folder, the working directory) are tried for a plugin that
         the normal import path does not find, as ``python -m`` would find it from there.
         ``module_locs``: where each entry of ``modules:`` stands (errors point there)."""
-        blocks = dict(builtin_blocks())
+        blocks = dict(builtin_blocks(dialect))
         for i, path in enumerate(modules):
             loc_i = module_locs[i] if i < len(module_locs) else loc
             try:
@@ -77,7 +91,7 @@ class Catalogue:
                 if block.name in blocks:
                     raise SpecError(loc_i, f"plugin block {block.name!r} from {path!r} clashes with an existing block")
                 blocks[block.name] = block
-        return cls(MappingProxyType(blocks))
+        return cls(MappingProxyType(blocks), refused_blocks(dialect))
 
 
 def import_plugin(path: str, search_dirs: tuple[Path, ...]) -> ModuleType:

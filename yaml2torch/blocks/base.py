@@ -33,6 +33,9 @@ class BuildContext:
     width_multiple: float = 1.0
     channel_divisor: int = 8
     channel_rounding: str = "nearest"
+    # ultralytics model files: the scale letter (C3k2 follows it) and the default activation
+    scale: str = ""
+    default_act: str = ""
 
     def fail(self, message: str) -> SpecError:
         return SpecError(self.loc, message)
@@ -49,6 +52,7 @@ class Block:
     width_scaled: ClassVar[bool] = False  # arg "c" is width-scaled and rounded
     stride_on: ClassVar[str | None] = None  # "first"/"last": which repeat keeps arg "s"
     multi_input: ClassVar[bool] = False  # forward takes a list of tensors
+    dialects: ClassVar[tuple[str, ...]] = ("yaml2torch",)  # the spec dialects whose files may use it
     image_input: ClassVar[bool] = False  # needs a (C, H, W) input; lowering checks it
     torch_class: ClassVar[str | None] = None  # rendered as this torch.nn class, no template
     ctor_defaults: ClassVar[dict[str, Any]] = {}  # generated __init__ defaults, omitted when equal

@@ -14,6 +14,7 @@ class Concat(Block):
     """torch.cat along ``dim`` (a tensor dim counting the batch: 1 is channels)."""
 
     name = "Concat"
+    dialects = ("yaml2torch", "ultralytics")
     signature = (Arg("dim", Int(minimum=None), 1, aliases=("d", "dimension", "axis")),)
     template = "concat.py.jinja"
     multi_input = True

@@ -78,6 +78,7 @@ class TorchLayer(Block):
     """One ``nn.<Name>`` row. Instances are made per row by ``for_row`` (they know the layer)."""
 
     name = "nn."
+    dialects = ("yaml2torch", "ultralytics")
 
     def __init__(self, layer_name: str = "", layer: type | None = None, positional: int = 0) -> None:
         self.layer_name = layer_name

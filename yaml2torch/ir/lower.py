@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import partial
 
 from yaml2torch.blocks import Catalogue
-from yaml2torch.blocks.args import bind_args
+from yaml2torch.blocks.args import BoundArgs, bind_args
 from yaml2torch.blocks.base import Block, BuildContext, make_divisible
 from yaml2torch.errors import Diagnostics, SpecError, suggest
 from yaml2torch.ir.nodes import Call, ClassSource, Layer, Literal, ModelIR, ModuleInstance, Shape
@@ -44,6 +44,17 @@ def resolve_sources(row: RowSpec) -> tuple[int, ...]:
     return tuple(resolved)
 
 
+def find_block(row: RowSpec, catalogue: Catalogue) -> Block:
+    block_cls = catalogue.blocks.get(row.module)
+    if block_cls is None and row.module.startswith("nn."):
+        block_cls = catalogue.blocks.get("nn.")
+    if block_cls is None and row.module in catalogue.refused:
+        raise SpecError(row.module_loc, catalogue.refused[row.module])
+    if block_cls is None:
+        raise SpecError(row.module_loc, f"unknown block {row.module!r}{suggest(row.module, catalogue.blocks)}")
+    return block_cls.for_row(row)
+
+
 def lower(
     spec: ModelSpec,
     catalogue: Catalogue,
@@ -57,58 +68,20 @@ def lower(
     layers: list[Layer] = []
     classes: dict[str, ClassSource] = {}
     for row in spec.rows:
-        block_cls = catalogue.blocks.get(row.module)
-        if block_cls is None and row.module.startswith("nn."):
-            block_cls = catalogue.blocks.get("nn.")
-        if block_cls is None:
-            raise SpecError(
-                row.module_loc,
-                f"unknown block {row.module!r}{suggest(row.module, catalogue.blocks)}",
-            )
-        block = block_cls.for_row(row)
+        block = find_block(row, catalogue)
         sources = resolve_sources(row)
-        in_shapes = tuple(shapes[s] for s in sources)
-        ctx = BuildContext(
-            loc=row.loc,
-            bn_eps=spec.norm.eps,
-            bn_momentum=spec.norm.momentum,
-            make_divisible=partial(
-                make_divisible,
-                divisor=1 if row.in_head else spec.channel_divisor,
-                rounding=spec.channel_rounding,
-            ),
-            loader=loader,
-            width_multiple=1.0 if row.in_head else spec.width_multiple,
-            channel_divisor=1 if row.in_head else spec.channel_divisor,
-            channel_rounding=spec.channel_rounding,
-        )
+        ctx = _build_context(spec, row, loader)
         bound = bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
         if block.width_scaled and "c" in bound.values and not row.in_head:
-            bound = bound.replace(c=ctx.make_divisible(bound.c * spec.width_multiple))
-        repeat = row.repeat
-        if repeat > 1 and not row.in_head:
-            repeat = max(round(repeat * spec.depth_multiple), 1)
-        modules: list[ModuleInstance]
-        if block.multi_input:
-            if repeat != 1:
-                raise SpecError(row.repeat_loc, f"{row.module} combines inputs and cannot be repeated (repeat {row.repeat})")
-            modules = [block.build_multi(bound, in_shapes, ctx)]
-        else:
-            if len(in_shapes) != 1:
-                raise SpecError(
-                    row.source_loc,
-                    f"{row.module} takes one input, but 'from' lists {len(in_shapes)}; use Concat or Add to merge",
-                )
-            if block.image_input and not in_shapes[0].is_image:
-                raise SpecError(row.loc, f"{block.name} needs a (C, H, W) input, got {in_shapes[0]}")
-            modules = block.expand(bound, repeat, in_shapes[0], ctx)
+            channels = bound.c if spec.max_channels is None else min(bound.c, spec.max_channels)
+            bound = bound.replace(c=ctx.make_divisible(channels * spec.width_multiple))
+        modules = _build_row(spec, row, block, bound, tuple(shapes[s] for s in sources), ctx)
         for source in class_sources(block):
             classes.setdefault(source.name, source)
         for module in modules:
             for source in getattr(module, "defines", ()):
                 classes.setdefault(source.name, source)
-        out_shape = modules[-1].out_shape
-        shapes[row.index] = out_shape
+        shapes[row.index] = modules[-1].out_shape
         layers.append(
             Layer(
                 index=row.index,
@@ -118,14 +91,13 @@ def lower(
                 summary=block.summary(bound),
                 modules=tuple(modules),
                 multi_input=block.multi_input,
-                out_shape=out_shape,
+                out_shape=modules[-1].out_shape,
                 loc=row.loc,
             )
         )
-    spec_sha = hashlib.sha256(spec.text.encode("utf-8")).hexdigest()
     ir = ModelIR(
         spec_path=spec.path,
-        spec_sha256=spec_sha,
+        spec_sha256=hashlib.sha256(spec.text.encode("utf-8")).hexdigest(),
         input_shape=input_shape,
         input_size_known=spec.input_size is not None,
         bn_eps=spec.norm.eps,
@@ -133,8 +105,50 @@ def lower(
         layers=tuple(layers),
         classes=tuple(classes.values()),
         arch_hash="",
+        options=spec.options,
     )
     return ModelIR(**{**ir.__dict__, "arch_hash": architecture_hash(ir)})
+
+
+def _build_context(spec: ModelSpec, row: RowSpec, loader: object) -> BuildContext:
+    """What a block needs to know of the spec at its row (head rows are not width-scaled)."""
+    return BuildContext(
+        loc=row.loc,
+        bn_eps=spec.norm.eps,
+        bn_momentum=spec.norm.momentum,
+        make_divisible=partial(
+            make_divisible,
+            divisor=1 if row.in_head else spec.channel_divisor,
+            rounding=spec.channel_rounding,
+        ),
+        loader=loader,
+        width_multiple=1.0 if row.in_head else spec.width_multiple,
+        channel_divisor=1 if row.in_head else spec.channel_divisor,
+        channel_rounding=spec.channel_rounding,
+        scale=spec.scale,
+        default_act=spec.activation,
+    )
+
+
+def _build_row(
+    spec: ModelSpec, row: RowSpec, block: Block, bound: BoundArgs, in_shapes: tuple[Shape, ...], ctx: BuildContext
+) -> list[ModuleInstance]:
+    """The row's modules (one per repeat, after depth_multiple), its inputs checked."""
+    repeat = row.repeat
+    if repeat > 1 and not row.in_head:
+        repeat = max(round(repeat * spec.depth_multiple), 1)
+    if block.multi_input:
+        if repeat != 1:
+            raise SpecError(row.repeat_loc, f"{row.module} combines inputs and cannot be repeated (repeat {row.repeat})")
+        return [block.build_multi(bound, in_shapes, ctx)]
+    if len(in_shapes) != 1:
+        raise SpecError(
+            row.source_loc,
+            f"{row.module} takes one input, but 'from' lists {len(in_shapes)}; use Concat or Add to merge",
+        )
+    if block.image_input and not in_shapes[0].is_image:
+        raise SpecError(row.loc, f"{block.name} needs a (C, H, W) input, got {in_shapes[0]}")
+    return block.expand(bound, repeat, in_shapes[0], ctx)
 
 
 def _expr_json(expr: object, class_keys: dict[str, str]) -> object:

@@ -152,6 +152,7 @@ class ModelIR:
     layers: tuple[Layer, ...]
     classes: tuple[ClassSource, ...]
     arch_hash: str
+    options: str = ""  # command-line options the spec was compiled with (--scale n --nc 10)
 
     @property
     def params(self) -> int:

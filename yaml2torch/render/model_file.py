@@ -104,6 +104,7 @@ def render_model_file(ir: ModelIR, class_name: str = "Model") -> str:
     return environment().get_template("model.py.jinja").render(
         version=__version__,
         spec_name=display_name(Path(ir.spec_path).name),
+        options=f" {ir.options}" if ir.options else "",
         spec_sha=ir.spec_sha256[:12],
         arch_hash=ir.arch_hash[:12],
         class_name=class_name,

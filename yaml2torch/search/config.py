@@ -294,7 +294,7 @@ def check_model_space(config: SearchConfig) -> None:
     """
     from yaml2torch.blocks import Catalogue
     from yaml2torch.errors import Diagnostics
-    from yaml2torch.spec.model_spec import parse_spec
+    from yaml2torch.spec.load import parse_spec
 
     if config.model is None:
         return

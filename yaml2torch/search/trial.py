@@ -26,7 +26,7 @@ from yaml2torch.ir.nodes import ModelIR
 from yaml2torch.search import space as sp
 from yaml2torch.search.config import SCORE_METRICS, DataSettings, SearchConfig, TrainSettings, parse_train
 from yaml2torch.search.train import DataCache, EpochResult, measure_latency, seeded_model, train_model
-from yaml2torch.spec.model_spec import parse_spec
+from yaml2torch.spec.load import parse_spec
 from yaml2torch.spec.yaml_nodes import Node, load_text, type_name
 from yaml2torch.study_record import (
     TrialRecord,

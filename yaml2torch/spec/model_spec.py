@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yaml2torch.errors import Diagnostics, Location, SpecError, suggest
-from yaml2torch.spec.yaml_nodes import Node, load_text, read_text, type_name
+from yaml2torch.spec.yaml_nodes import Node, type_name
 
 ROUNDINGS = ("nearest", "ceil")
 TOP_LEVEL_KEYS = (
@@ -71,6 +71,12 @@ class ModelSpec:
     modules: tuple[str, ...]
     text: str  # the source text, hashed into the provenance header
     module_locs: tuple[Location, ...] = ()  # where each ``modules:`` entry stands
+    # ultralytics model files (yaml2torch.spec.ultralytics); the defaults are our own dialect
+    dialect: str = "yaml2torch"
+    max_channels: int | None = None  # channels are capped at this before width scaling
+    scale: str = ""  # the ultralytics scale letter (C3k2 reads it)
+    activation: str = ""  # the blocks' default activation ("" = each block's own)
+    options: str = ""  # command-line options that shaped the spec (--scale, --nc), for the header
 
     def with_input_size(self, size: tuple[int, int]) -> ModelSpec:
         """The spec with ``input_size`` replaced (``summary --input-size H W``)."""
@@ -79,78 +85,22 @@ class ModelSpec:
         return replace(self, input_size=(size[0], size[1]))
 
 
-def load_spec(path: str | Path, diagnostics: Diagnostics | None = None) -> ModelSpec:
-    path = Path(path)
-    text = read_text(path)
-    return parse_spec(load_text(text, str(path)), str(path), path.parent, text, diagnostics)
-
-
-def load_spec_text(
-    text: str, filename: str = "<spec>", base_dir: Path | None = None, diagnostics=None
-) -> ModelSpec:
-    return parse_spec(load_text(text, filename), filename, base_dir or Path.cwd(), text, diagnostics)
-
-
-def parse_spec(
+def parse_model_spec(
     root: Node, filename: str, base_dir: Path, text: str, diagnostics: Diagnostics | None = None
 ) -> ModelSpec:
+    """A yaml2torch model spec (the mapping ``root``); ``yaml2torch.spec.load`` picks the dialect."""
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
     if not root.is_map:
         raise SpecError(root.loc, f"a model spec must be a mapping, not {type_name(root)}")
-    fields: dict[str, Node] = root.value  # type: ignore[assignment]
-    for key, value in fields.items():
-        if key not in TOP_LEVEL_KEYS and key not in ANCHOR_ONLY_KEYS and not value.defines_anchor:
-            raise SpecError(
-                root.key_locs[key],  # type: ignore[index]
-                f"unknown top-level key {key!r}"
-                + (
-                    suggest(key, TOP_LEVEL_KEYS)
-                    or f"; expected one of {', '.join(TOP_LEVEL_KEYS)}, or a key whose value defines a YAML anchor"
-                ),
-            )
-    if "modules" in fields and "custom_module_paths" in fields:
-        raise SpecError(
-            root.key_locs["custom_module_paths"],
-            "'custom_module_paths' is an alias of 'modules'; give only one",
-        )
-    if "input_channel" not in fields:
-        raise SpecError(root.loc, "missing required key 'input_channel'")
-    if "backbone" not in fields:
-        raise SpecError(root.loc, "missing required key 'backbone'")
-
+    fields: dict[str, Node] = root.value  # type: ignore[assignment]  # is_map: a dict of nodes
+    _check_top_level_keys(root, fields)
     input_channel = expect_int(fields["input_channel"], "input_channel", minimum=1)
-    input_size = None
-    if "input_size" in fields and fields["input_size"].value is not None:
-        node = fields["input_size"]
-        if isinstance(node.value, int) and not isinstance(node.value, bool):
-            size = expect_int(node, "input_size", minimum=1)
-            input_size = (size, size)
-        else:
-            items = expect_list(node, "input_size")
-            if len(items) != 2:
-                raise SpecError(node.loc, f"input_size must be [H, W], got {len(items)} values")
-            input_size = (
-                expect_int(items[0], "input_size H", minimum=1),
-                expect_int(items[1], "input_size W", minimum=1),
-            )
+    input_size = parse_input_size(fields.get("input_size"))
     depth = expect_positive_float(fields["depth_multiple"], "depth_multiple") if "depth_multiple" in fields else 1.0
     width = expect_positive_float(fields["width_multiple"], "width_multiple") if "width_multiple" in fields else 1.0
-    divisor = (
-        expect_int(fields["channel_divisor"], "channel_divisor", minimum=1)
-        if "channel_divisor" in fields
-        else 8
-    )
-    rounding = "nearest"
-    if "channel_rounding" in fields:
-        node = fields["channel_rounding"]
-        rounding = expect_str(node, "channel_rounding")
-        if rounding not in ROUNDINGS:
-            raise SpecError(
-                node.loc,
-                f"channel_rounding must be one of {', '.join(ROUNDINGS)}{suggest(rounding, ROUNDINGS)}",
-            )
+    divisor = expect_int(fields["channel_divisor"], "channel_divisor", minimum=1) if "channel_divisor" in fields else 8
+    rounding = _rounding(fields.get("channel_rounding"))
     norm = parse_norm(fields["norm"]) if "norm" in fields and fields["norm"].value is not None else NormSpec()
-
     rows: list[RowSpec] = []
     for section in ("backbone", "head"):
         if section not in fields or (section == "head" and fields[section].value is None):
@@ -159,15 +109,7 @@ def parse_spec(
             rows.append(parse_row(row_node, len(rows), section == "head", diagnostics))
     if not rows:
         raise SpecError(fields["backbone"].loc, "the backbone has no rows")
-
-    modules: tuple[str, ...] = ()
-    module_locs: tuple[Location, ...] = ()
-    module_key = "modules" if "modules" in fields else "custom_module_paths"
-    if module_key in fields and fields[module_key].value is not None:
-        entries = expect_list(fields[module_key], module_key)
-        modules = tuple(expect_module_path(item, module_key) for item in entries)
-        module_locs = tuple(item.loc for item in entries)
-
+    modules, module_locs = _modules(fields)
     return ModelSpec(
         path=filename,
         base_dir=base_dir,
@@ -183,6 +125,56 @@ def parse_spec(
         text=text,
         module_locs=module_locs,
     )
+
+
+def _check_top_level_keys(root: Node, fields: dict[str, Node]) -> None:
+    key_locs = root.key_locs or {}
+    for key, value in fields.items():
+        if key not in TOP_LEVEL_KEYS and key not in ANCHOR_ONLY_KEYS and not value.defines_anchor:
+            raise SpecError(
+                key_locs[key],
+                f"unknown top-level key {key!r}"
+                + (
+                    suggest(key, TOP_LEVEL_KEYS)
+                    or f"; expected one of {', '.join(TOP_LEVEL_KEYS)}, or a key whose value defines a YAML anchor"
+                ),
+            )
+    if "modules" in fields and "custom_module_paths" in fields:
+        raise SpecError(key_locs["custom_module_paths"], "'custom_module_paths' is an alias of 'modules'; give only one")
+    if "input_channel" not in fields:
+        raise SpecError(root.loc, "missing required key 'input_channel'")
+    if "backbone" not in fields:
+        raise SpecError(root.loc, "missing required key 'backbone'")
+
+
+def _rounding(node: Node | None) -> str:
+    if node is None:
+        return "nearest"
+    rounding = expect_str(node, "channel_rounding")
+    if rounding not in ROUNDINGS:
+        raise SpecError(node.loc, f"channel_rounding must be one of {', '.join(ROUNDINGS)}{suggest(rounding, ROUNDINGS)}")
+    return rounding
+
+
+def _modules(fields: dict[str, Node]) -> tuple[tuple[str, ...], tuple[Location, ...]]:
+    module_key = "modules" if "modules" in fields else "custom_module_paths"
+    if module_key not in fields or fields[module_key].value is None:
+        return (), ()
+    entries = expect_list(fields[module_key], module_key)
+    return tuple(expect_module_path(item, module_key) for item in entries), tuple(item.loc for item in entries)
+
+
+def parse_input_size(node: Node | None) -> tuple[int, int] | None:
+    """``input_size: 32`` or ``[H, W]``; absent or null means unknown."""
+    if node is None or node.value is None:
+        return None
+    if isinstance(node.value, int) and not isinstance(node.value, bool):
+        size = expect_int(node, "input_size", minimum=1)
+        return (size, size)
+    items = expect_list(node, "input_size")
+    if len(items) != 2:
+        raise SpecError(node.loc, f"input_size must be [H, W], got {len(items)} values")
+    return (expect_int(items[0], "input_size H", minimum=1), expect_int(items[1], "input_size W", minimum=1))
 
 
 def parse_norm(node: Node) -> NormSpec:
