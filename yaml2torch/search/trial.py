@@ -330,9 +330,11 @@ class Objective:
         t = time.perf_counter()
         write_trial_files(folder, plan.spec_yaml, plan.compiled.source)
         record_files(trial.set_user_attr, trial_dir_name(trial.number), plan.compiled.source)
+        timing["write"], t = time.perf_counter() - t, time.perf_counter()
         model = seeded_model(import_model_class(folder / "model.py"), self.config.seed)
+        timing["import"], t = time.perf_counter() - t, time.perf_counter()
         data = self.data.staged(plan.train.image_size)
-        timing["write_import_stage"] = time.perf_counter() - t
+        timing["stage"] = time.perf_counter() - t
         latency = self._latency(trial, model, data)
 
         t = time.perf_counter()
