@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from yaml2torch.errors import Diagnostics
+from yaml2torch.spec.limits import LayerBudget
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,10 @@ class SubSpecLoader:
     catalogue: Any = None  # the parent's Catalogue (plugins included); None: the built-in blocks
     including: tuple[Path, ...] = ()
     class_names: dict[str, str] = field(default_factory=dict)
+    budget: LayerBudget = field(default_factory=LayerBudget)  # layers of the whole compile (spec/limits.py)
 
     def nested(self, path: Path) -> SubSpecLoader:
         """The loader for rows inside the sub-spec ``path`` (same compile, same class names)."""
-        return SubSpecLoader(path.parent, self.diagnostics, self.catalogue, (*self.including, path), self.class_names)
+        return SubSpecLoader(
+            path.parent, self.diagnostics, self.catalogue, (*self.including, path), self.class_names, self.budget
+        )

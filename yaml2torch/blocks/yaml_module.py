@@ -19,6 +19,7 @@ from yaml2torch.blocks.args import Arg, ArgType, Bool, BoundArgs
 from yaml2torch.blocks.base import Block, BuildContext
 from yaml2torch.errors import Diagnostics, SpecError, printable, suggest
 from yaml2torch.ir.nodes import Call, ClassSource, ModuleInstance, Shape, check_identifier
+from yaml2torch.spec.limits import MAX_INCLUDE_DEPTH
 from yaml2torch.spec.yaml_nodes import Node, type_name
 
 if TYPE_CHECKING:
@@ -80,6 +81,12 @@ class YamlModule(Block):
         if loader is None:
             raise ctx.fail("YamlModule needs a sub-spec loader (compile through yaml2torch.compiler)")
         file_loc = a.locs["file"]
+        if len(loader.including) >= MAX_INCLUDE_DEPTH:
+            raise SpecError(
+                file_loc,
+                f"YamlModule files nest deeper than {MAX_INCLUDE_DEPTH} levels (limit {MAX_INCLUDE_DEPTH}): "
+                f"{loader.including[0].name} -> ... -> {loader.including[-1].name} -> {a.file}",
+            )
         try:
             path = (loader.base_dir / a.file).resolve()
             path.is_file()
@@ -96,7 +103,7 @@ class YamlModule(Block):
         try:
             sub_ir = lower_sub_spec(path, values, x, ctx, loader)
         except SpecError as exc:
-            if exc.location is not None and exc.location.file != ctx.loc.file:
+            if exc.location is not None and exc.location.file != ctx.loc.file and "(in YamlModule at " not in exc.message:
                 # the error is inside the sub-spec: say which row brought it in
                 raise SpecError(exc.location, f"{exc.message} (in YamlModule at {ctx.loc})") from None
             raise

@@ -13,6 +13,7 @@ from yaml2torch.blocks.args import BoundArgs, bind_args
 from yaml2torch.blocks.base import Block, BuildContext, make_divisible
 from yaml2torch.errors import Diagnostics, SpecError, suggest
 from yaml2torch.ir.nodes import Call, ClassSource, Layer, Literal, ModelIR, ModuleInstance, Shape
+from yaml2torch.spec.limits import LayerBudget, check_params
 from yaml2torch.spec.model_spec import ModelSpec, RowSpec
 
 ClassSourceProvider = Callable[[Block], list[ClassSource]]
@@ -67,6 +68,8 @@ def lower(
     shapes: dict[int, Shape] = {-1: input_shape}
     layers: list[Layer] = []
     classes: dict[str, ClassSource] = {}
+    budget = getattr(loader, "budget", None) or LayerBudget()  # shared with the sub-specs
+    params = 0
     for row in spec.rows:
         block = find_block(row, catalogue)
         sources = resolve_sources(row)
@@ -75,7 +78,9 @@ def lower(
         if block.width_scaled and "c" in bound.values and not row.in_head:
             channels = bound.c if spec.max_channels is None else min(bound.c, spec.max_channels)
             bound = bound.replace(c=ctx.make_divisible(channels * spec.width_multiple))
-        modules = _build_row(spec, row, block, bound, tuple(shapes[s] for s in sources), ctx)
+        modules = _build_row(spec, row, block, bound, tuple(shapes[s] for s in sources), ctx, budget)
+        params += sum(module.params for module in modules)
+        check_params(params, row.loc)
         for source in class_sources(block):
             classes.setdefault(source.name, source)
         for module in modules:
@@ -131,12 +136,21 @@ def _build_context(spec: ModelSpec, row: RowSpec, loader: object) -> BuildContex
 
 
 def _build_row(
-    spec: ModelSpec, row: RowSpec, block: Block, bound: BoundArgs, in_shapes: tuple[Shape, ...], ctx: BuildContext
+    spec: ModelSpec,
+    row: RowSpec,
+    block: Block,
+    bound: BoundArgs,
+    in_shapes: tuple[Shape, ...],
+    ctx: BuildContext,
+    budget: LayerBudget,
 ) -> list[ModuleInstance]:
-    """The row's modules (one per repeat, after depth_multiple), its inputs checked."""
+    """The row's modules (one per repeat, after depth_multiple), its inputs checked, the layer
+    budget charged before any is built."""
     repeat = row.repeat
     if repeat > 1 and not row.in_head:
         repeat = max(round(repeat * spec.depth_multiple), 1)
+    what = f"repeat {row.repeat}" + (f" (x depth_multiple {spec.depth_multiple:g} = {repeat:,})" if repeat != row.repeat else "")
+    budget.charge(repeat, row.repeat_loc if row.repeat > 1 else row.loc, what if row.repeat > 1 else "this row")
     if block.multi_input:
         if repeat != 1:
             raise SpecError(row.repeat_loc, f"{row.module} combines inputs and cannot be repeated (repeat {row.repeat})")

@@ -8,6 +8,7 @@ are refused, and aliases are counted so an alias bomb fails fast instead of expa
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Union
@@ -15,6 +16,7 @@ from typing import ClassVar, Union
 import yaml
 
 from yaml2torch.errors import Location, SpecError
+from yaml2torch.spec.limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 
 # Tags a spec may use; anything else (``!!python/object``, custom tags) is refused.
 _SCALAR_TAGS = {
@@ -27,9 +29,7 @@ _SCALAR_TAGS = {
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAP_TAG = "tag:yaml.org,2002:map"
-# Upper bound on nodes visited while converting, counting each alias expansion.
-MAX_NODES = 50_000
-MAX_DEPTH = 100
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "Node", "load_file", "load_text", "read_text", "type_name"]
 
 Scalar = Union[str, int, float, bool, None]  # noqa: UP007 - a runtime alias; `|` needs 3.10+ objects
 
@@ -75,17 +75,12 @@ def type_name(value: object) -> str:
 
 
 def read_text(path: Path) -> str:
-    """Read a spec file as UTF-8, naming the position of the first bad byte."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(Location(str(path), 1, 1), "file not found") from None
-    except IsADirectoryError:
-        raise SpecError(Location(str(path), 1, 1), "is a directory, not a YAML file") from None
-    except OSError as exc:
-        raise SpecError(Location(str(path), 1, 1), f"cannot read: {exc.strerror}") from None
-    except ValueError:  # e.g. a NUL byte in the path
-        raise SpecError(Location(str(path), 1, 1), "cannot read: not a valid file name") from None
+    """Read a spec file as UTF-8, naming the position of the first bad byte.
+
+    Only a regular file is read (a FIFO or device would block or never end), and at most
+    MAX_FILE_BYTES + 1 bytes of it: a larger file is refused before it is read in full.
+    """
+    data = _read_bounded(Path(path))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -98,8 +93,33 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def _read_bounded(path: Path) -> bytes:
+    where = Location(str(path), 1, 1)
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise SpecError(where, "is a directory, not a YAML file")
+        if not stat.S_ISREG(mode):
+            raise SpecError(where, "is not a regular file (a FIFO or a device?); yaml2torch reads only files")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError(where, "file not found") from None
+    except OSError as exc:
+        raise SpecError(where, f"cannot read: {exc.strerror or exc}") from None
+    except ValueError:  # e.g. a NUL byte in the path
+        raise SpecError(where, "cannot read: not a valid file name") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(where, f"the file is larger than {MAX_FILE_BYTES:,} bytes (limit {MAX_FILE_BYTES:,} bytes)")
+    return data
+
+
 def load_text(text: str, filename: str) -> Node:
-    """Parse YAML text into a located Node tree."""
+    """Parse YAML text into a located Node tree (at most MAX_FILE_BYTES, MAX_NODES values)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise SpecError(
+            Location(filename, 1, 1), f"the text is longer than {MAX_FILE_BYTES:,} characters (limit {MAX_FILE_BYTES:,})"
+        )
     loader = None
     try:
         loader = _LocatingLoader(text, filename)  # the reader checks characters here
@@ -148,11 +168,20 @@ class _LocatingLoader(yaml.SafeLoader):
         super().__init__(text)
         self.filename = filename
         self.depth = 0
+        self.nodes = 0
         self.anchored: list[yaml.Node] = []
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
         self.depth += 1
+        self.nodes += 1
         try:
+            if self.nodes > MAX_NODES:
+                mark = self.peek_event().start_mark
+                raise SpecError(
+                    Location(self.filename, mark.line + 1, mark.column + 1),
+                    f"the file holds more than {MAX_NODES:,} YAML values (limit {MAX_NODES:,}); "
+                    "a spec is refused before it is parsed in full",
+                )
             if self.depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
                 raise SpecError(
