@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from yaml2torch import __version__
 from yaml2torch.errors import UsageError, UserError
-from yaml2torch.files import write_atomic
+from yaml2torch.files import refuse_overwriting_inputs, write_atomic
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 
 EXIT_USAGE = 2
@@ -50,6 +50,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     if not args.class_name.isidentifier():
         raise UsageError(f"--class-name {args.class_name!r} is not a Python identifier")
+    if args.output is not None and not args.check:
+        outputs = [args.output, *([args.output.with_suffix(".pth")] if args.weights is not None else [])]
+        refuse_overwriting_inputs(outputs, [args.spec, args.weights])
     compiled = compile_file(args.spec, class_name=args.class_name, options=ultralytics_options(args))
     print_warnings(compiled.warnings)
     if args.check:

@@ -40,6 +40,13 @@ class UsageError(UserError):
     """A bad option value or combination, or a missing or unwritable file."""
 
 
+class CannotWrite(UsageError):
+    """A file cannot be written here (disk full, read-only, a folder or device in the way).
+
+    Not the fault of one trial: a worker that meets it stops at once instead of failing every
+    trial after it (the trial is queued again, so the study stays resumable)."""
+
+
 class DataError(UserError):
     """A data source that cannot be read or does not fit (``path: message``)."""
 

@@ -11,11 +11,12 @@ import io
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from yaml2torch.errors import UsageError
+from yaml2torch.errors import CannotWrite, UsageError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write via a temporary file in the same folder, then rename: complete or absent.
 
-    Only regular files are replaced: a FIFO, device or folder at ``path`` is refused
-    (UsageError), and a write that fails (disk full, read-only) leaves no temporary file.
+    Only regular files are replaced: a FIFO, device or folder at ``path`` is refused, and a write
+    that fails (disk full, read-only) leaves no temporary file; both raise ``CannotWrite``.
     """
     path = Path(path)
     _check_replaceable(path)
@@ -34,7 +35,7 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         data = text.encode("utf-8") if isinstance(text, str) else text
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         # mkstemp makes the file 0600; give it the mode a plain open() would (or the old file's)
         os.fchmod(fd, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
@@ -43,10 +44,29 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path | None], option: str = "-o") -> None:
+    """Refuse, before anything is written, an output that is one of the command's inputs: the same
+    file by any path (a symlink, a hard link, ``./x`` for ``x``), so an input is never replaced."""
+    sources = [source for source in inputs if source is not None]
+    for output in outputs:
+        for source in sources:
+            if _same_file(output, source):
+                raise UsageError(
+                    f"{option} {output} would overwrite the input {source}; choose another output path"
+                )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # missing (a new path), or not a possible file name
+        return False
 
 
 def _check_replaceable(path: Path) -> None:
@@ -55,10 +75,10 @@ def _check_replaceable(path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise UsageError(f"cannot write {path}: it is {kind}; yaml2torch only replaces regular files")
+        raise CannotWrite(f"cannot write {path}: it is {kind}; yaml2torch only replaces regular files")
 
 
 def _umask() -> int:

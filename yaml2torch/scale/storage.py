@@ -12,6 +12,7 @@ Accepted storage forms:
 
 from __future__ import annotations
 
+import stat
 import sys
 import time
 import warnings
@@ -22,11 +23,14 @@ from typing import Any, TypeVar
 
 import optuna
 
-from yaml2torch.errors import UsageError
+from yaml2torch.errors import StudyError, UsageError
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 
 JOURNAL_SCHEME = "journal://"
 JOURNAL_SUFFIXES = (".log", ".journal")
+SQLITE_PREFIX = "sqlite:///"
+SQLITE_HEADER = b"SQLite format 3\x00"
+URL_FORMS = "sqlite:///path/study.db, postgresql://user@host/db, mysql://..., or a journal file"
 
 T = TypeVar("T")
 
@@ -61,6 +65,60 @@ def classify_storage(url: str) -> StorageKind:
     return StorageKind("rdb", url)
 
 
+def storage_file(url: str) -> Path | None:
+    """The local file a SQLite or journal URL names; None for a database server or in-memory SQLite."""
+    try:
+        kind = classify_storage(url)
+    except UsageError:
+        return None
+    if kind.kind == "journal":
+        return Path(kind.location)
+    if kind.kind == "sqlite" and url.startswith(SQLITE_PREFIX):
+        path = url[len(SQLITE_PREFIX) :].split("?", 1)[0]
+        return Path(path) if path and path != ":memory:" else None
+    return None
+
+
+def check_storage_file(url: str) -> None:
+    """Refuse, with what to do, a local storage file that cannot hold a study: a missing folder
+    (SQLite), a folder or device, an empty or non-SQLite file where a SQLite database should be."""
+    path, kind = storage_file(url), classify_storage(url).kind
+    if path is None:
+        return
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if kind == "sqlite" and not path.parent.is_dir():
+            raise UsageError(f"storage {url}: the folder {path.parent} does not exist; create it or choose another path") from None
+        return
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"storage {url}: cannot use {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"storage {url}: {path} is a folder; name a file in it (e.g. {path / 'study.db'})")
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"storage {url}: {path} is not a regular file")
+    if kind == "sqlite":
+        _check_sqlite_header(url, path)
+
+
+def _check_sqlite_header(url: str, path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise UsageError(f"storage {url}: cannot read {path}: {exc.strerror or exc}") from None
+    if not header:
+        raise StudyError(
+            f"storage {url}: {path} is empty (0 bytes), not a study database (truncated?); "
+            "restore it, or move it away to start a new study"
+        )
+    if header != SQLITE_HEADER:
+        raise StudyError(
+            f"storage {url}: {path} is not a SQLite database; pass the study's database, "
+            "or move this file away to start a new study"
+        )
+
+
 def journal_url(path: Path) -> str:
     """The storage URL of a journal file (an absolute path, so workers elsewhere agree)."""
     return f"{JOURNAL_SCHEME}{Path(path).resolve()}"
@@ -77,13 +135,17 @@ def make_storage(
     from optuna.storages.journal import JournalFileBackend
 
     kind = classify_storage(url)
+    check_storage_file(url)
     if kind.kind == "journal":
         path = Path(kind.location)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"storage {url}: cannot create the folder {path.parent}: {exc.strerror or exc}") from None
         return JournalStorage(JournalFileBackend(str(path)))
     if kind.kind == "sqlite":
         # A busy timeout so a second local process waits for the lock instead of failing.
-        return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return _refuse_bad_url(url, lambda: RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}))
 
     def open_rdb() -> RDBStorage:
         with warnings.catch_warnings():
@@ -100,12 +162,32 @@ def make_storage(
     # (CREATE TYPE ... already exists); the losers simply open it again.
     for attempt in range(10):
         try:
-            return open_rdb()
+            return _refuse_bad_url(url, open_rdb)
         except Exception as exc:  # re-raised unless it is the schema race
             if attempt == 9 or not _is_schema_race(exc):
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _refuse_bad_url(url: str, open_storage: Callable[[], T]) -> T:
+    """``open_storage()``, with the errors that no retry can fix as one line: an unknown scheme or
+    a missing driver (UsageError), a file SQLite cannot open or read (StudyError)."""
+    from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+
+    try:
+        return open_storage()
+    except (ArgumentError, ImportError) as exc:
+        raise UsageError(f"storage {url!r}: {_first_line(exc)}; expected {URL_FORMS}") from None
+    except DatabaseError as exc:
+        if url.startswith("sqlite:") and not (isinstance(exc, OperationalError) and "locked" in str(exc)):
+            raise StudyError(f"storage {url}: SQLite cannot use it ({_first_line(exc.orig or exc)})") from None
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _is_schema_race(exc: BaseException) -> bool:
@@ -118,8 +200,25 @@ def _is_schema_race(exc: BaseException) -> bool:
     return False
 
 
+# SQLite's words for "this file cannot be written": no retry fixes a full disk or a read-only file.
+_CANNOT_WRITE = ("database or disk is full", "readonly database", "read-only file system", "no space left")
+
+
+def is_cannot_write_error(exc: BaseException) -> bool:
+    """The storage (or the disk under it) cannot be written: disk full, read-only. Not transient."""
+    while exc is not None:
+        if any(words in str(exc).lower() for words in _CANNOT_WRITE):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
 def is_transient_storage_error(exc: BaseException) -> bool:
-    """Errors that mean "the database is away for a moment": connection refused, dropped, restarting."""
+    """Errors that mean "the database is away for a moment": connection refused, dropped, restarting.
+
+    A full disk or a read-only database is not one of them (``is_cannot_write_error``)."""
+    if is_cannot_write_error(exc):
+        return False
     try:
         from sqlalchemy.exc import DBAPIError, OperationalError, PendingRollbackError
     except ImportError:  # pragma: no cover - sqlalchemy ships with optuna

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from yaml2torch.errors import CannotWrite
 from yaml2torch.scale import _optuna
 from yaml2torch.scale.budget import StudyLock, start_trial
 from yaml2torch.scale.faults import describe_failure, release_accelerator_memory
@@ -140,13 +141,15 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
     state = TrialState.COMPLETE
     reason = None
     requeue = False
-    stop: StopRequested | None = None
+    stop: StopRequested | CannotWrite | None = None
     try:
         with Heartbeat(study, _optuna.trial_id_of(trial), options.heartbeat_interval, on_error=say):
             values = run_trial(trial)
     except optuna.TrialPruned:
         state = TrialState.PRUNED
-    except StopRequested as exc:
+    except (StopRequested, CannotWrite) as exc:
+        # an interruption, or files that cannot be written here (disk full, read-only): not the
+        # architecture's fault, and every later trial would meet it too: stop, run it again later
         state, reason, requeue, stop = TrialState.FAIL, str(exc), True, exc
     except TrialFailed as exc:
         state, reason = TrialState.FAIL, exc.reason
@@ -156,6 +159,10 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
         requeue = is_transient_storage_error(exc)
     if state == TrialState.FAIL:
         release_accelerator_memory()
+    if isinstance(stop, CannotWrite):
+        _record_cannot_write(study, trial, reason, retrying, say)
+        summary.failed += 1
+        raise stop
     status = TrialStatus.INTERRUPTED if stop is not None else TrialStatus.FAILED
     final = _finish(study, trial, values, state, reason, retrying, status=status)
     if final == TrialState.COMPLETE:
@@ -173,6 +180,19 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
     if stop is not None:
         summary.stopped_by = stop.signal_name
         raise stop
+
+
+def _record_cannot_write(study, trial, reason, retrying, say) -> None:
+    """Fail the trial and queue its parameters again, as far as the storage still takes writes
+    (it may live on the same full disk: then the trial stays RUNNING and turns stale on resume)."""
+    say(f"yaml2torch: trial {trial.number} stopped: {reason}")
+    try:
+        _finish(study, trial, None, TrialState.FAIL, reason, retrying, status=TrialStatus.INTERRUPTED)
+        frozen = _optuna.get_trial(study, _optuna.trial_id_of(trial))
+        retrying(lambda: enqueue_retry(study, frozen, reason or "re-queued"), "re-queueing the trial")
+        say(f"yaml2torch: trial {trial.number}'s parameters are queued again")
+    except Exception as exc:  # noqa: BLE001 - the write error below is what the user must fix
+        say(f"yaml2torch: trial {trial.number} could not be recorded either ({type(exc).__name__}); a resume retries it")
 
 
 def _finish(study, trial, values, state, reason, retrying, status=TrialStatus.FAILED) -> TrialState:

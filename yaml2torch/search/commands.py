@@ -13,7 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from yaml2torch.files import write_atomic
+from yaml2torch.files import refuse_overwriting_inputs, write_atomic
+
+
+def _storage_file(url: str) -> Path | None:
+    from yaml2torch.scale.storage import storage_file
+
+    return storage_file(url)
 
 
 def _run_options(args: argparse.Namespace, out_dir: Path, **extra: Any) -> Any:
@@ -86,6 +92,8 @@ def cmd_best(args: argparse.Namespace) -> int:
     from yaml2torch.search.run import open_stored_study
     from yaml2torch.search.train import DataCache, resolve_device
 
+    outputs = [args.output / name for name in ("best.yaml", "best_model.py", "best_model.pt", "summary.json")]
+    refuse_overwriting_inputs([args.output, *outputs], [_storage_file(args.storage)])
     stored = open_stored_study(args.storage, args.study)
     trials_root = stored.record.trials_root(args.trials_from, fallback=args.output)
     best, _ = pick(stored.study, stored.config)
@@ -130,6 +138,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from yaml2torch.search.report import render_report
     from yaml2torch.search.run import open_stored_study
 
+    refuse_overwriting_inputs([args.output], [_storage_file(args.storage)])
     stored = open_stored_study(args.storage, args.study)
     write_atomic(args.output, render_report(stored.study, stored.config))
     print(f"wrote {args.output}", file=sys.stderr)
@@ -139,6 +148,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from yaml2torch.search.trainone import TrainRequest, train_spec_file
 
+    outputs = [args.output / name for name in ("spec.yaml", "model.py", "model.pt", "metrics.json")]
+    refuse_overwriting_inputs([args.output, *outputs], [args.spec, args.config, args.data_path])
     request = TrainRequest(
         spec=args.spec,
         out_dir=args.output,

@@ -21,8 +21,8 @@ from typing import Any
 import optuna
 
 from yaml2torch import __version__
-from yaml2torch.errors import StudyError, UsageError
-from yaml2torch.files import load_state_dict, state_dict_bytes
+from yaml2torch.errors import CannotWrite, StudyError, UsageError
+from yaml2torch.files import load_state_dict, state_dict_bytes, write_atomic
 from yaml2torch.scale.budget import StudyLock, may_start
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 from yaml2torch.scale.faults import FaultPlan, check_finite_loss
@@ -48,7 +48,13 @@ from yaml2torch.scale.worker import WorkerOptions, WorkerSummary, run_worker
 from yaml2torch.search.config import SearchConfig, component_class, parse_config
 from yaml2torch.search.train import DataCache, EpochResult, resolve_device, train_model
 from yaml2torch.search.trial import Objective
-from yaml2torch.study_record import RunSettings, StudyRecord, check_same_space, write_settings
+from yaml2torch.study_record import (
+    STUDY_SPACE_YAML,
+    RunSettings,
+    StudyRecord,
+    check_same_space,
+    write_settings,
+)
 
 
 def _say(message: str) -> None:
@@ -127,18 +133,70 @@ def _finished(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
 
 
-def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
-    """Create or resume the study; a study holds its search file, and a different file is refused."""
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    name = options.study or config.study
-    storage = make_storage(options.storage_url)  # journal files, PostgreSQL heartbeats and retries
+TRIALS_MARKER = ".yaml2torch-study"  # in OUT/trials/: the name of the study whose trial folders these are
+
+
+def claim_trials_folder(out_dir: Path, study: str, new: bool) -> None:
+    """Make sure ``OUT/trials/`` holds this study's trial folders only, before any is written.
+
+    A new study needs it empty (trial numbers restart at 0, so another study's folders would be
+    overwritten); an existing study needs it unmarked or marked with its own name. Writing the
+    marker also proves the folder can be written (else one line, before any trial starts)."""
+    folder = out_dir / "trials"
+    marker = folder / TRIALS_MARKER
+    owner = _trials_owner(marker)
+    others = sorted(p.name for p in folder.iterdir() if p.name != TRIALS_MARKER) if folder.is_dir() else []
+    if owner is not None and owner != study:
+        raise StudyError(
+            f"{folder} holds the trial folders of study {owner!r}, not {study!r}; use another --out folder"
+        )
+    if new and others:
+        raise StudyError(
+            f"{folder} already holds trial folders ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) "
+            f"of another study, and the new study {study!r} would overwrite them; use another --out folder, "
+            "or move them away"
+        )
+    if owner is None:
+        write_atomic(marker, study + "\n")
+
+
+def _trials_owner(marker: Path) -> str | None:
+    try:
+        return marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CannotWrite(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
+
+
+def _load_existing(name: str, storage: Any, options: RunOptions) -> optuna.Study | None:
     try:
         existing = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        existing = None
         if options.resume:
             raise StudyError(f"--resume: no study {name!r} in {options.storage_url}") from None
-    if existing is not None:
+        return None
+    if STUDY_SPACE_YAML not in existing.user_attrs and existing.get_trials(deepcopy=False):
+        raise StudyError(
+            f"study {name!r} in {options.storage_url} was not made by yaml2torch (no search file recorded); "
+            "use another --study name or --storage"
+        )
+    return existing
+
+
+def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
+    """Create or resume the study; a study holds its search file, and a different file is refused."""
+    _make_out_dir(options.out_dir)
+    name = options.study or config.study
+    storage = make_storage(options.storage_url)  # journal files, PostgreSQL heartbeats and retries
+    existing = _load_existing(name, storage, options)
+    claim_trials_folder(options.out_dir, name, new=existing is None or not existing.get_trials(deepcopy=False))
+    if existing is not None and STUDY_SPACE_YAML in existing.user_attrs:
         check_same_space(existing, config.text, config.path)
         sampler = make_sampler(config, _finished(existing))
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=make_pruner(config))
@@ -389,6 +447,8 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
         options.storage, options.study, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
     )
     options = replace(options, out_dir=stored.record.trials_root(out_dir, Path("generated") / options.study))
+    _make_out_dir(options.out_dir)
+    claim_trials_folder(options.out_dir, options.study, new=False)
     recorded = stored.record.settings
     settings = replace(
         recorded,
