@@ -94,7 +94,8 @@ def check_storage_file(url: str) -> None:
     except (OSError, ValueError) as exc:
         raise UsageError(f"storage {url}: cannot use {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if stat.S_ISDIR(mode):
-        raise UsageError(f"storage {url}: {path} is a folder; name a file in it (e.g. {path / 'study.db'})")
+        example = path / ("study.db" if kind == "sqlite" else "study.log")
+        raise UsageError(f"storage {url}: {path} is a folder; name a file in it (e.g. {example})")
     if not stat.S_ISREG(mode):
         raise UsageError(f"storage {url}: {path} is not a regular file")
     if kind == "sqlite":
@@ -117,6 +118,30 @@ def _check_sqlite_header(url: str, path: Path) -> None:
             f"storage {url}: {path} is not a SQLite database; pass the study's database, "
             "or move this file away to start a new study"
         )
+    tables = _sqlite_tables(url, path)
+    if tables and "studies" not in tables:
+        raise StudyError(
+            f"storage {url}: {path} is the SQLite database of something else (tables {', '.join(sorted(tables)[:3])}); "
+            "yaml2torch will not add its tables to it: choose another file"
+        )
+
+
+def _sqlite_tables(url: str, path: Path) -> set[str]:
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            return {"studies"}  # another process is writing it: Optuna's busy timeout deals with that
+        raise StudyError(f"storage {url}: SQLite cannot read {path} ({exc}); is it damaged?") from None
+    except sqlite3.DatabaseError as exc:
+        raise StudyError(f"storage {url}: {path} is a damaged SQLite database ({exc}); restore it or move it away") from None
+    return {name for (name,) in rows}
 
 
 def journal_url(path: Path) -> str:
