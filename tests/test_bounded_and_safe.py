@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from yaml2torch.cli import main
 from yaml2torch.errors import CannotWrite
 from yaml2torch.files import write_atomic
 from yaml2torch.spec.limits import MAX_FILE_BYTES, MAX_INCLUDE_DEPTH, MAX_LAYERS, MAX_NODES, MAX_PARAMS
@@ -162,9 +163,7 @@ def test_report_best_and_train_refuse_to_overwrite_their_inputs(tmp_path, run_cl
     before = db.read_bytes()
     url = f"sqlite:///{db}"
     assert "would overwrite the input" in one_line_error(run_cli("report", "--storage", url, "--study", "s", "-o", db))
-    assert "would overwrite the input" in one_line_error(
-        run_cli("best", "--storage", url, "--study", "s", "-o", db)
-    )
+    assert "would overwrite the input" in one_line_error(run_cli("best", "--storage", url, "--study", "s", "-o", db))
     assert db.read_bytes() == before
     folder = tmp_path / "trial"
     folder.mkdir()
@@ -295,7 +294,7 @@ def test_an_output_folder_that_cannot_be_written_stops_search_with_one_line(tmp_
 @pytest.mark.slow
 def test_a_trial_that_cannot_write_its_files_stops_the_search_and_the_study_resumes(tmp_path, run_cli) -> None:
     space = tmp_path / "space.yaml"
-    space.write_text(SPACE.replace("[4, 3, 1]", "[{choice: [4, 8, 12, 16]}, 3, 1]"))
+    space.write_text(SPACE.replace("[4, 3, 1]", "[{choice: [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]}, 3, 1]"))
     out = tmp_path / "out"
     assert run_cli("search", space, "--out", out, "--quiet", "--device", "cpu").status == 0
     (out / "trials" / "0001").write_text("in the way")  # a file where the trial's folder goes
@@ -313,3 +312,64 @@ def test_a_trial_that_cannot_write_its_files_stops_the_search_and_the_study_resu
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(done) == 2 and failed[0].params in [t.params for t in done]
+
+
+# --- every command, bad inputs: one line, exit 2, nothing written ---------------------------------
+
+
+def bad_invocations(t: Path) -> list[list[str]]:
+    """Each command with values that are wrong where they enter (options as in YAML, files, storage)."""
+    spec = spec_file(t, "  - [1, Conv, [8]]\n  - [1, GlobalAvgPool, []]\n  - [1, Flatten, []]\n  - [1, Linear, [10]]\n")
+    space = t / "space.yaml"
+    space.write_text(SPACE)
+    db = f"sqlite:///{t}/missing/study.db"
+    out = str(t / "out")
+    runs: list[list[str]] = []
+    for value in ("0", "-1", "x", "nan"):
+        runs += [["search", str(space), f"--{option}", value, "--out", out] for option in ("trials", "epochs", "limit")]
+        runs += [["search", str(space), f"--{option}", value, "--out", out] for option in ("timeout", "time-limit")]
+        runs += [["train", str(spec), f"--{option}", value, "-o", out] for option in ("epochs", "batch-size", "lr")]
+    for name in ("a/b", "..", ".hidden", "x\ny", "s" * 101, ""):
+        runs += [
+            ["search", str(space), "--study", name, "--out", out],
+            ["best", "--storage", db, "--study", name, "-o", out],
+        ]
+    runs += [
+        ["search", str(space), "--device", "bogus", "--out", out],
+        ["search", str(space), "--limit", "3", "--out", out],
+        ["train", str(spec), "--device", "bogus", "-o", out],
+        ["compile", str(t / "missing.yaml"), "-o", out],
+        ["compile", str(spec), "-o", str(spec)],
+        ["compile", str(spec), "-o", "/dev/null"],
+        ["compile", str(spec), "-o", str(t)],
+        ["summary", "/dev/zero"],
+        ["summary", str(t)],
+        ["diff", str(spec), str(t / "missing.yaml")],
+        ["search", str(t / "missing.yaml"), "--out", out],
+        ["search", str(space), "--storage", "garbage", "--out", out],
+        ["search", str(space), "--storage", db, "--out", out],
+        ["worker", "--storage", db, "--study", "s"],
+        ["worker", "--storage", str(t / "none.log"), "--study", "s"],
+        ["best", "--storage", "foo://bar", "--study", "s", "-o", out],
+        ["report", "--storage", db, "--study", "s", "-o", str(t / "r.html")],
+        ["report", "--storage", "garbage", "--study", "s", "-o", "/dev/null"],
+        ["train", str(spec), "-o", "/dev/null/x"],
+        ["nosuchcommand"],
+    ]
+    return runs
+
+
+def test_every_command_answers_bad_input_with_one_line(tmp_path, capsys) -> None:
+    from conftest import CliResult
+
+    for argv in bad_invocations(tmp_path):
+        before = sorted(p.name for p in tmp_path.iterdir())
+        capsys.readouterr()
+        try:
+            status = main(argv)
+        except SystemExit as exit_:  # argparse errors: our one-line _Parser.error
+            status = exit_.code
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1, (argv, err)
+        one_line_error(CliResult(status, out, err))
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, argv

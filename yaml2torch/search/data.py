@@ -198,6 +198,16 @@ def _split(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int) 
     return np.sort(keep), np.sort(held)
 
 
+def _check_limit(settings: DataSettings, classes: int, in_train: int) -> None:
+    """A limit (``--limit``, ``data.limit``) so small that some class has no training sample is refused."""
+    if settings.limit is not None and in_train < classes:
+        raise DataError(
+            settings.path,
+            f"limit {settings.limit} leaves training samples of only {in_train} of the {classes} classes "
+            f"after the validation and test splits; raise it (to at least {classes * 4}, say)",
+        )
+
+
 def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
     """Fixed train/val/test splits by ``settings.split_seed``; normalization from the train split."""
     y = arrays.y.numpy()
@@ -212,6 +222,7 @@ def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
     train, val = _split(rest, y[rest], val_share, settings.split_seed + 1)
     if len(train) == 0 or len(val) == 0:
         raise DataError(settings.path, f"too few samples ({len(y)}) for train/val/test splits")
+    _check_limit(settings, len(np.unique(y)), len(np.unique(y[train])))
     x_train = arrays.x[train]
     mean = x_train.mean(dim=(0, 2, 3))
     std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-6)

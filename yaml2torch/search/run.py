@@ -38,6 +38,7 @@ from yaml2torch.scale.isolation import (
 from yaml2torch.scale.launch import launch_workers
 from yaml2torch.scale.signals import StopRequested, stop_on_signals
 from yaml2torch.scale.storage import (
+    check_storage_file,
     journal_url,
     make_artifact_store,
     make_storage,
@@ -191,6 +192,8 @@ def _load_existing(name: str, storage: Any, options: RunOptions) -> optuna.Study
 
 def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
     """Create or resume the study; a study holds its search file, and a different file is refused."""
+    if options.storage is not None:
+        check_storage_file(options.storage)  # a bad --storage is refused before OUT is made
     _make_out_dir(options.out_dir)
     name = options.study or config.study
     storage = make_storage(options.storage_url)  # journal files, PostgreSQL heartbeats and retries
