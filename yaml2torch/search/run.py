@@ -42,6 +42,7 @@ from yaml2torch.scale.storage import (
     journal_url,
     make_artifact_store,
     make_storage,
+    storage_file,
     upload_file,
     with_storage_retries,
 )
@@ -192,8 +193,9 @@ def _load_existing(name: str, storage: Any, options: RunOptions) -> optuna.Study
 
 def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
     """Create or resume the study; a study holds its search file, and a different file is refused."""
-    if options.storage is not None:
-        check_storage_file(options.storage)  # a bad --storage is refused before OUT is made
+    path = storage_file(options.storage) if options.storage is not None else None
+    if options.storage is not None and (path is None or not path.resolve().is_relative_to(options.out_dir.resolve())):
+        check_storage_file(options.storage)  # a bad --storage is refused before OUT is made (unless OUT holds it)
     _make_out_dir(options.out_dir)
     name = options.study or config.study
     storage = make_storage(options.storage_url)  # journal files, PostgreSQL heartbeats and retries
