@@ -153,6 +153,8 @@ class ModelIR:
     classes: tuple[ClassSource, ...]
     arch_hash: str
     options: str = ""  # command-line options the spec was compiled with (--scale n --nc 10)
+    # (mean, std) per input channel: the model normalizes inputs in [0, 1] first; None: it does not
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def params(self) -> int:

@@ -38,7 +38,7 @@ class Splits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: tuple[str, ...]
-    mean: tuple[float, ...]  # per channel, from the training split; inputs are normalized with it
+    mean: tuple[float, ...]  # per channel, from the training split; written into the model spec
     std: tuple[float, ...]
 
     @property
@@ -199,7 +199,11 @@ def _split(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int) 
 
 
 def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
-    """Fixed train/val/test splits by ``settings.split_seed``; normalization from the train split."""
+    """Fixed train/val/test splits by ``settings.split_seed``; the per-channel statistics of the train split.
+
+    The images stay in [0, 1]: the statistics go into each model spec (``normalize:``), so the
+    model normalizes its own inputs and the exported file needs no preprocessing beside it.
+    """
     y = arrays.y.numpy()
     indices = np.arange(len(y))
     if settings.limit is not None and settings.limit < len(y):
@@ -213,26 +217,23 @@ def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
     if len(train) == 0 or len(val) == 0:
         raise DataError(settings.path, f"too few samples ({len(y)}) for train/val/test splits")
     x_train = arrays.x[train]
-    mean = x_train.mean(dim=(0, 2, 3))
-    std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-6)
-
-    def norm(x: torch.Tensor) -> torch.Tensor:
-        return (x - mean[None, :, None, None]) / std[None, :, None, None]
-
+    # Rounded to 6 digits: the values written into the spec are exactly the ones the model uses.
+    mean = tuple(round(float(v), 6) for v in x_train.mean(dim=(0, 2, 3)))
+    std = tuple(round(float(v), 6) for v in x_train.std(dim=(0, 2, 3)).clamp_min(1e-5))
     if test is None:
         test_x, test_y = arrays.x_test, arrays.y_test
     else:
         test_x, test_y = arrays.x[test], arrays.y[test]
     return Splits(
-        norm(x_train),
+        x_train,
         arrays.y[train],
-        norm(arrays.x[val]),
+        arrays.x[val],
         arrays.y[val],
-        norm(test_x),  # type: ignore[arg-type]
+        test_x,  # type: ignore[arg-type]
         test_y,  # type: ignore[arg-type]
         arrays.classes,
-        tuple(mean.tolist()),
-        tuple(std.tolist()),
+        mean,
+        std,
     )
 
 

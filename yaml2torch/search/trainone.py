@@ -73,7 +73,8 @@ def train_spec_file(request: TrainRequest) -> dict[str, Any]:
     data_settings, train = _settings(request)
     data = DataCache(data_settings, resolve_device(request.device))
     node = load_text(read_text(request.spec), str(request.spec))
-    node, train = fit_to_data(node, train, data.splits.channels, data.splits.size)
+    splits = data.splits
+    node, train = fit_to_data(node, train, splits.channels, splits.size, (splits.mean, splits.std))
     spec_yaml, compiled = compile_node(node, str(request.spec), request.spec.parent)
     write_trial_files(request.out_dir, spec_yaml, compiled.source)
     model = seeded_model(import_model_class(request.out_dir / "model.py"), request.seed)
@@ -91,7 +92,6 @@ def train_spec_file(request: TrainRequest) -> dict[str, Any]:
         "history": history_rows(history),
         "train": train.key(),
         "data": data_settings.key(),
-        "normalize": {"mean": list(data.splits.mean), "std": list(data.splits.std)},
         "device": str(staged.device),
     }
     write_trial_result(request.out_dir, model, result)

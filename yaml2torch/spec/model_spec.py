@@ -20,6 +20,7 @@ TOP_LEVEL_KEYS = (
     "channel_divisor",
     "channel_rounding",
     "norm",
+    "normalize",
     "backbone",
     "head",
     "modules",
@@ -36,6 +37,15 @@ _MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 class NormSpec:
     eps: float = 1e-5
     momentum: float = 0.1
+
+
+@dataclass(frozen=True)
+class InputNormalization:
+    """``normalize: {mean: [...], std: [...]}``: the model takes inputs in [0, 1] and normalizes
+    them per channel as its first step (the training data's statistics, written by the search)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class ModelSpec:
     scale: str = ""  # the ultralytics scale letter (C3k2 reads it)
     activation: str = ""  # the blocks' default activation ("" = each block's own)
     options: str = ""  # command-line options that shaped the spec (--scale, --nc), for the header
+    normalize: InputNormalization | None = None  # input preprocessing inside the model
 
     def with_input_size(self, size: tuple[int, int]) -> ModelSpec:
         """The spec with ``input_size`` replaced (``summary --input-size H W``)."""
@@ -101,6 +112,9 @@ def parse_model_spec(
     divisor = expect_int(fields["channel_divisor"], "channel_divisor", minimum=1) if "channel_divisor" in fields else 8
     rounding = _rounding(fields.get("channel_rounding"))
     norm = parse_norm(fields["norm"]) if "norm" in fields and fields["norm"].value is not None else NormSpec()
+    normalize = None
+    if "normalize" in fields and fields["normalize"].value is not None:
+        normalize = parse_normalize(fields["normalize"], input_channel)
     rows: list[RowSpec] = []
     for section in ("backbone", "head"):
         if section not in fields or (section == "head" and fields[section].value is None):
@@ -124,6 +138,7 @@ def parse_model_spec(
         modules=modules,
         text=text,
         module_locs=module_locs,
+        normalize=normalize,
     )
 
 
@@ -192,6 +207,30 @@ def parse_norm(node: Node) -> NormSpec:
     if not 0 <= momentum <= 1:
         raise SpecError(values["momentum"].loc, "norm.momentum must be between 0 and 1")
     return NormSpec(eps, momentum)
+
+
+def parse_normalize(node: Node, channels: int) -> InputNormalization:
+    """Per-channel mean and std, one finite number each per input channel (std > 0)."""
+    example = "normalize: {mean: [0.5], std: [0.25]}"
+    if not node.is_map:
+        raise SpecError(node.loc, f"normalize must be a mapping like {example}, not {type_name(node)}")
+    values: dict[str, Node] = node.value  # type: ignore[assignment]  # is_map: a dict of nodes
+    for key in values:
+        if key not in ("mean", "std"):
+            raise SpecError((node.key_locs or {})[key], f"unknown normalize key {key!r}{suggest(key, ('mean', 'std'))}")
+    found: dict[str, tuple[float, ...]] = {}
+    for key in ("mean", "std"):
+        if key not in values:
+            raise SpecError(node.loc, f"normalize needs {key!r} ({example})")
+        items = expect_list(values[key], f"normalize.{key}")
+        if len(items) != channels:
+            raise SpecError(values[key].loc, f"normalize.{key} has {len(items)} values; input_channel is {channels}")
+        numbers = tuple(expect_float(item, f"normalize.{key}") for item in items)
+        for item, number in zip(items, numbers):
+            if not math.isfinite(number) or (key == "std" and number <= 0):
+                raise SpecError(item.loc, f"normalize.{key} values must be finite{' and positive' if key == 'std' else ''}")
+        found[key] = numbers
+    return InputNormalization(found["mean"], found["std"])
 
 
 def parse_row(node: Node, index: int, in_head: bool, diagnostics: Diagnostics) -> RowSpec:
