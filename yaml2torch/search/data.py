@@ -238,4 +238,7 @@ def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
 
 
 def load_splits(settings: DataSettings) -> Splits:
-    return make_splits(load_arrays(settings), settings)
+    arrays = load_arrays(settings)
+    if not bool(torch.isfinite(arrays.x).all()):
+        raise DataError(settings.path or settings.source, "the images contain NaN or infinite values")
+    return make_splits(arrays, settings)
