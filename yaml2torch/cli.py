@@ -158,6 +158,18 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from yaml2torch.compiler import compile_file
+    from yaml2torch.deploy import export_format, export_model
+
+    export_format(args.output)  # a bad file name fails before any work
+    compiled = compile_file(args.spec, options=ultralytics_options(args))
+    print_warnings(compiled.warnings)
+    exported = export_model(compiled, args.weights, args.output)
+    print(f"wrote {exported.path} ({exported.format}, input (N, {', '.join(map(str, exported.input_shape))}))", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="yaml2torch", description="Compile YAML model specs to PyTorch and search architectures.")
     parser.add_argument("--version", action="version", version=f"yaml2torch {__version__}")
@@ -185,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
     p.set_defaults(handler=cmd_diff)
+
+    p = commands.add_parser("export", help="a spec and its trained weights as ONNX (.onnx) or torch.export (.pt2)")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--weights", type=Path, required=True, help="the trained state_dict (model.pt, best_model.pt)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model.onnx or model.pt2 (dynamic batch size)")
+    add_ultralytics_options(p)
+    p.set_defaults(handler=cmd_export)
 
     _add_search_commands(commands)
     return parser
