@@ -99,8 +99,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from yaml2torch.compiler import compile_file
     from yaml2torch.render.model_file import format_count
 
+    for path in (args.a, args.b):
+        if path.suffix == ".py":
+            raise UsageError(f"{path}: diff takes two specs (.yaml) and compares the files they generate")
     a, b = compile_file(args.a), compile_file(args.b)
     print_warnings([*a.warnings, *b.warnings])
+    if a.arch_hash == b.arch_hash:
+        print(f"same architecture (hash {a.arch_hash[:12]}): {a.params:,} params, MACs {format_count(a.macs)}")
+        return 0
     diff = difflib.unified_diff(
         a.source.splitlines(keepends=True),
         b.source.splitlines(keepends=True),
@@ -257,8 +263,8 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=search.cmd_search)
 
     p = commands.add_parser("worker", help="join a stored study and run its trials (any machine)")
-    p.add_argument("--storage", required=True, help="the study's storage URL (journal file, postgresql://...)")
-    p.add_argument("--study", required=True, type=study_name)
+    p.add_argument("--storage", required=True, help="the study's storage: a URL, a journal file, OUT/study.db, or OUT")
+    p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
     p.add_argument("--out", type=Path, help="folder for trial files (default: the study's, else generated/<study>/)")
     p.add_argument("--trials", type=positive_int, help="study-wide trial budget (default: the one recorded in the study)")
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
@@ -267,17 +273,18 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=search.cmd_worker)
 
     p = commands.add_parser("best", help="export the best / Pareto trials of a stored study")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", required=True, type=study_name)
+    p.add_argument("--storage", required=True, help="a storage URL, OUT/study.db, a journal file, or the output folder")
+    p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--from", dest="trials_from", type=Path, help="the search's output folder holding trials/ (for weights and the test score)")
     p.add_argument("--artifacts", help="artifact store folder holding the weights (default: the one the study recorded)")
     p.set_defaults(handler=search.cmd_best)
 
-    p = commands.add_parser("report", help="an HTML report of a stored study")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", required=True, type=study_name)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p = commands.add_parser("report", help="an HTML report of a stored study (report OUT_DIR writes OUT_DIR/report.html)")
+    p.add_argument("source", nargs="?", help="the search's output folder (or its study.db)")
+    p.add_argument("--storage", help="a storage URL instead of the folder")
+    p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
+    p.add_argument("-o", "--output", type=Path, help="the HTML file (default OUT_DIR/report.html)")
     p.set_defaults(handler=search.cmd_report)
 
     p = commands.add_parser("train", help="train one architecture with the search's machinery")
