@@ -288,7 +288,12 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=search.cmd_report)
 
     p = commands.add_parser("train", help="train one architecture with the search's machinery")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, nargs="?", help="a model spec (or --from a stored study)")
+    p.add_argument("--from", dest="trials_from", metavar="OUT_DIR", help="a stored study: output folder, OUT/study.db or URL")
+    p.add_argument("--study", type=study_name, help="with --from: the study (default: the storage's only study)")
+    p.add_argument("--trial", type=int, help="with --from: the trial number (default: the picked trial)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--data", default="digits", help="digits, folder, cifar10 or npz")
     p.add_argument("--data-path", type=Path, help="folder / file for the non-built-in sources")
     p.add_argument("--config", type=Path, help="a search file whose data: and train: settings to use")

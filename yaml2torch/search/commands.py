@@ -151,8 +151,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from yaml2torch.search.trainone import TrainRequest, train_spec_file
 
     request = TrainRequest(
-        spec=args.spec,
         out_dir=args.output,
+        spec=args.spec,
+        source=args.trials_from,
+        study=args.study,
+        trial=args.trial,
         data=args.data,
         data_path=args.data_path,
         config=args.config,
@@ -162,6 +165,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         device=args.device,
         seed=args.seed,
+        threads=args.threads,
+        progress=not args.quiet,
     )
     result = train_spec_file(request)
     print(json.dumps({"val": result["val"], "test": result["test"], "out": str(args.output)}))

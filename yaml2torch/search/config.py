@@ -97,6 +97,19 @@ class TrainSettings:
         """What makes two trainings of one architecture the same (hashed for de-duplication)."""
         return json.loads(json.dumps(asdict(self), default=list))
 
+    @classmethod
+    def from_key(cls, key: dict) -> TrainSettings:
+        """The settings a trial recorded (``key()``), for training it again."""
+        fields = dict(key)
+        optimizer = fields.pop("optimizer", None) or {}
+        kwargs = tuple((str(k), v) for k, v in optimizer.get("kwargs", ()))
+        size = fields.pop("image_size", None)
+        return cls(
+            **fields,
+            optimizer=OptimizerSettings(optimizer.get("type", "Adam"), optimizer.get("lr", 1e-3), kwargs),
+            image_size=None if size is None else (int(size[0]), int(size[1])),
+        )
+
 
 @dataclass(frozen=True)
 class DataSettings:

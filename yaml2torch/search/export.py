@@ -79,7 +79,7 @@ def test_score(trial: Any, config: SearchConfig, trials_root: Path, data: Any) -
         return None
     if len(data.splits.test_y) == 0:
         return None
-    settings = TrainSettings(**{**(record.train or {}), "optimizer": TrainSettings().optimizer})
+    settings = TrainSettings.from_key(record.train or {})
     staged = data.staged(tuple(settings.image_size) if settings.image_size else None)
     model = import_model_class(folder / "model.py")()
     load_state_dict(model, folder / "model.pt")
