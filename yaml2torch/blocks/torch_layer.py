@@ -79,13 +79,14 @@ class TorchLayer(Block):
 
     name = "nn."
     dialects = ("yaml2torch", "ultralytics")
+    torch_class: str  # set per row: nn.<Name>
 
     def __init__(self, layer_name: str = "", layer: type | None = None, positional: int = 0) -> None:
         self.layer_name = layer_name
         self.layer = layer
         self.torch_class = f"nn.{layer_name}"
         self.positional = positional  # how many args the row gives positionally (rendered positionally)
-        params = [] if layer is None else list(inspect.signature(layer.__init__).parameters.values())[1:]
+        params = [] if layer is None else list(inspect.signature(layer.__init__).parameters.values())[1:]  # type: ignore[misc]  # a torch.nn class's own __init__
         params = [
             p
             for p in params

@@ -152,8 +152,8 @@ class C2f(UltralyticsBlock):
     """``[c, shortcut=false, g=1, e=0.5]``: n Bottlenecks (3x3, 3x3, expansion 1.0)."""
 
     name = "C2f"
-    signature = (Arg("c", Int()), Arg("shortcut", Bool(), False), Arg("g", Int(), 1), Arg("e", Float(minimum=0.0), 0.5))
-    helpers = (("bottleneck.py.jinja", "Bottleneck"),)
+    signature: tuple[Arg, ...] = (Arg("c", Int()), Arg("shortcut", Bool(), False), Arg("g", Int(), 1), Arg("e", Float(minimum=0.0), 0.5))
+    helpers: ClassVar[tuple[tuple[str, str], ...]] = (("bottleneck.py.jinja", "Bottleneck"),)
     own_template = "c2f.py.jinja"
     ctor_defaults: ClassVar[dict[str, Any]] = {"n": 1, "shortcut": False, "groups": 1, "expansion": 0.5, "act": None}
 

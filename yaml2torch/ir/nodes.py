@@ -130,7 +130,8 @@ class Layer:
     @property
     def macs(self) -> int | None:
         values = [m.macs for m in self.modules]
-        return None if any(v is None for v in values) else sum(values)  # type: ignore[misc]
+        known = [v for v in values if v is not None]
+        return sum(known) if len(known) == len(values) else None
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ class ModelIR:
     @property
     def macs(self) -> int | None:
         values = [layer.macs for layer in self.layers]
-        return None if any(v is None for v in values) else sum(values)  # type: ignore[misc]
+        known = [v for v in values if v is not None]
+        return sum(known) if len(known) == len(values) else None
 
     @property
     def output_shape(self) -> Shape:
