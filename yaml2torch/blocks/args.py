@@ -27,7 +27,7 @@ class Int(ArgType):
     minimum: int | None = 1
 
     @property
-    def description(self) -> str:  # type: ignore[override]
+    def description(self) -> str:  # type: ignore[override]  # a computed class attribute, read the same way
         return "a positive int" if self.minimum == 1 else "an int"
 
     def parse(self, node: Node, label: str, diagnostics: Diagnostics) -> int:

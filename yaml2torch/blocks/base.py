@@ -150,7 +150,7 @@ def conv2d(
         raise SpecError(
             ctx.loc if ctx else None, f"groups={g} must divide both input channels {c_in} and output channels {c_out}"
         )
-    h, w = x.spatial  # type: ignore[misc]
+    h, w = x.hw
     out_h, out_w = conv_out(h, k, s, p), conv_out(w, k, s, p)
     for size in (out_h, out_w):
         if size is not None and size < 1:

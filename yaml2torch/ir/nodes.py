@@ -59,7 +59,7 @@ Expr = Literal | Call
 
 
 def as_expr(value: object) -> Expr:
-    return value if isinstance(value, (Literal, Call)) else Literal(value)  # type: ignore[arg-type]
+    return value if isinstance(value, (Literal, Call)) else Literal(value)  # type: ignore[arg-type]  # Literal checks it at run time
 
 
 def call(callee: str, *args: object, **kwargs: object) -> Call:
@@ -78,11 +78,18 @@ class Shape:
 
     @property
     def channels(self) -> int:
-        return self.dims[0]  # type: ignore[return-value]
+        return self.dims[0]  # type: ignore[return-value]  # the channel count (or features) is always known
 
     @property
     def spatial(self) -> tuple[int | None, int | None] | None:
         return (self.dims[1], self.dims[2]) if len(self.dims) == 3 else None
+
+    @property
+    def hw(self) -> tuple[int | None, int | None]:
+        """(H, W) of an image shape; only where the shape is known to be (C, H, W)."""
+        if len(self.dims) != 3:
+            raise TypeError(f"expected an image shape (C, H, W), not {self}")
+        return self.dims[1], self.dims[2]
 
     @property
     def is_image(self) -> bool:
