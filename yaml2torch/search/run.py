@@ -145,7 +145,7 @@ def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
     study = optuna.create_study(
         study_name=name,
         storage=storage,
-        directions=config.directions,
+        directions=config.directions,  # type: ignore[arg-type]  # "maximize"/"minimize": parse_config checks them
         sampler=make_sampler(config),
         pruner=make_pruner(config),
         load_if_exists=True,
@@ -385,6 +385,7 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
 
     if options.storage is None or options.study is None:
         raise UsageError("a worker needs --storage and --study")
+    storage_url = options.storage  # a str from here on (options is replaced below)
     stored = open_stored_study(
         options.storage, options.study, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
     )
@@ -405,7 +406,7 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
     study = optuna.load_study(
         study_name=options.study,
         storage=make_storage(
-            options.storage, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
+            storage_url, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
         ),
         sampler=make_sampler(config, offset),
         pruner=make_pruner(config),
