@@ -14,12 +14,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from yaml2torch import __version__
 from yaml2torch.errors import UsageError, UserError
 from yaml2torch.files import write_atomic
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+
+if TYPE_CHECKING:
+    from yaml2torch.spec.ultralytics import UltralyticsOptions
 
 EXIT_USAGE = 2
 MAX_STUDY_NAME = 100
@@ -39,7 +42,7 @@ def add_ultralytics_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nc", type=int, help="ultralytics files: the number of classes (overrides the file's nc)")
 
 
-def ultralytics_options(args: argparse.Namespace) -> object:
+def ultralytics_options(args: argparse.Namespace) -> UltralyticsOptions:
     from yaml2torch.spec.ultralytics import UltralyticsOptions
 
     return UltralyticsOptions(args.scale, args.nc)

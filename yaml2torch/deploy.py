@@ -58,9 +58,10 @@ def export_model(compiled: CompiledModel, weights: Path, output: Path) -> Export
     import torch
 
     kind = export_format(output)
-    shape = compiled.ir.input_shape.dims
-    if not compiled.ir.input_size_known or any(d is None for d in shape):
+    dims = compiled.ir.input_shape.dims
+    if not compiled.ir.input_size_known or any(d is None for d in dims):
         raise UsageError(f"{compiled.ir.spec_path}: export needs the input size; add input_size: [H, W] to the spec")
+    shape = tuple(int(d) for d in dims if d is not None)
     model = load_trained_model(compiled, weights)
     example = (torch.rand(2, *shape),)  # batch 2: a batch of 1 would be specialised away
     dynamic = ({0: torch.export.Dim("batch")},)
@@ -73,7 +74,7 @@ def export_model(compiled: CompiledModel, weights: Path, output: Path) -> Export
             else:
                 torch.export.save(torch.export.export(model, example, dynamic_shapes=dynamic), str(target))
         write_atomic(output, target.read_bytes())
-    return Exported(output, kind, tuple(int(d) for d in shape if d is not None))
+    return Exported(output, kind, shape)
 
 
 def _export_onnx(model: Any, example: tuple[Any, ...], dynamic: tuple[dict[int, Any], ...], target: Path) -> None:

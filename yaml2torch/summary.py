@@ -20,7 +20,7 @@ def layer_row(layer: Layer) -> dict:
 
 
 def summary_json(ir: ModelIR) -> dict:
-    summary = {
+    summary: dict[str, object] = {
         "params": ir.params,
         "macs": ir.macs,
         "output_shape": list(ir.output_shape.dims),

@@ -20,7 +20,7 @@ class _Pool(Block):
         stride = a.k if a.s is None else a.s
         if a.p > a.k // 2:
             raise ctx.fail(f"{self.name} padding {a.p} must be at most half the kernel ({a.k // 2})")
-        h, w = x.spatial  # type: ignore[misc]
+        h, w = x.hw
         sizes = [_pool_out(size, a.k, stride, a.p, a.ceil_mode) for size in (h, w)]
         if any(size is not None and size < 1 for size in sizes):
             raise ctx.fail(f"spatial size shrinks to zero: {self.name} kernel {a.k} stride {stride} on input {x}")

@@ -121,7 +121,7 @@ class StudyLock:
             if dialect == "postgresql":
                 key = {"key": _lock_key(self._study_name)}
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), key)
-                unlock = ("SELECT pg_advisory_unlock(:key)", key)
+                unlock: tuple[str, dict[str, Any]] = ("SELECT pg_advisory_unlock(:key)", key)
             elif dialect in ("mysql", "mariadb"):
                 name = {"name": f"yaml2torch:{_lock_key(self._study_name)}"}
                 connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, -1)"), name)

@@ -108,7 +108,7 @@ def make_storage(
     raise AssertionError("unreachable")
 
 
-def _is_schema_race(exc: BaseException) -> bool:
+def _is_schema_race(exc: BaseException | None) -> bool:
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     while exc is not None:

@@ -94,13 +94,13 @@ def load_image_folder(settings: DataSettings) -> Arrays:
     size = None
     for path, _ in files:
         try:
-            with Image.open(path) as image:
+            with Image.open(path) as opened:
                 if channels is None:
-                    channels = 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3
-                image = image.convert("L" if channels == 1 else "RGB")
+                    channels = 1 if opened.mode in ("1", "L", "I", "I;16", "F") else 3
+                image = opened.convert("L" if channels == 1 else "RGB")
                 size = size or image.size
                 if image.size != size:
-                    image = image.resize(size, Image.BILINEAR)
+                    image = image.resize(size, Image.BILINEAR)  # type: ignore[attr-defined]  # set at import; Image.Resampling needs Pillow 9.1
                 array = np.asarray(image, dtype=np.float32) / 255.0
         except OSError as exc:
             raise DataError(path, f"cannot read image: {exc}") from None
@@ -229,8 +229,8 @@ def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
         arrays.y[train],
         arrays.x[val],
         arrays.y[val],
-        test_x,  # type: ignore[arg-type]
-        test_y,  # type: ignore[arg-type]
+        test_x,  # type: ignore[arg-type]  # the test arrays are given whenever test is None
+        test_y,  # type: ignore[arg-type]  # as above
         arrays.classes,
         mean,
         std,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from yaml2torch.search.config import SearchConfig
 from yaml2torch.search.export import pick
@@ -10,14 +11,14 @@ from yaml2torch.search.progress import format_metric, trial_seconds, trial_value
 from yaml2torch.study_record import TrialRecord
 
 
-def _figures(study, config: SearchConfig) -> list[tuple[str, object | str]]:
+def _figures(study, config: SearchConfig) -> list[tuple[str, Any]]:
     """(title, figure or a note why it is missing)."""
     import optuna.visualization as vis
 
     from yaml2torch.search.export import completed
 
     done = completed(study)
-    figures: list[tuple[str, object | str]] = []
+    figures: list[tuple[str, Any]] = []  # a plotly figure (untyped) or a note (str)
     names = [o.metric for o in config.objectives]
     for i, name in enumerate(names):
         target = None if len(names) == 1 else (lambda t, i=i: t.values[i])

@@ -145,7 +145,7 @@ def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
     study = optuna.create_study(
         study_name=name,
         storage=storage,
-        directions=config.directions,
+        directions=config.directions,  # type: ignore[arg-type]  # "maximize"/"minimize": parse_config checks them
         sampler=make_sampler(config),
         pruner=make_pruner(config),
         load_if_exists=True,

@@ -35,7 +35,7 @@ class Staged:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]  # images: (N, C, H, W)
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -64,7 +64,7 @@ def stage(splits: Splits, image_size: tuple[int, int] | None, device: torch.devi
         free, _ = torch.cuda.mem_get_info(device)
         if sum(t.numel() * t.element_size() for t in tensors) <= GPU_DATA_SHARE * free:
             target = device
-    return Staged(*(t.to(target).contiguous() for t in tensors), num_classes=splits.num_classes, device=device)  # type: ignore[misc]
+    return Staged(*(t.to(target).contiguous() for t in tensors), num_classes=splits.num_classes, device=device)  # type: ignore[misc, arg-type]  # six tensors, in field order
 
 
 @dataclass
@@ -150,7 +150,7 @@ def train_model(
     model.to(device)
     if cuda and settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    runner: nn.Module = torch.compile(model) if (cuda and settings.compile) else model  # type: ignore[assignment]
+    runner: nn.Module = torch.compile(model) if (cuda and settings.compile) else model  # type: ignore[assignment]  # compile wraps the module in a module
     optimizer = _optimizer(model, settings)
     n = len(data.train_x)
     steps = max(1, math.ceil(n / settings.batch_size))

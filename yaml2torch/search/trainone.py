@@ -177,7 +177,7 @@ class EpochProgress:
         )
         self._task = self._progress.add_task("epochs", total=epochs, info="")
 
-    def __enter__(self) -> EpochProgress:
+    def __enter__(self) -> EpochProgress:  # noqa: PYI034 - a final class
         self._progress.__enter__()
         return self
 

@@ -104,7 +104,7 @@ def fit_to_data(
     """
     if not model_node.is_map:
         raise SpecError(model_node.loc, f"a model spec must be a mapping, not {type_name(model_node)}")
-    fields = dict(model_node.value)  # type: ignore[arg-type]  # is_map: a dict of nodes
+    fields = dict(model_node.mapping())
     key_locs = dict(model_node.key_locs or {})
     if "input_channel" in fields:
         if fields["input_channel"].value != channels:
@@ -129,7 +129,7 @@ def fit_to_data(
         size = size or data_size
         fields["input_size"] = Node([Node(size[0], model_node.loc), Node(size[1], model_node.loc)], model_node.loc)
         key_locs["input_size"] = model_node.loc
-        train = replace(train, image_size=tuple(size))
+        train = replace(train, image_size=(size[0], size[1]))
     if stats is not None and "normalize" not in fields:
         loc = model_node.loc
         mean, std = (Node([Node(v, loc) for v in values], loc) for values in stats)
@@ -145,7 +145,7 @@ def compile_node(model_node: Node, filename: str, base_dir: Path) -> tuple[str, 
 
     Errors keep the locations of the file the node came from (they live on the nodes).
     """
-    spec_yaml = dump_spec(model_node.plain())
+    spec_yaml = dump_spec({key: child.plain() for key, child in model_node.mapping().items()})
     spec = parse_spec(model_node, filename, base_dir, spec_yaml)
     return spec_yaml, compile_spec(replace(spec, path="spec.yaml"))
 
@@ -159,7 +159,7 @@ def min_spatial(ir: ModelIR) -> int | None:
     for layer in ir.layers:
         if layer.block in SPATIAL_END_BLOCKS or not layer.out_shape.is_image:
             break
-        h, w = layer.out_shape.spatial
+        h, w = layer.out_shape.hw
         if h is None or w is None:
             return None
         smallest = min(h, w) if smallest is None else min(smallest, h, w)

@@ -103,7 +103,7 @@ def parse_model_spec(
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
     if not root.is_map:
         raise SpecError(root.loc, f"a model spec must be a mapping, not {type_name(root)}")
-    fields: dict[str, Node] = root.value  # type: ignore[assignment]  # is_map: a dict of nodes
+    fields = root.mapping()
     _check_top_level_keys(root, fields)
     input_channel = expect_int(fields["input_channel"], "input_channel", minimum=1)
     input_size = parse_input_size(fields.get("input_size"))
@@ -195,11 +195,11 @@ def parse_input_size(node: Node | None) -> tuple[int, int] | None:
 def parse_norm(node: Node) -> NormSpec:
     if not node.is_map:
         raise SpecError(node.loc, f"norm must be a mapping like {{eps: 0.001, momentum: 0.01}}, not {type_name(node)}")
-    values: dict[str, Node] = node.value  # type: ignore[assignment]
+    values = node.mapping()
     allowed = ("eps", "momentum")
     for key in values:
         if key not in allowed:
-            raise SpecError(node.key_locs[key], f"unknown norm key {key!r}{suggest(key, allowed)}; expected eps, momentum")
+            raise SpecError(node.key_loc(key), f"unknown norm key {key!r}{suggest(key, allowed)}; expected eps, momentum")
     eps = expect_float(values["eps"], "norm.eps") if "eps" in values else 1e-5
     momentum = expect_float(values["momentum"], "norm.momentum") if "momentum" in values else 0.1
     if eps <= 0:
@@ -239,7 +239,7 @@ def parse_row(node: Node, index: int, in_head: bool, diagnostics: Diagnostics) -
             node.loc,
             f"a row must be a list [repeat, Module, args] or [from, repeat, Module, args, {{kwargs}}], not {type_name(node)}",
         )
-    items: list[Node] = node.value  # type: ignore[assignment]
+    items = node.sequence()
     if len(items) == 3:
         source_node = None
         repeat_node, module_node, args_node = items
@@ -255,7 +255,7 @@ def parse_row(node: Node, index: int, in_head: bool, diagnostics: Diagnostics) -
     sources: tuple[int, ...] = (-1,)
     if source_node is not None:
         if source_node.is_seq:
-            sources = tuple(expect_int(item, "from") for item in source_node.value)  # type: ignore[union-attr]
+            sources = tuple(expect_int(item, "from") for item in source_node.sequence())
             if not sources:
                 raise SpecError(source_node.loc, "'from' list is empty")
         else:
@@ -270,7 +270,7 @@ def parse_row(node: Node, index: int, in_head: bool, diagnostics: Diagnostics) -
     if kwargs_node is not None and kwargs_node.value is not None:
         if not kwargs_node.is_map:
             raise SpecError(kwargs_node.loc, f"kwargs must be a mapping, not {type_name(kwargs_node)}")
-        kwargs = dict(kwargs_node.value)  # type: ignore[arg-type]
+        kwargs = dict(kwargs_node.mapping())
         kwarg_locs = dict(kwargs_node.key_locs or {})
     return RowSpec(
         index=index,
@@ -334,4 +334,4 @@ def expect_str(node: Node, what: str) -> str:
 def expect_list(node: Node, what: str) -> list[Node]:
     if not node.is_seq:
         raise SpecError(node.loc, f"{what} must be a list, not {type_name(node)}")
-    return node.value  # type: ignore[return-value]
+    return node.sequence()
