@@ -181,3 +181,33 @@ def test_bad_normalize_values_are_located_errors(normalize, message, tmp_path, c
     spec.write_text(NORMALIZED.replace("{mean: [0.5, 0.25, 0.125], std: [0.5, 0.25, 2.0]}", normalize))
     assert main(["compile", str(spec)]) == 2
     assert capsys.readouterr().err == f"yaml2torch: error: {spec}:{message}\n"
+
+
+def test_report_of_an_output_folder_shows_the_picked_models_test_scores(searched, capsys):
+    _, out = searched
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().err == f"wrote {out / 'report.html'}\n"
+    page = (out / "report.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    test = summary["picked"]["test"]
+    assert f"accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f}" in page
+    assert "<th>precision</th><th>recall</th><th>F1</th><th>support</th>" in page
+    assert "Confusion matrix (rows: true class, columns: predicted)" in page
+    assert "2 completed trials: too few for parameter importances to mean anything" in page
+    assert "Trained accuracy against params" in page and "Trained accuracy against macs" in page
+    # best takes the database path a user sees in the output folder, and --study may be left out.
+    assert main(["best", "--storage", str(out / "study.db"), "-o", str(out / "again")]) == 0
+    assert (out / "again" / "best_model.py").read_text() == (out / "best_model.py").read_text()
+
+
+def test_train_from_a_study_retrains_the_picked_trial_with_its_settings(searched, tmp_path, capsys):
+    _, out = searched
+    summary = json.loads((out / "summary.json").read_text())
+    target = tmp_path / "retrained"
+    assert main(["train", "--from", str(out), "--epochs", "1", "--quiet", "-o", str(target)]) == 0
+    metrics = json.loads((target / "metrics.json").read_text())
+    assert metrics["source"] == f"shapes:trial {summary['picked']['number']}"
+    assert metrics["train"]["batch_size"] == 16 and metrics["train"]["epochs"] == 1
+    assert (target / "spec.yaml").read_text() == (out / "best.yaml").read_text()
+    assert main(["train", "--from", str(out), "--trial", "7", "-o", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.endswith("yaml2torch: error: --trial 7: study 'shapes' has trials 0 to 1\n")

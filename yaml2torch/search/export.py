@@ -13,7 +13,7 @@ from typing import Any
 
 from yaml2torch.files import import_model_class, load_state_dict, write_atomic
 from yaml2torch.search.config import SearchConfig, TrainSettings
-from yaml2torch.study_record import TrialRecord, TrialStatus
+from yaml2torch.study_record import TrialRecord, TrialStatus, write_picked_test
 
 
 def completed(study: Any) -> list[Any]:
@@ -185,7 +185,9 @@ def export_study(
         folder = _trial_folder(trials_root, record)
         if folder is not None and (folder / "model.pt").is_file():
             shutil.copyfile(folder / "model.pt", out_dir / "best_model.pt")
-        summary["picked"] = _picked_entry(best, test_score(best, config, trials_root, data))
+        test = test_score(best, config, trials_root, data)
+        write_picked_test(study, best.number, test)
+        summary["picked"] = _picked_entry(best, test)
     if config.multi_objective:
         pareto_dir = out_dir / "pareto"
         if pareto_dir.exists():
