@@ -303,12 +303,15 @@ def check_train_space(config: SearchConfig) -> None:
 
 
 def check_model_space(config: SearchConfig) -> None:
-    """Structural checks of the template along the same walks: row shapes, keys, block names.
+    """Every branch of the template, read once along the walks: keys, rows, block names and each
+    row's arguments (names, types, activations). A mistake anywhere is a located error at load.
 
     Lowering errors (shapes, strides) depend on the sample and make a trial infeasible instead.
     """
     from yaml2torch.blocks import Catalogue
+    from yaml2torch.blocks.args import bind_args
     from yaml2torch.errors import Diagnostics
+    from yaml2torch.ir.lower import find_block
     from yaml2torch.spec.load import parse_spec
 
     if config.model is None:
@@ -319,11 +322,12 @@ def check_model_space(config: SearchConfig) -> None:
         fields.setdefault("input_channel", Node(1, node.loc))  # filled from the data at run time
         if not fields.get("backbone") or not fields["backbone"].value:
             continue  # every row dropped in this walk: nothing to check
-        spec = parse_spec(Node(fields, node.loc, node.key_locs), config.path, config.base_dir, "", Diagnostics())
+        diagnostics = Diagnostics()
+        spec = parse_spec(Node(fields, node.loc, node.key_locs), config.path, config.base_dir, "", diagnostics)
         catalogue = Catalogue.for_modules(spec.modules, spec.rows[0].loc)
         for row in spec.rows:
-            if row.module not in catalogue.blocks and not row.module.startswith("nn."):
-                raise SpecError(row.module_loc, f"unknown block {row.module!r}{suggest(row.module, catalogue.blocks)}")
+            block = find_block(row, catalogue)
+            bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
 
 
 # --- sections -------------------------------------------------------------------------------
