@@ -211,3 +211,23 @@ def test_train_from_a_study_retrains_the_picked_trial_with_its_settings(searched
     assert (target / "spec.yaml").read_text() == (out / "best.yaml").read_text()
     assert main(["train", "--from", str(out), "--trial", "7", "-o", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.endswith("yaml2torch: error: --trial 7: study 'shapes' has trials 0 to 1\n")
+
+
+def test_the_course_example_runs_on_an_image_folder(tmp_path):
+    """examples/search/course_imagefolder.yaml as shipped: cells, F1 + MACs, conditional optimizer."""
+    import shutil
+
+    from conftest import ROOT
+
+    shutil.copy(ROOT / "examples" / "search" / "course_imagefolder.yaml", tmp_path / "course.yaml")
+    image_folder(tmp_path / "data" / "images", per_class=12, size=24)
+    out = tmp_path / "out"
+    args = ["search", str(tmp_path / "course.yaml"), "--trials", "3", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["objectives"] == [["f1", "maximize"], ["macs", "minimize"]]
+    assert summary["trials"] == {"complete": 3} and summary["pareto"]
+    for entry in summary["pareto"]:
+        yaml_path, py_path = out / entry["file"], out / entry["model"]
+        assert main(["compile", str(yaml_path), "-o", str(py_path), "--check"]) == 0
+    assert "normalize: {mean: [" in (out / "best.yaml").read_text()

@@ -6,7 +6,6 @@ from yaml2torch.blocks.args import Arg, Bool, BoundArgs, Int
 from yaml2torch.blocks.base import Block, BuildContext, conv_out
 from yaml2torch.ir.nodes import ModuleInstance, Shape
 
-
 KERNEL_STRIDE_PADDING = (
     Arg("k", Int(), 2, aliases=("kernel_size",)),
     Arg("s", Int(), None, aliases=("stride",)),
