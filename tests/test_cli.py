@@ -1,4 +1,4 @@
-"""The command line contract (SPEC.md section 5): compile, summary, diff; atomic writes;
+"""The command line contract (docs/spec.md, README): compile, summary, diff; atomic writes;
 torch is imported only when a spec needs it."""
 
 from __future__ import annotations
