@@ -679,3 +679,41 @@ def test_hostile_sub_spec_file_name_stays_inert(tmp_path: Path, compile_and_impo
     assert "class XImportOsModule(nn.Module):" in compiled.source
     assert not any(line.strip().startswith("import os") for line in compiled.source.splitlines())
     check_rows(compiled)
+
+
+@pytest.mark.parametrize("name", ["MaxPool", "AvgPool"])
+def test_pooling_arguments_follow_torchs_positional_order(name):
+    """kindle passes pooling args positionally in torch's order: ours must be the same order."""
+    import inspect
+
+    from torch import nn
+
+    from yaml2torch.blocks import builtin_blocks
+
+    block = builtin_blocks()[name]
+    torch_names = [p for p in inspect.signature(getattr(nn, f"{name}2d").__init__).parameters if p != "self"]
+    ours = [arg.aliases[0] if arg.aliases else arg.name for arg in block.signature]
+    assert ours == torch_names
+
+
+@pytest.mark.parametrize(
+    ("row", "torch_args"),
+    [
+        ("[1, MaxPool, [3, 2, 1, 2]]", ("MaxPool2d", (3, 2, 1, 2))),
+        ("[1, MaxPool, [3, 2, 0, 1, false, true]]", ("MaxPool2d", (3, 2, 0, 1, False, True))),
+        ("[1, AvgPool, [3, 2, 1, true, false]]", ("AvgPool2d", (3, 2, 1, True, False))),
+        ("[1, AvgPool, [2, 2, 0, false, true, 3]]", ("AvgPool2d", (2, 2, 0, False, True, 3))),
+    ],
+)
+def test_pooling_rows_build_the_torch_layer_with_the_same_positional_args(row, torch_args):
+    from torch import nn
+
+    from yaml2torch.compiler import compile_text
+
+    compiled = compile_text(f"input_channel: 3\ninput_size: [17, 17]\nbackbone:\n  - {row}\n", "pool.yaml")
+    namespace: dict = {}
+    exec(compile(compiled.source, "pool.py", "exec"), namespace)  # noqa: S102 - our own generated file
+    x = torch.rand(2, 3, 17, 17)
+    layer = getattr(nn, torch_args[0])(*torch_args[1])
+    assert torch.equal(namespace["Model"]()(x), layer(x))
+    assert list(compiled.ir.output_shape.dims) == list(layer(x).shape[1:])

@@ -1,4 +1,4 @@
-"""The command line contract (SPEC.md section 5): compile, summary, diff; atomic writes;
+"""The command line contract (docs/spec.md, README): compile, summary, diff; atomic writes;
 torch is imported only when a spec needs it."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, import_file, run_cli_subprocess
+
+from yaml2torch.compiler import compile_file
 
 TINY = """\
 input_channel: 3
@@ -227,9 +229,23 @@ def test_diff_prints_the_unified_diff_then_the_change(tiny: Path, tmp_path: Path
     assert lines[-1] == f"MACs:   {macs_a:,} -> {macs_b:,} ({macs_b - macs_a:+,}) ({(macs_b - macs_a) / macs_a:+.1%})"
 
 
-def test_diff_of_identical_specs_is_empty(tiny: Path, run_cli) -> None:
+def test_diff_of_specs_with_the_same_network_says_so(tiny: Path, tmp_path: Path, run_cli) -> None:
     result = run_cli("diff", tiny, tiny)
-    assert result.stdout == "params: 634 -> 634 (+0) (+0.0%)\nMACs:   27,808 -> 27,808 (+0) (+0.0%)\n"
+    assert result.stdout == f"same architecture (hash {compile_file(tiny).arch_hash[:12]}): 634 params, MACs 27,808\n"
+    # Spelt differently (kindle's row form, a comment), lowered to the same network: the same answer.
+    respelt = tmp_path / "respelt.yaml"
+    respelt.write_text("# the same network\n" + tiny.read_text())
+    assert run_cli("diff", tiny, respelt).stdout == result.stdout
+
+
+def test_diff_refuses_generated_files(tiny: Path, tmp_path: Path, run_cli) -> None:
+    py = tmp_path / "model.py"
+    py.write_text("x = 1\n")
+    result = run_cli("diff", py, tiny)
+    assert (result.status, result.stderr) == (
+        2,
+        f"yaml2torch: error: {py}: diff takes two specs (.yaml) and compares the files they generate\n",
+    )
 
 
 def test_diff_prints_warnings_of_both_specs(tiny: Path, tmp_path: Path, run_cli) -> None:
@@ -242,7 +258,7 @@ def test_diff_prints_warnings_of_both_specs(tiny: Path, tmp_path: Path, run_cli)
             "write [0] for no padding or null for 'same'"
         )
     ]
-    assert result.stdout.endswith("params: 634 -> 634 (+0) (+0.0%)\nMACs:   27,808 -> 27,808 (+0) (+0.0%)\n")
+    assert result.stdout.startswith("same architecture (hash ")  # 'same' padding is the default's padding
 
 
 def test_diff_reports_a_bad_spec(tiny: Path, tmp_path: Path, run_cli) -> None:

@@ -1,4 +1,4 @@
-"""The generated model.py contract (SPEC.md section 4), for every example spec and for a
+"""The generated model.py contract (docs/spec.md: what reaches the generated file), for every example spec and for a
 small spec around every catalogue block: header, imports, determinism, black/ruff, one
 class per block kind, straight-line forward, row comments, INPUT_SHAPE, and the real
 torch tool chain (jit.script, fx, export, ONNX) agreeing with eager output."""

@@ -171,7 +171,7 @@ def test_hanging_trial_is_stopped_at_its_time_limit():
     started = time.monotonic()
     with pytest.raises(TrialTimedOut, match="exceeded the per-trial time limit of 1s"):
         run_isolated(_child_train, ("hang:trial=7,epoch=1", 3), time_limit=1.0)
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 30  # stopped at the limit, not left to hang (loose: a busy CI machine)
 
 
 def _die_hard(channel) -> None:

@@ -101,9 +101,12 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
     assert main(["best", "--storage", storage, "--study", "digits", "-o", str(tmp_path / "exported")]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["picked"] == load(out, "digits").best_trial.number and printed["test"]["samples"] == 120
-    assert (tmp_path / "exported" / "best_model.py").read_text() == load(out, "digits").best_trial.user_attrs[
-        "model_py"
-    ]
+    # best_model.py is what `yaml2torch compile best.yaml` makes (header naming best.yaml), the
+    # trial's model.py is what it makes from the trial's spec.yaml: the same network.
+    exported = tmp_path / "exported"
+    assert main(["compile", str(exported / "best.yaml"), "-o", str(exported / "best_model.py"), "--check"]) == 0
+    trial_source = load(out, "digits").best_trial.user_attrs["model_py"]
+    assert (exported / "best_model.py").read_text().replace("best.yaml", "spec.yaml") == trial_source
 
     # report: one HTML file with the figures, plotly inline (no network), and the trial table.
     report = tmp_path / "report.html"
@@ -190,22 +193,31 @@ def test_same_architecture_and_training_is_not_trained_again(tmp_path):
         assert not (tmp_path / "out" / "trials" / f"{trial.number:04d}").exists()
 
 
-def test_failures_are_recorded_and_the_study_goes_on(tmp_path):
-    x = np.random.default_rng(0).random((60, 8, 8)).astype(np.float32)
-    x[:, 0, 0] = np.nan
-    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(60) % 3)
+def test_failures_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    # Every training's loss turns NaN after its first epoch: each trial fails with the reason.
+    monkeypatch.setenv("YAML2TORCH_INJECT_FAULT", "nan")
     space = write(
         tmp_path,
         """
-        data: {source: npz, path: nan.npz}
-        model: {backbone: [[1, Conv, [{choice: [4, 8]}, 3, 1]], [1, GlobalAvgPool, []], [1, Flatten, []], [1, Linear, [3]]]}
+        data: {source: digits, limit: 120}
+        model: {backbone: [[1, Conv, [{choice: [4, 8, 12]}, 3, 1]], [1, GlobalAvgPool, []], [1, Flatten, []], [1, Linear, [10]]]}
         """,
     )
     result = run_search(load_config(space), RunOptions(out_dir=tmp_path / "out", progress=False))
     trials = result.study.trials
     assert len(trials) == 3 and all(t.state.name == "FAIL" for t in trials)
-    assert all("non-finite loss (nan) at epoch 1" in t.user_attrs["reason"] for t in trials)
+    assert all(t.user_attrs["reason"] == "non-finite loss (nan) at epoch 1" for t in trials)
     assert result.summary["picked"] is None
+
+
+def test_non_finite_images_are_refused_before_a_study_exists(tmp_path, capsys):
+    x = np.random.default_rng(0).random((60, 8, 8)).astype(np.float32)
+    x[:, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(60) % 3)
+    space = write(tmp_path, "data: {source: npz, path: nan.npz}\nmodel: {backbone: [[1, Linear, [3]]]}\n")
+    assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"yaml2torch: error: {tmp_path / 'nan.npz'}: the images contain NaN or infinite values\n"
+    assert not (tmp_path / "out" / "study.db").exists()
 
 
 def test_python_escape_hatch_via_api_with_an_exception_in_one_trial(tmp_path):

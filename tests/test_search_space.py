@@ -11,7 +11,7 @@ import pytest
 from yaml2torch.cli import main
 from yaml2torch.errors import SpecError
 from yaml2torch.search import space as sp
-from yaml2torch.search.config import parse_config, parse_train
+from yaml2torch.search.config import load_config, parse_config, parse_train
 from yaml2torch.search.trial import dump_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -243,3 +243,26 @@ def test_a_file_without_a_model_needs_a_function(tmp_path, capsys):
     space.write_text("trials: 1\n")
     assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
     assert "no model: template, no python: function" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("[-1, 1, Conv, [8, 3, 1], {act: {choice: [ReLU, Swsh]}}]", "4:54: unknown activation 'Swsh' (did you mean 'Swish'?)"),
+        (
+            "[-1, 1, Conv, [8, 3, 1], {actvation: ReLU}]",
+            "4:33: Conv has no kwarg 'actvation' (did you mean 'activation'?)",
+        ),
+        ("[1, {choice: [Conv, Cnov]}, [8, 3, 1]]", "4:27: unknown block 'Cnov' (did you mean 'Conv'?)"),
+        ("[1, Conv, [{choice: [8, eight]}, 3, 1]]", "4:31: Conv arg 'c' must be a positive int, not a string ('eight')"),
+    ],
+)
+def test_every_branch_of_the_model_template_is_checked_at_load(row, message, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "data: {source: digits}\nmodel:\n  backbone:\n    - " + row + "\n    - [1, GlobalAvgPool, []]\n"
+        "    - [1, Flatten, []]\n    - [1, Linear, [10]]\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        load_config(space)
+    assert str(caught.value).startswith(f"{space}:{message}")

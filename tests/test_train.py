@@ -92,7 +92,7 @@ def test_train_command_writes_files_and_is_reproducible_on_cpu(tmp_path, capsys)
     assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
 
 
-def test_nan_loss_is_reported(tmp_path, capsys):
+def test_non_finite_images_are_refused_where_they_enter(tmp_path, capsys):
     x = np.random.default_rng(0).random((40, 8, 8)).astype(np.float32)
     x[:, 2, 2] = np.nan  # every sample: the loss is NaN from the first step
     np.savez(tmp_path / "nan.npz", x=x, y=np.arange(40) % 10)
@@ -113,7 +113,9 @@ def test_nan_loss_is_reported(tmp_path, capsys):
         ]
     )
     assert code == 2
-    assert "non-finite loss (nan) at epoch 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == f"yaml2torch: error: {tmp_path / 'nan.npz'}: the images contain NaN or infinite values\n"
+    assert not (tmp_path / "o").exists()
 
 
 def test_train_rejects_a_channel_mismatch(tmp_path, capsys):

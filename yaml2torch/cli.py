@@ -14,12 +14,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from yaml2torch import __version__
 from yaml2torch.errors import UsageError, UserError
 from yaml2torch.files import refuse_overwriting_inputs, write_atomic
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+
+if TYPE_CHECKING:
+    from yaml2torch.spec.ultralytics import UltralyticsOptions
 
 EXIT_USAGE = 2
 MAX_STUDY_NAME = 100
@@ -39,7 +42,7 @@ def add_ultralytics_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nc", type=int, help="ultralytics files: the number of classes (overrides the file's nc)")
 
 
-def ultralytics_options(args: argparse.Namespace) -> object:
+def ultralytics_options(args: argparse.Namespace) -> UltralyticsOptions:
     from yaml2torch.spec.ultralytics import UltralyticsOptions
 
     return UltralyticsOptions(args.scale, args.nc)
@@ -102,8 +105,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from yaml2torch.compiler import compile_file
     from yaml2torch.render.model_file import format_count
 
+    for path in (args.a, args.b):
+        if path.suffix == ".py":
+            raise UsageError(f"{path}: diff takes two specs (.yaml) and compares the files they generate")
     a, b = compile_file(args.a), compile_file(args.b)
     print_warnings([*a.warnings, *b.warnings])
+    if a.arch_hash == b.arch_hash:
+        print(f"same architecture (hash {a.arch_hash[:12]}): {a.params:,} params, MACs {format_count(a.macs)}")
+        return 0
     diff = difflib.unified_diff(
         a.source.splitlines(keepends=True),
         b.source.splitlines(keepends=True),
@@ -161,6 +170,18 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from yaml2torch.compiler import compile_file
+    from yaml2torch.deploy import export_format, export_model
+
+    export_format(args.output)  # a bad file name fails before any work
+    compiled = compile_file(args.spec, options=ultralytics_options(args))
+    print_warnings(compiled.warnings)
+    exported = export_model(compiled, args.weights, args.output)
+    print(f"wrote {exported.path} ({exported.format}, input (N, {', '.join(map(str, exported.input_shape))}))", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="yaml2torch", description="Compile YAML model specs to PyTorch and search architectures.")
     parser.add_argument("--version", action="version", version=f"yaml2torch {__version__}")
@@ -188,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
     p.set_defaults(handler=cmd_diff)
+
+    p = commands.add_parser("export", help="a spec and its trained weights as ONNX (.onnx) or torch.export (.pt2)")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--weights", type=Path, required=True, help="the trained state_dict (model.pt, best_model.pt)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model.onnx or model.pt2 (dynamic batch size)")
+    add_ultralytics_options(p)
+    p.set_defaults(handler=cmd_export)
 
     _add_search_commands(commands)
     return parser
@@ -241,8 +269,8 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=search.cmd_search)
 
     p = commands.add_parser("worker", help="join a stored study and run its trials (any machine)")
-    p.add_argument("--storage", required=True, help="the study's storage URL (journal file, postgresql://...)")
-    p.add_argument("--study", required=True, type=study_name)
+    p.add_argument("--storage", required=True, help="the study's storage: a URL, a journal file, OUT/study.db, or OUT")
+    p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
     p.add_argument("--out", type=Path, help="folder for trial files (default: the study's, else generated/<study>/)")
     p.add_argument("--trials", type=positive_int, help="study-wide trial budget (default: the one recorded in the study)")
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
@@ -251,21 +279,27 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=search.cmd_worker)
 
     p = commands.add_parser("best", help="export the best / Pareto trials of a stored study")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", required=True, type=study_name)
+    p.add_argument("--storage", required=True, help="a storage URL, OUT/study.db, a journal file, or the output folder")
+    p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--from", dest="trials_from", type=Path, help="the search's output folder holding trials/ (for weights and the test score)")
     p.add_argument("--artifacts", help="artifact store folder holding the weights (default: the one the study recorded)")
     p.set_defaults(handler=search.cmd_best)
 
-    p = commands.add_parser("report", help="an HTML report of a stored study")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--study", required=True, type=study_name)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p = commands.add_parser("report", help="an HTML report of a stored study (report OUT_DIR writes OUT_DIR/report.html)")
+    p.add_argument("source", nargs="?", help="the search's output folder (or its study.db)")
+    p.add_argument("--storage", help="a storage URL instead of the folder")
+    p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
+    p.add_argument("-o", "--output", type=Path, help="the HTML file (default OUT_DIR/report.html)")
     p.set_defaults(handler=search.cmd_report)
 
     p = commands.add_parser("train", help="train one architecture with the search's machinery")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, nargs="?", help="a model spec (or --from a stored study)")
+    p.add_argument("--from", dest="trials_from", metavar="OUT_DIR", help="a stored study: output folder, OUT/study.db or URL")
+    p.add_argument("--study", type=study_name, help="with --from: the study (default: the storage's only study)")
+    p.add_argument("--trial", type=int, help="with --from: the trial number (default: the picked trial)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--data", default="digits", help="digits, folder, cifar10 or npz")
     p.add_argument("--data-path", type=Path, help="folder / file for the non-built-in sources")
     p.add_argument("--config", type=Path, help="a search file whose data: and train: settings to use")

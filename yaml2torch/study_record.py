@@ -49,6 +49,7 @@ STUDY_OBJECTIVES = "objectives"
 STUDY_OUT_DIR = "out_dir"
 STUDY_SETTINGS = "settings"
 STUDY_VERSION = "yaml2torch_version"
+STUDY_PICKED_TEST = "picked_test"  # {"trial": N, "metrics": {...}}: the picked trial's test score
 
 
 def sha256_text(text: str) -> str:
@@ -87,6 +88,7 @@ class StudyRecord:
     out_dir: str | None = None
     settings: RunSettings = field(default_factory=RunSettings)
     version: str = ""
+    picked_test: Mapping[str, Any] | None = None  # written by the export, read by the report
 
     @property
     def space_sha256(self) -> str:
@@ -120,6 +122,7 @@ class StudyRecord:
             out_dir=attrs.get(STUDY_OUT_DIR),
             settings=RunSettings.from_attr(attrs.get(STUDY_SETTINGS)),
             version=attrs.get(STUDY_VERSION, ""),
+            picked_test=attrs.get(STUDY_PICKED_TEST),
         )
         recorded = attrs.get(STUDY_SPACE_SHA256)
         if recorded is not None and recorded != record.space_sha256:
@@ -141,6 +144,11 @@ class StudyRecord:
         if self.out_dir is not None and Path(self.out_dir).is_dir():
             return Path(self.out_dir)
         return fallback if fallback is not None else Path(self.out_dir or ".")
+
+
+def write_picked_test(study: Any, number: int, metrics: Mapping[str, Any] | None) -> None:
+    """The picked trial's test metrics (per-class scores, confusion matrix), for the report."""
+    study.set_user_attr(STUDY_PICKED_TEST, {"trial": number, "metrics": None if metrics is None else dict(metrics)})
 
 
 def write_settings(study: Any, settings: RunSettings) -> None:

@@ -20,7 +20,7 @@ def layer_row(layer: Layer) -> dict:
 
 
 def summary_json(ir: ModelIR) -> dict:
-    return {
+    summary: dict[str, object] = {
         "params": ir.params,
         "macs": ir.macs,
         "output_shape": list(ir.output_shape.dims),
@@ -28,13 +28,24 @@ def summary_json(ir: ModelIR) -> dict:
         "arch_hash": ir.arch_hash,
         "layers": [layer_row(layer) for layer in ir.layers],
     }
+    if ir.normalize is not None:
+        summary["normalize"] = {"mean": list(ir.normalize[0]), "std": list(ir.normalize[1])}
+    return summary
+
+
+def input_description(ir: ModelIR) -> str:
+    """What the model takes: its input shape, and the normalization it does itself."""
+    if ir.normalize is None:
+        return f"input {ir.input_shape}"
+    mean, std = (", ".join(f"{v:.4g}" for v in values) for values in ir.normalize)
+    return f"input {ir.input_shape} in [0, 1], normalized inside (mean {mean}; std {std})"
 
 
 def summary_table(ir: ModelIR) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{ir.spec_path}  input {ir.input_shape}", title_justify="left")
+    table = Table(title=f"{ir.spec_path}  {input_description(ir)}", title_justify="left")
     for column in ("#", "from", "block", "n", "args", "output", "params", "MACs"):
         table.add_column(column, justify="right" if column in ("#", "n", "params", "MACs") else "left")
     for layer in ir.layers:

@@ -27,7 +27,7 @@ class Int(ArgType):
     minimum: int | None = 1
 
     @property
-    def description(self) -> str:  # type: ignore[override]
+    def description(self) -> str:  # type: ignore[override]  # a computed class attribute, read the same way
         return "a positive int" if self.minimum == 1 else "an int"
 
     def parse(self, node: Node, label: str, diagnostics: Diagnostics) -> int:
@@ -112,7 +112,7 @@ class IntList(ArgType):
     def parse(self, node: Node, label: str, diagnostics: Diagnostics) -> tuple[int, ...]:
         if not node.is_seq or not node.value:
             raise SpecError(node.loc, f"{label} must be a non-empty list of positive ints, not {type_name(node)}")
-        return tuple(Int().parse(item, label, diagnostics) for item in node.value)  # type: ignore[union-attr]
+        return tuple(Int().parse(item, label, diagnostics) for item in node.sequence())
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class IntOrList(ArgType):
         if node.value is None:
             return None
         if node.is_seq:
-            return tuple(Int(self.minimum).parse(item, label, diagnostics) for item in node.value)  # type: ignore[union-attr]
+            return tuple(Int(self.minimum).parse(item, label, diagnostics) for item in node.sequence())
         return Int(self.minimum).parse(node, label, diagnostics)
 
 

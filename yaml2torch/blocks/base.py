@@ -46,7 +46,8 @@ class Block:
 
     name: ClassVar[str]  # the YAML name
     class_name: ClassVar[str] = ""  # the generated class; defaults to ``name``
-    signature: ClassVar[tuple[Arg, ...]] = ()
+    # signature and torch_class: set on the class, except by per-row blocks (TorchLayer, YamlModule)
+    signature: tuple[Arg, ...] = ()
     template: ClassVar[str | None] = None  # file under templates/blocks/
     requires: ClassVar[tuple[str, ...]] = ()  # helper templates that must come first
     width_scaled: ClassVar[bool] = False  # arg "c" is width-scaled and rounded
@@ -54,7 +55,7 @@ class Block:
     multi_input: ClassVar[bool] = False  # forward takes a list of tensors
     dialects: ClassVar[tuple[str, ...]] = ("yaml2torch",)  # the spec dialects whose files may use it
     image_input: ClassVar[bool] = False  # needs a (C, H, W) input; lowering checks it
-    torch_class: ClassVar[str | None] = None  # rendered as this torch.nn class, no template
+    torch_class: str | None = None  # rendered as this torch.nn class, no template
     ctor_defaults: ClassVar[dict[str, Any]] = {}  # generated __init__ defaults, omitted when equal
 
     @classmethod
@@ -149,7 +150,7 @@ def conv2d(
         raise SpecError(
             ctx.loc if ctx else None, f"groups={g} must divide both input channels {c_in} and output channels {c_out}"
         )
-    h, w = x.spatial  # type: ignore[misc]
+    h, w = x.hw
     out_h, out_w = conv_out(h, k, s, p), conv_out(w, k, s, p)
     for size in (out_h, out_w):
         if size is not None and size < 1:

@@ -12,7 +12,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class Conv(Block):
     name = "Conv"
-    signature = (
+    signature: tuple[Arg, ...] = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
         Arg("k", Int(), 1, aliases=("kernel_size",)),
         Arg("s", Int(), 1, aliases=("stride",)),
@@ -20,9 +20,9 @@ class Conv(Block):
         Arg("g", Int(), 1, aliases=("groups",)),
         Arg("act", Act(), activation("ReLU"), aliases=("activation",)),
     )
-    template = "conv.py.jinja"
+    template: ClassVar[str | None] = "conv.py.jinja"
     width_scaled = True
-    stride_on = "last"
+    stride_on: ClassVar[str | None] = "last"
     ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 1, "stride": 1, "padding": 0, "groups": 1, "act": None}
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:

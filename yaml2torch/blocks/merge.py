@@ -42,7 +42,7 @@ class Concat(Block):
                         f"Concat along dim {a.dim} needs equal {what}: input 0 is {first}, input {i} is {x}"
                     )
         sizes = [x.dims[axis] for x in xs]
-        joined = None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
+        joined = None if any(s is None for s in sizes) else sum(sizes)
         dims = list(first.dims)
         dims[axis] = joined
         for d in range(rank):  # a size known on any input is known on the output

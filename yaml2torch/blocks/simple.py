@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from yaml2torch.blocks.args import Arg, BoundArgs, Float
 from yaml2torch.blocks.base import Block, BuildContext
 from yaml2torch.ir.nodes import ModuleInstance, Shape
@@ -12,10 +14,7 @@ class Flatten(Block):
     torch_class = "nn.Flatten"
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        features = None if not x.known else 1
-        if x.known:
-            for dim in x.dims:
-                features *= dim  # type: ignore[operator]
+        features = math.prod(dim for dim in x.dims if dim is not None) if x.known else None
         return self.instance(x, Shape((features,)), 0, 0)
 
 

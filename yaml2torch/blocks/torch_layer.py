@@ -79,13 +79,14 @@ class TorchLayer(Block):
 
     name = "nn."
     dialects = ("yaml2torch", "ultralytics")
+    torch_class: str  # set per row: nn.<Name>
 
     def __init__(self, layer_name: str = "", layer: type | None = None, positional: int = 0) -> None:
         self.layer_name = layer_name
         self.layer = layer
         self.torch_class = f"nn.{layer_name}"
         self.positional = positional  # how many args the row gives positionally (rendered positionally)
-        params = [] if layer is None else list(inspect.signature(layer.__init__).parameters.values())[1:]
+        params = [] if layer is None else list(inspect.signature(layer.__init__).parameters.values())[1:]  # type: ignore[misc]  # a torch.nn class's own __init__
         params = [
             p
             for p in params
@@ -148,7 +149,7 @@ class TorchLayer(Block):
         try:
             with torch.device("meta"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's construction warnings are not the user's spec errors
-                module = self.layer(*args, **kwargs)  # type: ignore[misc]
+                module = self.layer(*args, **kwargs)  # type: ignore[misc]  # for_row always sets the layer
         except Exception as exc:  # noqa: BLE001 - any failure is the spec's: report it at the row
             raise ctx.fail(f"{shown} cannot be built: {type(exc).__name__}: {exc}") from None
         module.eval()  # BatchNorm on one sample, Dropout off
@@ -156,7 +157,7 @@ class TorchLayer(Block):
         sizes = [x.dims] if x.known else [tuple(size if d is None else d for d in x.dims) for size in _PROBE_SIZES]
         results = []
         for dims in sizes:
-            sample = torch.empty((1, *dims), device="meta")  # type: ignore[arg-type]
+            sample = torch.empty((1, *dims), device="meta")  # type: ignore[arg-type]  # probe dims are all ints
             counter = FlopCounterMode(display=False)
             try:
                 with counter, torch.no_grad(), warnings.catch_warnings():

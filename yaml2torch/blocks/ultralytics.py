@@ -96,7 +96,7 @@ def attention(x: Tally, ctx: BuildContext, dim: int, heads: int, ratio: float = 
         raise ctx.fail(f"attention over {dim} channels in {heads} heads needs channels divisible by heads")
     qkv = Tally(x.shape).conv(ctx, dim + 2 * key_dim * heads)
     pe = Tally(x.shape).conv(ctx, dim, 3, g=dim)
-    h, w = x.shape.spatial  # type: ignore[misc]
+    h, w = x.shape.hw
     matmuls = None if h is None or w is None else heads * (h * w) ** 2 * (key_dim + head_dim)
     mixed = Tally(x.shape, qkv.params + pe.params, add_macs(add_macs(qkv.macs, pe.macs), matmuls))
     return then(x, mixed.conv(ctx, dim))
@@ -152,8 +152,8 @@ class C2f(UltralyticsBlock):
     """``[c, shortcut=false, g=1, e=0.5]``: n Bottlenecks (3x3, 3x3, expansion 1.0)."""
 
     name = "C2f"
-    signature = (Arg("c", Int()), Arg("shortcut", Bool(), False), Arg("g", Int(), 1), Arg("e", Float(minimum=0.0), 0.5))
-    helpers = (("bottleneck.py.jinja", "Bottleneck"),)
+    signature: tuple[Arg, ...] = (Arg("c", Int()), Arg("shortcut", Bool(), False), Arg("g", Int(), 1), Arg("e", Float(minimum=0.0), 0.5))
+    helpers: ClassVar[tuple[tuple[str, str], ...]] = (("bottleneck.py.jinja", "Bottleneck"),)
     own_template = "c2f.py.jinja"
     ctor_defaults: ClassVar[dict[str, Any]] = {"n": 1, "shortcut": False, "groups": 1, "expansion": 0.5, "act": None}
 
@@ -294,7 +294,7 @@ class ResNetLayer(UltralyticsBlock):
             raise SpecError(a.locs["c_in"], f"ResNetLayer c_in {a.c_in} does not match its input {x}")
         if a.is_first:
             stem = Tally(x).conv(ctx, a.c, 7, 2, 3)
-            tally = stem.at(Shape((a.c, *(conv_out(d, 3, 2, 1) for d in stem.shape.spatial))))  # type: ignore[union-attr]
+            tally = stem.at(Shape((a.c, *(conv_out(d, 3, 2, 1) for d in stem.shape.hw))))
         else:
             tally = Tally(x)
             for i in range(a.n):

@@ -38,7 +38,7 @@ class UpSample(Block):
         else:
             scale = 2 if a.scale is None else a.scale
             kwargs["scale_factor"] = scale
-            h, w = x.spatial  # type: ignore[misc]
+            h, w = x.hw
             out = Shape((x.channels, *(None if d is None else math.floor(d * scale) for d in (h, w))))
             if any(d is not None and d < 1 for d in out.dims):
                 raise ctx.fail(f"UpSample scale {scale} shrinks {x} to {out}")

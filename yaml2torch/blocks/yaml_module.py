@@ -157,11 +157,11 @@ def lower_sub_spec(path: Path, values: dict[int, Node], x: Shape, ctx: BuildCont
     root, text = read_sub_spec(path)
     if not root.is_map:
         raise SpecError(root.loc, f"a YamlModule file must be a mapping with 'module:' rows, not {type_name(root)}")
-    fields: dict[str, Node] = root.value  # type: ignore[assignment]
+    fields = root.mapping()
     for key in fields:
         if key not in SUB_SPEC_KEYS:
             raise SpecError(
-                root.key_locs[key],  # type: ignore[index]
+                root.key_loc(key),
                 f"unknown YamlModule key {key!r}{suggest(key, SUB_SPEC_KEYS)}; a sub-spec has args: and module:",
             )
     if "module" not in fields:
@@ -176,7 +176,7 @@ def lower_sub_spec(path: Path, values: dict[int, Node], x: Shape, ctx: BuildCont
         path=str(path),
         base_dir=path.parent,
         input_channel=x.channels,
-        input_size=x.spatial if x.known else None,  # type: ignore[arg-type]
+        input_size=x.spatial if x.known else None,  # type: ignore[arg-type]  # known: H and W are ints
         depth_multiple=1.0,
         width_multiple=ctx.width_multiple,
         channel_divisor=ctx.channel_divisor,

@@ -241,7 +241,7 @@ class Focus(Block):
     ctor_defaults = Conv.ctor_defaults
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
-        h, w = x.spatial  # type: ignore[misc]
+        h, w = x.hw
         if any(size is not None and size % 2 for size in (h, w)):
             raise ctx.fail(f"Focus needs an even height and width (it takes every second pixel), got {x}")
         folded = Shape((4 * x.channels, None if h is None else h // 2, None if w is None else w // 2))

@@ -111,6 +111,7 @@ def lower(
         classes=tuple(classes.values()),
         arch_hash="",
         options=spec.options,
+        normalize=None if spec.normalize is None else (spec.normalize.mean, spec.normalize.std),
     )
     return ModelIR(**{**ir.__dict__, "arch_hash": architecture_hash(ir)})
 
@@ -206,5 +207,7 @@ def architecture_hash(ir: ModelIR) -> str:
         ],
         "classes": sorted(class_keys.values()),
     }
+    if ir.normalize is not None:  # absent from older hashes: specs without it hash as before
+        canonical["normalize"] = [list(ir.normalize[0]), list(ir.normalize[1])]
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

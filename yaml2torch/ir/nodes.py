@@ -59,7 +59,7 @@ Expr = Literal | Call
 
 
 def as_expr(value: object) -> Expr:
-    return value if isinstance(value, (Literal, Call)) else Literal(value)  # type: ignore[arg-type]
+    return value if isinstance(value, (Literal, Call)) else Literal(value)  # type: ignore[arg-type]  # Literal checks it at run time
 
 
 def call(callee: str, *args: object, **kwargs: object) -> Call:
@@ -78,11 +78,18 @@ class Shape:
 
     @property
     def channels(self) -> int:
-        return self.dims[0]  # type: ignore[return-value]
+        return self.dims[0]  # type: ignore[return-value]  # the channel count (or features) is always known
 
     @property
     def spatial(self) -> tuple[int | None, int | None] | None:
         return (self.dims[1], self.dims[2]) if len(self.dims) == 3 else None
+
+    @property
+    def hw(self) -> tuple[int | None, int | None]:
+        """(H, W) of an image shape; only where the shape is known to be (C, H, W)."""
+        if len(self.dims) != 3:
+            raise TypeError(f"expected an image shape (C, H, W), not {self}")
+        return self.dims[1], self.dims[2]
 
     @property
     def is_image(self) -> bool:
@@ -130,7 +137,8 @@ class Layer:
     @property
     def macs(self) -> int | None:
         values = [m.macs for m in self.modules]
-        return None if any(v is None for v in values) else sum(values)  # type: ignore[misc]
+        known = [v for v in values if v is not None]
+        return sum(known) if len(known) == len(values) else None
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,8 @@ class ModelIR:
     classes: tuple[ClassSource, ...]
     arch_hash: str
     options: str = ""  # command-line options the spec was compiled with (--scale n --nc 10)
+    # (mean, std) per input channel: the model normalizes inputs in [0, 1] first; None: it does not
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def params(self) -> int:
@@ -161,7 +171,8 @@ class ModelIR:
     @property
     def macs(self) -> int | None:
         values = [layer.macs for layer in self.layers]
-        return None if any(v is None for v in values) else sum(values)  # type: ignore[misc]
+        known = [v for v in values if v is not None]
+        return sum(known) if len(known) == len(values) else None
 
     @property
     def output_shape(self) -> Shape:

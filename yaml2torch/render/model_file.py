@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keyword
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -42,7 +43,26 @@ def display_name(file_name: str) -> str:
     return printable(file_name).replace("\\", "\\\\").replace('"', '\\"')
 
 
-_RESERVED_NAMES = {"torch", "nn", "BN_EPS", "BN_MOMENTUM", "INPUT_SHAPE"}
+_RESERVED_NAMES = {"torch", "nn", "BN_EPS", "BN_MOMENTUM", "INPUT_SHAPE", "INPUT_MEAN", "INPUT_STD"}
+
+
+@dataclass(frozen=True)
+class NormalizeView:
+    """INPUT_MEAN / INPUT_STD as checked literals (finite floats only)."""
+
+    mean: str
+    std: str
+
+
+def normalize_view(normalize: tuple[tuple[float, ...], tuple[float, ...]] | None) -> NormalizeView | None:
+    if normalize is None:
+        return None
+
+    def literal(values: tuple[float, ...]) -> str:
+        assert all(isinstance(v, float) and math.isfinite(v) for v in values)  # checked when the spec was read
+        return "(" + ", ".join(repr(v) for v in values) + ("," if len(values) == 1 else "") + ")"
+
+    return NormalizeView(literal(normalize[0]), literal(normalize[1]))
 
 
 def check_class_name(class_name: str, classes: tuple[ClassSource, ...]) -> None:
@@ -112,6 +132,8 @@ def render_model_file(ir: ModelIR, class_name: str = "Model") -> str:
         bn_eps=repr(ir.bn_eps),
         bn_momentum=repr(ir.bn_momentum),
         input_shape=shape_literal(ir.input_shape) if ir.input_size_known else None,
+        input_desc=", ".join(str(d) if d is not None else ["H", "W"][i - 1] for i, d in enumerate(ir.input_shape.dims)),
+        normalize=normalize_view(ir.normalize),
         output_shape=str(ir.output_shape),
         params=format_count(ir.params),
         macs=format_count(ir.macs),

@@ -68,7 +68,7 @@ def heartbeat_grace_period(study: optuna.Study) -> float | None:
 
 def optuna_stale_trial_ids(study: optuna.Study) -> set[int]:
     """Ids of RUNNING trials whose Optuna heartbeat is older than the storage's grace period."""
-    return set(storage_of(study)._get_stale_trial_ids(study_id_of(study)))
+    return set(storage_of(study)._get_stale_trial_ids(study_id_of(study)))  # type: ignore[attr-defined]  # RDB/cached storages have it (tests/test_optuna_internals.py)
 
 
 def record_optuna_heartbeat(study: optuna.Study, trial_id: int) -> None:

@@ -6,7 +6,7 @@ trial only under the study's lock: it counts the study's trials and asks only wh
 the budget are counted. The lock is held for the count and the ask (milliseconds), never while
 a trial runs, and the operating system or the database drops it when its holder dies:
 
-- journal file or SQLite: ``flock`` on ``<file>.yaml2torch-lock`` beside it (local disks and NFSv4);
+- journal file or SQLite: ``flock`` on ``.<file>.yaml2torch-lock`` beside it (local disks and NFSv4);
 - PostgreSQL: a session advisory lock (``pg_advisory_lock``) keyed by the study name;
 - MySQL: ``GET_LOCK`` named after the study.
 
@@ -37,7 +37,7 @@ from yaml2torch.errors import UsageError
 from yaml2torch.scale.storage import classify_storage
 from yaml2torch.study_record import TrialRecord
 
-LOCK_SUFFIX = ".yaml2torch-lock"
+LOCK_SUFFIX = ".yaml2torch-lock"  # a hidden file beside the study file: .<name>.yaml2torch-lock
 
 
 def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
@@ -79,6 +79,10 @@ def _file_lock(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def _lock_file(study_file: Path) -> Path:
+    return study_file.with_name(f".{study_file.name}{LOCK_SUFFIX}")
+
+
 def _lock_key(study_name: str) -> int:
     digest = hashlib.sha256(f"yaml2torch-budget:{study_name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -94,12 +98,12 @@ class StudyLock:
         kind = classify_storage(url)
         self._file: Path | None = None
         if kind.kind == "journal":
-            self._file = Path(kind.location + LOCK_SUFFIX)
+            self._file = _lock_file(Path(kind.location))
         elif kind.kind == "sqlite":
             database = kind.location.split(":///", 1)[-1] if ":///" in kind.location else ""
             if database in ("", ":memory:"):
                 raise UsageError(f"{url}: an in-memory SQLite database cannot be shared by workers")
-            self._file = Path(database + LOCK_SUFFIX)
+            self._file = _lock_file(Path(database))
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -121,7 +125,7 @@ class StudyLock:
             if dialect == "postgresql":
                 key = {"key": _lock_key(self._study_name)}
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), key)
-                unlock = ("SELECT pg_advisory_unlock(:key)", key)
+                unlock: tuple[str, dict[str, Any]] = ("SELECT pg_advisory_unlock(:key)", key)
             elif dialect in ("mysql", "mariadb"):
                 name = {"name": f"yaml2torch:{_lock_key(self._study_name)}"}
                 connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, -1)"), name)

@@ -78,9 +78,8 @@ def keep_parent_single_threaded() -> int:
     (the child hangs). A worker that forks trials therefore never starts one: it only samples,
     compiles and waits; each child sets its own thread count (``child_threads``).
     """
-    torch = sys.modules.get("torch")
-    if torch is None:
-        import torch
+    import torch  # a lookup in sys.modules once a trial has imported it
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     return previous
@@ -218,7 +217,7 @@ def _death_reason(exitcode: int | None) -> str:
     return f"trial process exited with status {exitcode} without a result"
 
 
-def _stop(process: multiprocessing.Process) -> None:
+def _stop(process: multiprocessing.process.BaseProcess) -> None:
     if process.is_alive():
         process.terminate()
         process.join(2)

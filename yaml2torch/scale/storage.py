@@ -215,7 +215,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _is_schema_race(exc: BaseException) -> bool:
+def _is_schema_race(exc: BaseException | None) -> bool:
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     while exc is not None:

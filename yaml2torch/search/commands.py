@@ -16,10 +16,12 @@ from typing import Any
 from yaml2torch.files import refuse_overwriting_inputs, write_atomic
 
 
-def _storage_file(url: str) -> Path | None:
+def _storage_file(source: str) -> Path | None:
+    """The database or journal file behind a storage argument (URL, output folder or file)."""
     from yaml2torch.scale.storage import storage_file
+    from yaml2torch.search.run import resolve_storage
 
-    return storage_file(url)
+    return storage_file(resolve_storage(source))
 
 
 def _run_options(args: argparse.Namespace, out_dir: Path, **extra: Any) -> Any:
@@ -70,11 +72,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from yaml2torch.scale.launch import terminate_with_parent
     from yaml2torch.scale.signals import StopRequested
     from yaml2torch.scale.storage import classify_storage
-    from yaml2torch.search.run import run_joined_worker
+    from yaml2torch.search.run import resolve_storage, run_joined_worker
 
     if args.parent_pid is not None and not terminate_with_parent(args.parent_pid):
         return 1  # the search that launched this worker is gone
-    kind = classify_storage(args.storage)
+    kind = classify_storage(resolve_storage(args.storage))
     if kind.kind == "journal" and not Path(kind.location).is_file():
         from yaml2torch.errors import UsageError
 
@@ -135,13 +137,24 @@ def _trial_files_here(best: Any, stored: Any, trials_root: Path, args: argparse.
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from yaml2torch.errors import UsageError
     from yaml2torch.search.report import render_report
     from yaml2torch.search.run import open_stored_study
 
-    refuse_overwriting_inputs([args.output], [_storage_file(args.storage)])
-    stored = open_stored_study(args.storage, args.study)
-    write_atomic(args.output, render_report(stored.study, stored.config))
-    print(f"wrote {args.output}", file=sys.stderr)
+    source = args.storage or args.source
+    if args.source is not None and "://" not in args.source and not Path(args.source).exists():
+        raise UsageError(f"{args.source}: no such folder or file")
+    if source is None:
+        raise UsageError("report needs the search's output folder (report OUT_DIR) or --storage URL")
+    output = args.output
+    if output is None:
+        if args.source is None or not Path(args.source).is_dir():
+            raise UsageError("report needs -o FILE.html (or an output folder, where report.html is written)")
+        output = Path(args.source) / "report.html"
+    refuse_overwriting_inputs([output], [_storage_file(source)])
+    stored = open_stored_study(source, args.study)
+    write_atomic(output, render_report(stored.study, stored.config))
+    print(f"wrote {output}", file=sys.stderr)
     return 0
 
 
@@ -151,8 +164,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     outputs = [args.output / name for name in ("spec.yaml", "model.py", "model.pt", "metrics.json")]
     refuse_overwriting_inputs([args.output, *outputs], [args.spec, args.config, args.data_path])
     request = TrainRequest(
-        spec=args.spec,
         out_dir=args.output,
+        spec=args.spec,
+        source=args.trials_from,
+        study=args.study,
+        trial=args.trial,
         data=args.data,
         data_path=args.data_path,
         config=args.config,
@@ -162,6 +178,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         device=args.device,
         seed=args.seed,
+        threads=args.threads,
+        progress=not args.quiet,
     )
     result = train_spec_file(request)
     print(json.dumps({"val": result["val"], "test": result["test"], "out": str(args.output)}))

@@ -9,8 +9,10 @@ import hashlib
 import inspect
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from yaml2torch.errors import Location, SpecError, suggest
 from yaml2torch.search import space as sp
@@ -96,6 +98,19 @@ class TrainSettings:
     def key(self) -> dict:
         """What makes two trainings of one architecture the same (hashed for de-duplication)."""
         return json.loads(json.dumps(asdict(self), default=list))
+
+    @classmethod
+    def from_key(cls, key: Mapping[str, Any]) -> TrainSettings:
+        """The settings a trial recorded (``key()``), for training it again."""
+        fields = dict(key)
+        optimizer = fields.pop("optimizer", None) or {}
+        kwargs = tuple((str(k), v) for k, v in optimizer.get("kwargs", ()))
+        size = fields.pop("image_size", None)
+        return cls(
+            **fields,
+            optimizer=OptimizerSettings(optimizer.get("type", "Adam"), optimizer.get("lr", 1e-3), kwargs),
+            image_size=None if size is None else (int(size[0]), int(size[1])),
+        )
 
 
 @dataclass(frozen=True)
@@ -197,12 +212,12 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
     root = load_text(text, filename)
     if not root.is_map:
         raise SpecError(root.loc, f"a search file must be a mapping, not {type_name(root)}")
-    fields: dict[str, Node] = root.value  # type: ignore[assignment]
+    fields = root.mapping()
     for key in fields:
         if key not in TOP_KEYS:
-            raise SpecError(root.key_locs[key], f"unknown top-level key {key!r}{suggest(key, TOP_KEYS)}")  # type: ignore[index]
+            raise SpecError(root.key_loc(key), f"unknown top-level key {key!r}{suggest(key, TOP_KEYS)}")
     if "model" in fields and "python" in fields:
-        raise SpecError(root.key_locs["python"], "give one of 'model' (a model template) or 'python' (file.py:function), not both")  # type: ignore[index]
+        raise SpecError(root.key_loc("python"), "give one of 'model' (a model template) or 'python' (file.py:function), not both")
     # Neither is allowed only for the Python API, which passes search_model to run_search.
 
     names = sp.new_name_table()
@@ -257,8 +272,8 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
 def _model_space(node: Node, names) -> sp.SpaceNode:
     if not node.is_map:
         raise SpecError(node.loc, f"model must be a mapping (a model spec template), not {type_name(node)}")
-    items = []
-    for key, child in node.value.items():  # type: ignore[union-attr]
+    items: list[tuple[str, sp.SpaceNode]] = []
+    for key, child in node.mapping().items():
         if key in ("backbone", "head"):
             items.append((key, sp.parse_rows(child, (key,), names) if child.value is not None else sp.Fixed(child)))
         else:
@@ -288,27 +303,31 @@ def check_train_space(config: SearchConfig) -> None:
 
 
 def check_model_space(config: SearchConfig) -> None:
-    """Structural checks of the template along the same walks: row shapes, keys, block names.
+    """Every branch of the template, read once along the walks: keys, rows, block names and each
+    row's arguments (names, types, activations). A mistake anywhere is a located error at load.
 
     Lowering errors (shapes, strides) depend on the sample and make a trial infeasible instead.
     """
     from yaml2torch.blocks import Catalogue
+    from yaml2torch.blocks.args import bind_args
     from yaml2torch.errors import Diagnostics
+    from yaml2torch.ir.lower import find_block
     from yaml2torch.spec.load import parse_spec
 
     if config.model is None:
         return
     for k in range(sp.walk_passes(config.model)):
         node = sp.sample(config.model, sp.WalkParams(k))
-        fields = dict(node.value)  # type: ignore[arg-type]
+        fields = dict(node.mapping())
         fields.setdefault("input_channel", Node(1, node.loc))  # filled from the data at run time
         if not fields.get("backbone") or not fields["backbone"].value:
             continue  # every row dropped in this walk: nothing to check
-        spec = parse_spec(Node(fields, node.loc, node.key_locs), config.path, config.base_dir, "", Diagnostics())
+        diagnostics = Diagnostics()
+        spec = parse_spec(Node(fields, node.loc, node.key_locs), config.path, config.base_dir, "", diagnostics)
         catalogue = Catalogue.for_modules(spec.modules, spec.rows[0].loc)
         for row in spec.rows:
-            if row.module not in catalogue.blocks and not row.module.startswith("nn."):
-                raise SpecError(row.module_loc, f"unknown block {row.module!r}{suggest(row.module, catalogue.blocks)}")
+            block = find_block(row, catalogue)
+            bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -317,10 +336,10 @@ def check_model_space(config: SearchConfig) -> None:
 def _keys(node: Node, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
     if not node.is_map:
         raise SpecError(node.loc, f"{what} must be a mapping, not {type_name(node)}")
-    for key in node.value:  # type: ignore[union-attr]
+    for key in node.mapping():
         if key not in allowed:
-            raise SpecError(node.key_locs[key], f"unknown {what} key {key!r}{suggest(key, allowed)}; allowed: {', '.join(allowed)}")  # type: ignore[index]
-    return node.value  # type: ignore[return-value]
+            raise SpecError(node.key_loc(key), f"unknown {what} key {key!r}{suggest(key, allowed)}; allowed: {', '.join(allowed)}")
+    return node.mapping()
 
 
 def _float(node: Node, what: str, low: float | None = None, high: float | None = None) -> float:
@@ -344,8 +363,8 @@ def _size(node: Node, what: str) -> tuple[int, int] | None:
     if isinstance(node.value, int) and not isinstance(node.value, bool):
         size = expect_int(node, what, 1)
         return (size, size)
-    if node.is_seq and len(node.value) == 2:  # type: ignore[arg-type]
-        return (expect_int(node.value[0], what, 1), expect_int(node.value[1], what, 1))  # type: ignore[index]
+    if node.is_seq and len(node.sequence()) == 2:
+        return (expect_int(node.sequence()[0], what, 1), expect_int(node.sequence()[1], what, 1))
     raise SpecError(node.loc, f"{what} must be an int or [H, W]")
 
 
@@ -396,19 +415,19 @@ def _objectives(node: Node | None, loc: Location) -> tuple[Objective, ...]:
     if isinstance(node.value, str):
         pairs.append((node.value, None, node))
     elif node.is_seq:
-        for item in node.value:  # type: ignore[union-attr]
-            if item.is_map and len(item.value) == 1:  # type: ignore[arg-type]
-                ((name, direction),) = item.value.items()  # type: ignore[union-attr]
-                pairs.append((name, direction, item))
+        for item in node.sequence():
+            if item.is_map and len(item.mapping()) == 1:
+                ((name, given),) = item.mapping().items()
+                pairs.append((name, given, item))
             else:
                 pairs.append((expect_str(item, "objective"), None, item))
     elif node.is_map:
-        pairs.extend((name, direction, node) for name, direction in node.value.items())  # type: ignore[union-attr]
+        pairs.extend((name, direction, node) for name, direction in node.mapping().items())
     else:
         raise SpecError(node.loc, "objectives must be a metric name, a list, or a mapping {metric: direction}")
     if not pairs:
         raise SpecError(node.loc, "objectives is empty")
-    result = []
+    result: list[Objective] = []
     for name, direction_node, where in pairs:
         if name not in METRICS:
             raise SpecError(where.loc, f"unknown metric {name!r}{suggest(name, METRICS)}; one of {', '.join(METRICS)}")
@@ -461,9 +480,9 @@ def _component(node: Node | None, what: str, types: tuple[str, ...], default: st
         name = "none" if node.value is None else node.value
         fields: dict[str, Node] = {}
     else:
-        if not node.is_map or "type" not in node.value:  # type: ignore[operator]
+        if not node.is_map or "type" not in node.mapping():
             raise SpecError(node.loc, f"{what} must be a name or a mapping with 'type' and the {what}'s arguments")
-        fields = dict(node.value)  # type: ignore[arg-type]
+        fields = dict(node.mapping())
         name = expect_str(fields.pop("type"), f"{what} type")
     if name not in types:
         raise SpecError(node.loc, f"unknown {what} {name!r}{suggest(name, types)}; one of {', '.join(types)}")
@@ -474,7 +493,7 @@ def _component(node: Node | None, what: str, types: tuple[str, ...], default: st
         allowed = _component_args(what, name)
         for key, value in fields.items():
             if key not in allowed:
-                raise SpecError(node.key_locs[key], f"{name} has no argument {key!r}{suggest(key, allowed)}")  # type: ignore[index]
+                raise SpecError(node.key_loc(key), f"{name} has no argument {key!r}{suggest(key, allowed)}")
             plain = value.plain()
             if isinstance(plain, dict):
                 raise SpecError(value.loc, f"{what} arguments must be plain values or lists")
@@ -536,17 +555,17 @@ def parse_train(node: Node) -> TrainSettings:
     for key in ("amp", "channels_last", "compile"):
         if key in fields:
             settings[key] = _bool(fields[key], key)
-    return TrainSettings(**settings)  # type: ignore[arg-type]
+    return TrainSettings(**settings)  # type: ignore[arg-type]  # each key was parsed to its field's type
 
 
 def _optimizer(node: Node) -> OptimizerSettings:
     if isinstance(node.value, str):
         node = Node({"type": node}, node.loc, {"type": node.loc})
-    if not node.is_map or "type" not in node.value:  # type: ignore[operator]
+    if not node.is_map or "type" not in node.mapping():
         raise SpecError(node.loc, "optimizer must be a name (Adam) or a mapping {type: Adam, lr: 0.001, ...}")
-    kind = expect_str(node.value["type"], "optimizer type")  # type: ignore[index]
+    kind = expect_str(node.mapping()["type"], "optimizer type")
     if kind not in OPTIMIZERS:
-        raise SpecError(node.value["type"].loc, f"unknown optimizer {kind!r}{suggest(kind, OPTIMIZERS)}; one of {', '.join(OPTIMIZERS)}")  # type: ignore[index]
+        raise SpecError(node.mapping()["type"].loc, f"unknown optimizer {kind!r}{suggest(kind, OPTIMIZERS)}; one of {', '.join(OPTIMIZERS)}")
     fields = _keys(node, ("type",) + OPTIMIZERS[kind], f"{kind} optimizer")
     lr = _float(fields["lr"], "lr", 0.0, 10.0) if "lr" in fields else (0.01 if kind == "SGD" else 1e-3)
     kwargs: list[tuple[str, object]] = []
@@ -554,9 +573,9 @@ def _optimizer(node: Node) -> OptimizerSettings:
         if key in ("type", "lr"):
             continue
         if key == "betas":
-            if not value.is_seq or len(value.value) != 2:  # type: ignore[arg-type]
+            if not value.is_seq or len(value.sequence()) != 2:
                 raise SpecError(value.loc, "betas must be [beta1, beta2]")
-            kwargs.append((key, tuple(_float(b, "beta", 0.0, 0.99999) for b in value.value)))  # type: ignore[union-attr]
+            kwargs.append((key, tuple(_float(b, "beta", 0.0, 0.99999) for b in value.sequence())))
         elif key in ("nesterov", "amsgrad"):
             kwargs.append((key, _bool(value, key)))
         else:

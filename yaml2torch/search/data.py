@@ -38,7 +38,7 @@ class Splits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: tuple[str, ...]
-    mean: tuple[float, ...]  # per channel, from the training split; inputs are normalized with it
+    mean: tuple[float, ...]  # per channel, from the training split; written into the model spec
     std: tuple[float, ...]
 
     @property
@@ -94,13 +94,13 @@ def load_image_folder(settings: DataSettings) -> Arrays:
     size = None
     for path, _ in files:
         try:
-            with Image.open(path) as image:
+            with Image.open(path) as opened:
                 if channels is None:
-                    channels = 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3
-                image = image.convert("L" if channels == 1 else "RGB")
+                    channels = 1 if opened.mode in ("1", "L", "I", "I;16", "F") else 3
+                image = opened.convert("L" if channels == 1 else "RGB")
                 size = size or image.size
                 if image.size != size:
-                    image = image.resize(size, Image.BILINEAR)
+                    image = image.resize(size, Image.BILINEAR)  # type: ignore[attr-defined]  # set at import; Image.Resampling needs Pillow 9.1
                 array = np.asarray(image, dtype=np.float32) / 255.0
         except OSError as exc:
             raise DataError(path, f"cannot read image: {exc}") from None
@@ -209,7 +209,11 @@ def _check_limit(settings: DataSettings, classes: int, in_train: int) -> None:
 
 
 def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
-    """Fixed train/val/test splits by ``settings.split_seed``; normalization from the train split."""
+    """Fixed train/val/test splits by ``settings.split_seed``; the per-channel statistics of the train split.
+
+    The images stay in [0, 1]: the statistics go into each model spec (``normalize:``), so the
+    model normalizes its own inputs and the exported file needs no preprocessing beside it.
+    """
     y = arrays.y.numpy()
     indices = np.arange(len(y))
     if settings.limit is not None and settings.limit < len(y):
@@ -224,28 +228,28 @@ def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
         raise DataError(settings.path, f"too few samples ({len(y)}) for train/val/test splits")
     _check_limit(settings, len(np.unique(y)), len(np.unique(y[train])))
     x_train = arrays.x[train]
-    mean = x_train.mean(dim=(0, 2, 3))
-    std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-6)
-
-    def norm(x: torch.Tensor) -> torch.Tensor:
-        return (x - mean[None, :, None, None]) / std[None, :, None, None]
-
+    # Rounded to 6 digits: the values written into the spec are exactly the ones the model uses.
+    mean = tuple(round(float(v), 6) for v in x_train.mean(dim=(0, 2, 3)))
+    std = tuple(round(float(v), 6) for v in x_train.std(dim=(0, 2, 3)).clamp_min(1e-5))
     if test is None:
         test_x, test_y = arrays.x_test, arrays.y_test
     else:
         test_x, test_y = arrays.x[test], arrays.y[test]
     return Splits(
-        norm(x_train),
+        x_train,
         arrays.y[train],
-        norm(arrays.x[val]),
+        arrays.x[val],
         arrays.y[val],
-        norm(test_x),  # type: ignore[arg-type]
-        test_y,  # type: ignore[arg-type]
+        test_x,  # type: ignore[arg-type]  # the test arrays are given whenever test is None
+        test_y,  # type: ignore[arg-type]  # as above
         arrays.classes,
-        tuple(mean.tolist()),
-        tuple(std.tolist()),
+        mean,
+        std,
     )
 
 
 def load_splits(settings: DataSettings) -> Splits:
-    return make_splits(load_arrays(settings), settings)
+    arrays = load_arrays(settings)
+    if not bool(torch.isfinite(arrays.x).all()):
+        raise DataError(settings.path or settings.source, "the images contain NaN or infinite values")
+    return make_splits(arrays, settings)

@@ -13,7 +13,7 @@ from typing import Any
 
 from yaml2torch.files import import_model_class, load_state_dict, write_atomic
 from yaml2torch.search.config import SearchConfig, TrainSettings
-from yaml2torch.study_record import TrialRecord, TrialStatus
+from yaml2torch.study_record import TrialRecord, TrialStatus, write_picked_test
 
 
 def completed(study: Any) -> list[Any]:
@@ -79,12 +79,15 @@ def test_score(trial: Any, config: SearchConfig, trials_root: Path, data: Any) -
         return None
     if len(data.splits.test_y) == 0:
         return None
-    settings = TrainSettings(**{**(record.train or {}), "optimizer": TrainSettings().optimizer})
+    settings = TrainSettings.from_key(record.train or {})
     staged = data.staged(tuple(settings.image_size) if settings.image_size else None)
     model = import_model_class(folder / "model.py")()
     load_state_dict(model, folder / "model.pt")
     model.to(staged.device)
-    metrics = evaluate(model, staged.test_x, staged.test_y, staged.num_classes, staged.device, settings)
+    metrics = evaluate(
+        model, staged.test_x, staged.test_y, staged.num_classes, staged.device, settings, per_class=True
+    )
+    metrics["classes"] = list(data.splits.classes)
     metrics["samples"] = len(staged.test_y)
     return metrics
 
@@ -104,6 +107,14 @@ def fetch_trial_files(trial: Any, artifact_store: Any, trials_root: Path) -> Pat
     return folder
 
 
+def compile_beside(spec_yaml: str, yaml_path: Path, base_dir: Path) -> str:
+    """The model file ``yaml2torch compile`` makes from ``yaml_path`` (header naming that file), so
+    ``compile YAML -o PY --check`` holds on what the search hands over."""
+    from yaml2torch.compiler import compile_text
+
+    return compile_text(spec_yaml, str(yaml_path), base_dir=base_dir).source
+
+
 def _pareto_entry(trial: Any) -> dict[str, Any]:
     record = TrialRecord.of(trial)
     return {
@@ -114,6 +125,7 @@ def _pareto_entry(trial: Any) -> dict[str, Any]:
         "macs": record.macs,
         "metrics": record.metrics,
         "file": f"pareto/{trial.number:04d}.yaml",
+        "model": f"pareto/{trial.number:04d}.py",
     }
 
 
@@ -167,19 +179,24 @@ def export_study(
     }
     if best is not None:
         record = TrialRecord.of(best)
-        write_atomic(out_dir / "best.yaml", record.spec_yaml or "")
-        if record.model_py is not None:
-            write_atomic(out_dir / "best_model.py", record.model_py)
+        if record.spec_yaml is not None:
+            write_atomic(out_dir / "best.yaml", record.spec_yaml)
+            write_atomic(out_dir / "best_model.py", compile_beside(record.spec_yaml, out_dir / "best.yaml", config.base_dir))
         folder = _trial_folder(trials_root, record)
         if folder is not None and (folder / "model.pt").is_file():
-            shutil.copyfile(folder / "model.pt", out_dir / "best_model.pt")
-        summary["picked"] = _picked_entry(best, test_score(best, config, trials_root, data))
+            write_atomic(out_dir / "best_model.pt", (folder / "model.pt").read_bytes())  # regular files only
+        test = test_score(best, config, trials_root, data)
+        write_picked_test(study, best.number, test)
+        summary["picked"] = _picked_entry(best, test)
     if config.multi_objective:
         pareto_dir = out_dir / "pareto"
         if pareto_dir.exists():
             shutil.rmtree(pareto_dir)  # the front changes as trials are added
         for trial in sorted(pareto_trials(study, config), key=lambda t: t.number):
-            write_atomic(pareto_dir / f"{trial.number:04d}.yaml", TrialRecord.of(trial).spec_yaml or "")
+            spec_yaml = TrialRecord.of(trial).spec_yaml or ""
+            yaml_path = pareto_dir / f"{trial.number:04d}.yaml"
+            write_atomic(yaml_path, spec_yaml)
+            write_atomic(yaml_path.with_suffix(".py"), compile_beside(spec_yaml, yaml_path, config.base_dir))
             summary["pareto"].append(_pareto_entry(trial))
     write_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary

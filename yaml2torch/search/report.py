@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from yaml2torch.search.config import SearchConfig
 from yaml2torch.search.export import pick
 from yaml2torch.search.progress import format_metric, trial_seconds, trial_values
 from yaml2torch.study_record import TrialRecord
 
+MIN_TRIALS_FOR_IMPORTANCES = 10  # fewer completed trials: the estimate is noise, so say so
 
-def _figures(study, config: SearchConfig) -> list[tuple[str, object | str]]:
+
+def _figures(study: Any, config: SearchConfig, picked: int | None) -> list[tuple[str, Any]]:
     """(title, figure or a note why it is missing)."""
     import optuna.visualization as vis
 
     from yaml2torch.search.export import completed
 
     done = completed(study)
-    figures: list[tuple[str, object | str]] = []
+    figures: list[tuple[str, Any]] = []
     names = [o.metric for o in config.objectives]
     for i, name in enumerate(names):
         target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
@@ -28,38 +31,119 @@ def _figures(study, config: SearchConfig) -> list[tuple[str, object | str]]:
         except (ValueError, RuntimeError) as exc:
             figures.append((f"Optimization history: {name}", f"not available: {exc}"))
     if len(names) > 1:
-        try:
-            figures.append(("Pareto front", vis.plot_pareto_front(study, target_names=names)))
-        except (ValueError, RuntimeError) as exc:
-            figures.append(("Pareto front", f"not available: {exc}"))
+        figures.append(("Pareto front", _pareto_figure(study, config, done, picked)))
     for i, name in enumerate(names):
-        title = f"Parameter importances for {name}"
-        if len(done) < 2 or not any(t.params for t in done):
-            figures.append((title, "needs at least two completed trials with sampled parameters"))
-            continue
-        target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
-        try:
-            figures.append((title, vis.plot_param_importances(study, target=target, target_name=name)))
-        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-            figures.append((title, f"not available: {exc}"))
-    figures.append(("Score against parameters", _score_vs_params(done, config)))
+        figures.append((f"Parameter importances for {name}", _importances(study, done, names, i)))
+    for axis in ("params", "macs"):
+        figures.append((f"Trained {config.pick.metric} against {axis}", _metric_against(done, config, axis, picked)))
     return figures
 
 
-def _score_vs_params(done: list, config: SearchConfig):
+def _importances(study: Any, done: list[Any], names: list[str], i: int) -> Any:
+    import optuna.visualization as vis
+
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCES or not any(t.params for t in done):
+        return (
+            f"{len(done)} completed trials: too few for parameter importances to mean anything "
+            f"(shown from {MIN_TRIALS_FOR_IMPORTANCES} completed trials with sampled parameters)"
+        )
+    target = None if len(names) == 1 else (lambda t: t.values[i])
+    try:
+        return vis.plot_param_importances(study, target=target, target_name=names[i])
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        return f"not available: {exc}"
+
+
+def _hover(trial: Any) -> str:
+    values = trial_values(trial)
+    shown = ", ".join(f"{k} {format_metric(k, v)}" for k, v in values.items() if v is not None and k != "latency")
+    return f"trial {trial.number}: {shown}"
+
+
+def _pareto_figure(study: Any, config: SearchConfig, done: list[Any], picked: int | None) -> Any:
+    """Every completed trial (grey), the whole front (blue, none hidden), the picked trial (star)."""
+    import plotly.graph_objects as go
+
+    from yaml2torch.search.export import pareto_trials
+
+    x_name, y_name = config.objectives[0].metric, config.objectives[1].metric
+    front = {t.number for t in pareto_trials(study, config)}
+    fig = go.Figure()
+    for label, trials, style in (
+        ("trials", [t for t in done if t.number not in front], {"color": "#bbb", "size": 7}),
+        ("Pareto front", [t for t in done if t.number in front], {"color": "#1f77b4", "size": 10}),
+        ("picked", [t for t in done if t.number == picked], {"color": "#d62728", "size": 18, "symbol": "star"}),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=[t.values[0] for t in trials],
+                y=[t.values[1] for t in trials],
+                mode="markers",
+                name=label,
+                marker=style,
+                text=[_hover(t) for t in trials],
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(xaxis_title=x_name, yaxis_title=y_name)
+    for axis, name in (("xaxis", x_name), ("yaxis", y_name)):
+        if name in ("params", "macs"):
+            fig.update_layout({axis: {"type": "log"}})  # sizes span decades: a linear axis hides the small ones
+    return fig
+
+
+def _metric_against(done: list[Any], config: SearchConfig, axis: str, picked: int | None) -> Any:
     import plotly.graph_objects as go
 
     metric = config.pick.metric
-    fig = go.Figure(
-        go.Scatter(
-            x=[TrialRecord.of(t).params for t in done],
-            y=[TrialRecord.of(t).value(metric) for t in done],
-            mode="markers",
-            text=[f"trial {t.number}" for t in done],
+    points = [t for t in done if TrialRecord.of(t).value(axis) is not None]
+    if not points:
+        return f"no completed trial has a known {axis} count"
+    fig = go.Figure()
+    for label, trials, style in (
+        ("trials", [t for t in points if t.number != picked], {"size": 8}),
+        ("picked", [t for t in points if t.number == picked], {"color": "#d62728", "size": 16, "symbol": "star"}),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=[TrialRecord.of(t).value(axis) for t in trials],
+                y=[TrialRecord.of(t).value(metric) for t in trials],
+                mode="markers",
+                name=label,
+                marker=style,
+                text=[_hover(t) for t in trials],
+                hoverinfo="text",
+            )
         )
-    )
-    fig.update_layout(xaxis_title="params", yaxis_title=f"validation {metric}", xaxis_type="log")
+    fig.update_layout(xaxis_title=axis, yaxis_title=f"validation {metric}", xaxis_type="log")
     return fig
+
+
+def _test_section(record: Any, picked: int | None) -> str:
+    """The picked model's test metrics, per-class scores and confusion matrix (from the export)."""
+    test = (record.picked_test or {}) if record is not None else {}
+    metrics = test.get("metrics")
+    if picked is None or test.get("trial") != picked or not metrics:
+        return "<p class='note'>No test score recorded for the picked trial (run yaml2torch best to export it).</p>"
+    classes = metrics.get("classes") or [str(i) for i in range(len(metrics.get("per_class", [])))]
+    head = (
+        f"<p>Test split ({metrics.get('samples', '?')} samples): accuracy {metrics['accuracy']:.4f}, "
+        f"macro F1 {metrics['f1']:.4f}, loss {metrics['loss']:.4f}.</p>"
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(str(name))}</td><td>{c['precision']:.4f}</td><td>{c['recall']:.4f}</td>"
+        f"<td>{c['f1']:.4f}</td><td>{c['support']}</td></tr>"
+        for name, c in zip(classes, metrics.get("per_class", []))
+    )
+    per_class = f"<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{rows}</table>"
+    confusion = metrics.get("confusion") or []
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in classes)
+    body = "".join(
+        f"<tr><th>{html.escape(str(name))}</th>" + "".join(f"<td>{n}</td>" for n in row) + "</tr>"
+        for name, row in zip(classes, confusion)
+    )
+    matrix = f"<p>Confusion matrix (rows: true class, columns: predicted)</p><table><tr><th></th>{header}</tr>{body}</table>"
+    return head + per_class + matrix
 
 
 def _note(trial, retry_number: int | None) -> str:
@@ -106,16 +190,23 @@ def _trial_rows(study, config: SearchConfig, picked: int | None) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def render_report(study, config: SearchConfig) -> str:
+def render_report(study: Any, config: SearchConfig) -> str:
     import warnings
+
+    from yaml2torch.errors import StudyError
+    from yaml2torch.study_record import StudyRecord
 
     best, rule = pick(study, config)
     picked = None if best is None else best.number
+    try:
+        study_record: StudyRecord | None = StudyRecord.read(study)
+    except StudyError:
+        study_record = None
     parts = []
     plotly_included = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # importance estimators warn about tiny studies
-        figures = _figures(study, config)
+        figures = _figures(study, config, picked)
     for title, figure in figures:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         if isinstance(figure, str):
@@ -127,12 +218,13 @@ def render_report(study, config: SearchConfig) -> str:
     objectives = ", ".join(f"{o.metric} ({o.direction})" for o in config.objectives)
     summary = f"<p>Objectives: {html.escape(objectives)}. Pick rule: {html.escape(rule)}."
     if best is not None:
-        record = TrialRecord.of(best)
+        chosen = TrialRecord.of(best)
         summary += (
-            f" Picked trial {best.number}, architecture {html.escape((record.arch_hash or '')[:12])},"
-            f" {record.params or 0:,} params.</p>"
+            f" Picked trial {best.number}, architecture {html.escape((chosen.arch_hash or '')[:12])},"
+            f" {chosen.params or 0:,} params, {format_metric('macs', chosen.macs)} MACs.</p>"
         )
-        summary += f"<h2>Picked spec</h2><pre>{html.escape(record.spec_yaml or '')}</pre>"
+        summary += f"<h2>Picked model on the test split</h2>{_test_section(study_record, picked)}"
+        summary += f"<h2>Picked spec</h2><pre>{html.escape(chosen.spec_yaml or '')}</pre>"
     else:
         summary += "</p>"
     return f"""<!doctype html>

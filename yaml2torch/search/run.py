@@ -208,7 +208,7 @@ def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
     study = optuna.create_study(
         study_name=name,
         storage=storage,
-        directions=config.directions,
+        directions=config.directions,  # type: ignore[arg-type]  # "maximize"/"minimize": parse_config checks them
         sampler=make_sampler(config),
         pruner=make_pruner(config),
         load_if_exists=True,
@@ -225,6 +225,37 @@ def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
     return study
 
 
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def resolve_storage(text: str) -> str:
+    """A storage URL from what a user has at hand: a URL, a search's output folder (its
+    ``study.db`` or ``study.log``), or the path of a SQLite/journal file."""
+    if "://" in text:
+        return text
+    path = Path(text)
+    if path.is_dir():
+        found = [path / name for name in ("study.db", "study.log") if (path / name).is_file()]
+        if not found:
+            raise UsageError(f"{path}: no study.db or study.log here (give the search's output folder or --storage URL)")
+        path = found[0]
+    if path.suffix in SQLITE_SUFFIXES:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such database file")
+        return f"sqlite:///{path.resolve()}"
+    return text  # a journal file path, or an error from the storage layer naming the forms
+
+
+def only_study(url: str) -> str:
+    """The name of the one study in a storage (for commands given no --study)."""
+    storage = make_storage(url)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+    if len(names) != 1:
+        listed = f"studies there: {', '.join(names)}" if names else "the storage holds no studies"
+        raise UsageError(f"{url}: give --study NAME ({listed})")
+    return names[0]
+
+
 @dataclass(frozen=True)
 class StoredStudy:
     """A study reopened from storage alone: the study, its record and its search file."""
@@ -234,9 +265,13 @@ class StoredStudy:
     config: SearchConfig
 
 
-def open_stored_study(url: str, name: str, **storage_options: Any) -> StoredStudy:
-    """The one way ``worker``, ``best`` and ``report`` reopen a study (the record says where files are)."""
+def open_stored_study(url: str, name: str | None, **storage_options: Any) -> StoredStudy:
+    """The one way ``worker``, ``best``, ``report`` and ``train --from`` reopen a study (the record
+    says where its files are). ``url`` may be an output folder or a database path; ``name`` may be
+    left out when the storage holds one study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = resolve_storage(url)
+    name = name or only_study(url)
     storage = with_storage_retries(lambda: make_storage(url, **storage_options), what="opening the storage")
     try:
         study = with_storage_retries(
@@ -446,14 +481,17 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
     """
     from yaml2torch.search.progress import SearchProgress
 
-    if options.storage is None or options.study is None:
-        raise UsageError("a worker needs --storage and --study")
+    if options.storage is None:
+        raise UsageError("a worker needs --storage")
     stored = open_stored_study(
         options.storage, options.study, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
     )
-    options = replace(options, out_dir=stored.record.trials_root(out_dir, Path("generated") / options.study))
+    name = stored.study.study_name
+    storage = resolve_storage(options.storage)
+    out = stored.record.trials_root(out_dir, Path("generated") / name)
+    options = replace(options, out_dir=out, storage=storage, study=name)
     _make_out_dir(options.out_dir)
-    claim_trials_folder(options.out_dir, options.study, new=False)
+    claim_trials_folder(options.out_dir, name, new=False)
     recorded = stored.record.settings
     settings = replace(
         recorded,
@@ -468,10 +506,8 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
     index = options.worker_index
     offset = finished + 7919 * (index + 1) if index is not None else os.getpid()
     study = optuna.load_study(
-        study_name=options.study,
-        storage=make_storage(
-            options.storage, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
-        ),
+        study_name=name,
+        storage=make_storage(storage, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period),
         sampler=make_sampler(config, offset),
         pruner=make_pruner(config),
     )

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from yaml2torch.errors import Location, SpecError, suggest
 from yaml2torch.spec.yaml_nodes import Node, type_name
+
+if TYPE_CHECKING:
+    import optuna
 
 CHOICE_KEYS = ("choice", "int", "float")
 RESERVED_KEYS = CHOICE_KEYS + ("cells", "per_stage")
@@ -136,23 +139,23 @@ class ParamSource(Protocol):
 class TrialParams:
     """Adapter over an ``optuna.Trial``; a name asked twice in one trial returns one value."""
 
-    trial: object
+    trial: optuna.Trial
     values: dict[str, object] = field(default_factory=dict)
 
     def categorical(self, name: str, labels: tuple[Label, ...]) -> Label:
         if name not in self.values:
-            self.values[name] = self.trial.suggest_categorical(name, labels)  # type: ignore[attr-defined]
-        return self.values[name]  # type: ignore[return-value]
+            self.values[name] = self.trial.suggest_categorical(name, labels)
+        return self.values[name]  # type: ignore[return-value]  # a name always asks for one kind of value
 
     def integer(self, name: str, low: int, high: int, step: int, log: bool) -> int:
         if name not in self.values:
-            self.values[name] = self.trial.suggest_int(name, low, high, step=step, log=log)  # type: ignore[attr-defined]
-        return self.values[name]  # type: ignore[return-value]
+            self.values[name] = self.trial.suggest_int(name, low, high, step=step, log=log)
+        return self.values[name]  # type: ignore[return-value]  # a name always asks for one kind of value
 
     def real(self, name: str, low: float, high: float, step: float | None, log: bool) -> float:
         if name not in self.values:
-            self.values[name] = self.trial.suggest_float(name, low, high, step=step, log=log)  # type: ignore[attr-defined]
-        return self.values[name]  # type: ignore[return-value]
+            self.values[name] = self.trial.suggest_float(name, low, high, step=step, log=log)
+        return self.values[name]  # type: ignore[return-value]  # a name always asks for one kind of value
 
 
 @dataclass
@@ -163,13 +166,13 @@ class WalkParams:
     values: dict[str, object] = field(default_factory=dict)
 
     def categorical(self, name: str, labels: tuple[Label, ...]) -> Label:
-        return self.values.setdefault(name, labels[self.k % len(labels)])  # type: ignore[return-value]
+        return self.values.setdefault(name, labels[self.k % len(labels)])  # type: ignore[return-value]  # as in TrialParams
 
     def integer(self, name: str, low: int, high: int, step: int, log: bool) -> int:
-        return self.values.setdefault(name, low if self.k % 2 == 0 else low + (high - low) // step * step)  # type: ignore[return-value]
+        return self.values.setdefault(name, low if self.k % 2 == 0 else low + (high - low) // step * step)  # type: ignore[return-value]  # as in TrialParams
 
     def real(self, name: str, low: float, high: float, step: float | None, log: bool) -> float:
-        return self.values.setdefault(name, low if self.k % 2 == 0 else high)  # type: ignore[return-value]
+        return self.values.setdefault(name, low if self.k % 2 == 0 else high)  # type: ignore[return-value]  # as in TrialParams
 
 
 def walk_passes(space: SpaceNode) -> int:
@@ -230,9 +233,9 @@ def new_name_table() -> _Names:
 def _is_special(node: Node) -> str | None:
     if not node.is_map:
         return None
-    keys = [key for key in node.value if key in RESERVED_KEYS]  # type: ignore[union-attr]
+    keys = [key for key in node.mapping() if key in RESERVED_KEYS]
     if len(keys) > 1:
-        raise SpecError(node.key_locs[keys[1]], f"a mapping can hold only one of {', '.join(RESERVED_KEYS)}; found {keys[0]!r} and {keys[1]!r}")  # type: ignore[index]
+        raise SpecError(node.key_loc(keys[1]), f"a mapping can hold only one of {', '.join(RESERVED_KEYS)}; found {keys[0]!r} and {keys[1]!r}")
     return keys[0] if keys else None
 
 
@@ -245,12 +248,12 @@ def _value(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
     if kind is not None:
         return _choice(node, kind, path, ctx, _value)
     if node.is_map:
-        items = tuple((key, _value(child, path + (key,), ctx)) for key, child in node.value.items())  # type: ignore[union-attr]
+        items = tuple((key, _value(child, path + (key,), ctx)) for key, child in node.mapping().items())
         if all(isinstance(child, Fixed) for _, child in items):
             return Fixed(node)
         return MapSpace(node, items)
     if node.is_seq:
-        seq = tuple(_value(child, path + (str(i),), ctx) for i, child in enumerate(node.value))  # type: ignore[arg-type]
+        seq = tuple(_value(child, path + (str(i),), ctx) for i, child in enumerate(node.sequence()))
         if all(isinstance(child, Fixed) for child in seq):
             return Fixed(node)
         return SeqSpace(node, seq)
@@ -260,7 +263,7 @@ def _value(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
 def _rows(node: Node, path: tuple[str, ...], ctx: _Ctx) -> RowsSpace:
     if not node.is_seq:
         raise SpecError(node.loc, f"{'.'.join(path) or 'rows'} must be a list of rows, not {type_name(node)}")
-    return RowsSpace(node, tuple(_row(child, path + (str(i),), ctx) for i, child in enumerate(node.value)))  # type: ignore[arg-type]
+    return RowsSpace(node, tuple(_row(child, path + (str(i),), ctx) for i, child in enumerate(node.sequence())))
 
 
 def _row(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
@@ -268,20 +271,20 @@ def _row(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
     if kind == "cells":
         return _cells(node, path, ctx)
     if kind in CHOICE_KEYS:
-        return _choice(node, kind, path, ctx, _row)  # type: ignore[arg-type]
-    if node.is_seq and len(node.value) in ROW_ROLES:  # type: ignore[arg-type]
-        roles = ROW_ROLES[len(node.value)]  # type: ignore[arg-type]
-        module = node.value[roles.index("module")].value  # type: ignore[index]
-        items = []
-        for role, child in zip(roles, node.value):  # type: ignore[call-overload]
+        return _choice(node, kind, path, ctx, _row)
+    if node.is_seq and len(node.sequence()) in ROW_ROLES:
+        roles = ROW_ROLES[len(node.sequence())]
+        module = node.sequence()[roles.index("module")].value
+        items: list[SpaceNode] = []
+        for role, child in zip(roles, node.sequence()):
             if role == "args" and child.is_seq:
                 # positional args are named after the block's signature: backbone.3.Conv.c
                 names = _arg_names(module)
-                args = [_value(v, path + ((names[i],) if i < len(names) else ("args", str(i))), ctx) for i, v in enumerate(child.value)]  # type: ignore[arg-type]
+                args = [_value(v, path + ((names[i],) if i < len(names) else ("args", str(i))), ctx) for i, v in enumerate(child.sequence())]
                 items.append(Fixed(child) if all(isinstance(a, Fixed) for a in args) else SeqSpace(child, tuple(args)))
             elif role == "kwargs" and child.is_map and _is_special(child) is None:
                 # kwargs are named by their key directly: backbone.3.stride
-                kw = tuple((key, _value(v, path + (key,), ctx)) for key, v in child.value.items())
+                kw = tuple((key, _value(v, path + (key,), ctx)) for key, v in child.mapping().items())
                 items.append(Fixed(child) if all(isinstance(v, Fixed) for _, v in kw) else MapSpace(child, kw))
             else:
                 items.append(_value(child, path + (role,), ctx))
@@ -301,10 +304,10 @@ def _arg_names(module: object) -> tuple[str, ...]:
 
 
 def _options(node: Node, allowed: tuple[str, ...], kind: str) -> dict[str, Node]:
-    fields: dict[str, Node] = node.value  # type: ignore[assignment]
+    fields = node.mapping()
     for key in fields:
         if key not in allowed:
-            raise SpecError(node.key_locs[key], f"unknown key {key!r} in a {kind!r} node{suggest(key, allowed)}; allowed: {', '.join(allowed)}")  # type: ignore[index]
+            raise SpecError(node.key_loc(key), f"unknown key {key!r} in a {kind!r} node{suggest(key, allowed)}; allowed: {', '.join(allowed)}")
     return fields
 
 
@@ -326,7 +329,7 @@ def _bool(node: Node, what: str) -> bool:
 def _number(node: Node, what: str, integer: bool) -> float:
     value = node.value
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok:
+    if isinstance(value, bool) or not ok or not isinstance(value, (int, float)):
         raise SpecError(
             node.loc, f"{what} must be {'an int' if integer else 'a number'}, not {type_name(node)} ({value!r})"
         )
@@ -341,14 +344,14 @@ def _choice(node: Node, kind: str, path: tuple[str, ...], ctx: _Ctx, parse_optio
         name = _name(fields)
         body = fields["choice"]
         if body.is_seq:
-            options_nodes: list[Node] = body.value  # type: ignore[assignment]
+            options_nodes = body.sequence()
             if not options_nodes:
                 raise SpecError(body.loc, "a choice needs at least one option")
             labels: list[Label] = []
             options = []
             scalar = all(not (o.is_seq or o.is_map) for o in options_nodes)
             for i, option in enumerate(options_nodes):
-                label: Label = option.value if scalar else i  # type: ignore[assignment]
+                label: Label = option.value if scalar else i  # type: ignore[assignment]  # scalar: not a list or mapping
                 if scalar and label in labels and type(labels[labels.index(label)]) is type(label):
                     raise SpecError(option.loc, f"option {label!r} appears twice in this choice")
                 labels.append(label)
@@ -356,23 +359,23 @@ def _choice(node: Node, kind: str, path: tuple[str, ...], ctx: _Ctx, parse_optio
         elif body.is_map:
             if not body.value:
                 raise SpecError(body.loc, "a choice needs at least one option")
-            labels = list(body.value)  # type: ignore[arg-type]
-            options = [parse_option(option, path + (key,), ctx) for key, option in body.value.items()]  # type: ignore[union-attr]
+            labels = list(body.mapping())
+            options = [parse_option(option, path + (key,), ctx) for key, option in body.mapping().items()]
         else:
             raise SpecError(
                 body.loc, f"choice takes a list of options or a mapping of named branches, not {type_name(body)}"
             )
-        result = Categorical(path, name, tuple(labels), tuple(options), node.loc)
-        _claim(ctx, result, ("categorical", tuple(labels)))
-        return result
+        categorical = Categorical(path, name, tuple(labels), tuple(options), node.loc)
+        _claim(ctx, categorical, ("categorical", tuple(labels)))
+        return categorical
 
     integer = kind == "int"
     fields = _options(node, (kind, "step", "log", "name"), kind)
     name = _name(fields)
     bounds = fields[kind]
-    if not bounds.is_seq or len(bounds.value) != 2:  # type: ignore[arg-type]
+    if not bounds.is_seq or len(bounds.sequence()) != 2:
         raise SpecError(bounds.loc, f"{kind} takes [low, high], got {type_name(bounds)}")
-    low_node, high_node = bounds.value  # type: ignore[misc]
+    low_node, high_node = bounds.sequence()
     low = _number(low_node, "low", integer)
     high = _number(high_node, "high", integer)
     if low > high:
@@ -388,7 +391,7 @@ def _choice(node: Node, kind: str, path: tuple[str, ...], ctx: _Ctx, parse_optio
     if log and low <= 0:
         raise SpecError(low_node.loc, f"log: true needs low > 0, got {low}")
     if integer:
-        result: SpaceNode = IntRange(path, name, int(low), int(high), int(step or 1), log, node.loc)
+        result: IntRange | FloatRange = IntRange(path, name, int(low), int(high), int(step or 1), log, node.loc)
     else:
         if step is not None and abs(round((high - low) / step) * step - (high - low)) > 1e-9 * max(1.0, abs(high)):
             raise SpecError(fields["step"].loc, f"the range {high - low} is not a multiple of step {step}")
@@ -406,9 +409,9 @@ def _per_stage(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
     body = fields["per_stage"]
     if ctx.stages is None:
         raise SpecError(node.loc, "per_stage may stand only inside a cells node")
-    if not body.is_seq or len(body.value) != ctx.stages:  # type: ignore[arg-type]
+    if not body.is_seq or len(body.sequence()) != ctx.stages:
         raise SpecError(body.loc, f"per_stage needs a list of {ctx.stages} values (one per stage)")
-    return PerStage(tuple(_value(v, path + (f"stage{i + 1}",), ctx) for i, v in enumerate(body.value)), node.loc)  # type: ignore[arg-type]
+    return PerStage(tuple(_value(v, path + (f"stage{i + 1}",), ctx) for i, v in enumerate(body.sequence())), node.loc)
 
 
 def _cells(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
@@ -430,9 +433,9 @@ def _cells(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
         low = high = repeat.value
     elif _is_special(repeat) == "int":
         bounds = _options(repeat, ("int",), "repeat")["int"]
-        if not bounds.is_seq or len(bounds.value) != 2:  # type: ignore[arg-type]
+        if not bounds.is_seq or len(bounds.sequence()) != 2:
             raise SpecError(bounds.loc, "repeat takes {int: [low, high]}")
-        low, high = (int(_number(b, "repeat", True)) for b in bounds.value)  # type: ignore[union-attr]
+        low, high = (int(_number(b, "repeat", True)) for b in bounds.sequence())
     else:
         raise SpecError(repeat.loc, "repeat must be an int or {int: [low, high]} (N per stage, non-decreasing)")
     if low < 1 or low > high:
@@ -494,8 +497,8 @@ def _sample(space: SpaceNode, s: _Sampling) -> Node:
         value = s.params.integer(_param_name(space, s), space.low, space.high, space.step, space.log)
         return Node(int(value), space.loc)
     if isinstance(space, FloatRange):
-        value = s.params.real(_param_name(space, s), space.low, space.high, space.step, space.log)
-        return Node(float(value), space.loc)
+        real = s.params.real(_param_name(space, s), space.low, space.high, space.step, space.log)
+        return Node(float(real), space.loc)
     if isinstance(space, PerStage):
         assert s.stage is not None
         return _sample(space.items[s.stage], s)
@@ -506,8 +509,8 @@ def is_dropped(row: Node) -> bool:
     """A row sampled to null or Pass (or a row whose module is Pass) is left out."""
     if row.value is None or row.value == PASS:
         return True
-    if row.is_seq and len(row.value) in ROW_ROLES:  # type: ignore[arg-type]
-        module = row.value[ROW_ROLES[len(row.value)].index("module")]  # type: ignore[index, arg-type]
+    if row.is_seq and len(row.sequence()) in ROW_ROLES:
+        module = row.sequence()[ROW_ROLES[len(row.sequence())].index("module")]
         return module.value == PASS
     return False
 
@@ -530,11 +533,11 @@ def _sample_cells(cells: Cells, s: _Sampling) -> list[Node]:
     for stage, count in enumerate(repeats):
         if stage > 0 and cells.reduction is not None:
             tag = None if cells.share else (cut, f"stage{stage + 1}")
-            rows.extend(_sample(cells.reduction, _Sampling(s.params, stage, tag)).value)  # type: ignore[arg-type]
+            rows.extend(_sample(cells.reduction, _Sampling(s.params, stage, tag)).sequence())
         tag = None if cells.share else (cut, f"stage{stage + 1}")
-        cell = _sample(cells.normal, _Sampling(s.params, stage, tag)).value
+        cell = _sample(cells.normal, _Sampling(s.params, stage, tag)).sequence()
         for _ in range(count):
-            rows.extend(cell)  # type: ignore[arg-type]
+            rows.extend(cell)
     return rows
 
 

@@ -35,7 +35,7 @@ class Staged:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]  # images: (N, C, H, W)
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -64,7 +64,7 @@ def stage(splits: Splits, image_size: tuple[int, int] | None, device: torch.devi
         free, _ = torch.cuda.mem_get_info(device)
         if sum(t.numel() * t.element_size() for t in tensors) <= GPU_DATA_SHARE * free:
             target = device
-    return Staged(*(t.to(target).contiguous() for t in tensors), num_classes=splits.num_classes, device=device)  # type: ignore[misc]
+    return Staged(*(t.to(target).contiguous() for t in tensors), num_classes=splits.num_classes, device=device)  # type: ignore[misc, arg-type]  # six tensors, in field order
 
 
 @dataclass
@@ -150,7 +150,7 @@ def train_model(
     model.to(device)
     if cuda and settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    runner: nn.Module = torch.compile(model) if (cuda and settings.compile) else model  # type: ignore[assignment]
+    runner: nn.Module = torch.compile(model) if (cuda and settings.compile) else model  # type: ignore[assignment]  # compile wraps the module in a module
     optimizer = _optimizer(model, settings)
     n = len(data.train_x)
     steps = max(1, math.ceil(n / settings.batch_size))
@@ -208,8 +208,10 @@ def evaluate(
     device: torch.device,
     settings: TrainSettings | None = None,
     batch_size: int = 512,
+    per_class: bool = False,
 ) -> dict:
-    """Accuracy, macro-F1 and mean loss."""
+    """Accuracy, macro-F1 and mean loss; with ``per_class``, also each class's precision, recall
+    and F1 and the confusion matrix (rows: true class, columns: predicted)."""
     model.eval()
     cuda = device.type == "cuda"
     amp = cuda and (settings is None or settings.amp)
@@ -227,7 +229,26 @@ def evaluate(
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         pred = logits.argmax(1)
         confusion += torch.bincount(yb * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
-    return metrics_from_confusion(confusion.cpu(), float(loss_sum) / max(1, len(x)))
+    metrics = metrics_from_confusion(confusion.cpu(), float(loss_sum) / max(1, len(x)))
+    if per_class:
+        metrics.update(per_class_metrics(confusion.cpu()))
+    return metrics
+
+
+def per_class_metrics(confusion: torch.Tensor) -> dict:
+    tp = confusion.diag().double()
+    predicted = confusion.sum(0).double()
+    actual = confusion.sum(1).double()
+    precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp))
+    recall = torch.where(actual > 0, tp / actual.clamp_min(1), torch.zeros_like(tp))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12), torch.zeros_like(tp))
+    return {
+        "per_class": [
+            {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for p, r, f, n in zip(precision, recall, f1, actual)
+        ],
+        "confusion": confusion.tolist(),
+    }
 
 
 def metrics_from_confusion(confusion: torch.Tensor, loss: float) -> dict:

@@ -1,8 +1,10 @@
-"""``yaml2torch train SPEC.yaml``: one architecture through the search's own trial path.
+"""``yaml2torch train``: one architecture through the search's own trial path.
 
 The spec is fitted to the data, compiled, written and trained exactly as a search trial is
 (``yaml2torch.search.trial``): same files (``spec.yaml``, ``model.py``, ``model.pt``,
-``metrics.json``), same training loop.
+``metrics.json``), same training loop. The spec and settings come from a file (``SPEC.yaml``,
+``--config``, options) or from a stored study's trial (``--from OUT_DIR [--trial N]``: the picked
+trial by default), with the study's data and the trial's own training settings.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from yaml2torch.search.config import (
     load_config,
     parse_train,
 )
-from yaml2torch.spec.yaml_nodes import load_text, read_text
+from yaml2torch.spec.yaml_nodes import Node, load_text, read_text
 
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """What ``yaml2torch train`` was asked (each override replaces the file's or default setting)."""
+    """What ``yaml2torch train`` was asked (each override replaces the file's or trial's setting)."""
 
-    spec: Path
     out_dir: Path
+    spec: Path | None = None
+    source: str | None = None  # a stored study: output folder, database path or URL
+    study: str | None = None
+    trial: int | None = None  # default: the study's picked trial
     data: str = "digits"
     data_path: Path | None = None
     config: Path | None = None  # a search file whose data: and train: settings to use
@@ -39,9 +44,23 @@ class TrainRequest:
     image_size: int | None = None
     device: str | None = None
     seed: int = 0
+    threads: int | None = None
+    progress: bool = True
 
 
-def _settings(request: TrainRequest) -> tuple[DataSettings, TrainSettings]:
+@dataclass(frozen=True)
+class TrainInput:
+    """The spec to train (as located nodes), where its relative paths start, and the settings."""
+
+    node: Node
+    filename: str
+    base_dir: Path
+    data: DataSettings
+    train: TrainSettings
+
+
+def _from_files(request: TrainRequest) -> TrainInput:
+    assert request.spec is not None  # checked by resolve_input
     if request.config is not None:
         config = load_config(request.config)
         if not isinstance(config.train, sp.Fixed):
@@ -53,6 +72,40 @@ def _settings(request: TrainRequest) -> tuple[DataSettings, TrainSettings]:
         if request.data != "digits" and request.data_path is None:
             raise UsageError(f"--data {request.data} needs --data-path")
         data, train = DataSettings(source=request.data, path=request.data_path, split_seed=request.seed), TrainSettings()
+    node = load_text(read_text(request.spec), str(request.spec))
+    return TrainInput(node, str(request.spec), request.spec.parent, data, train)
+
+
+def _from_study(request: TrainRequest) -> TrainInput:
+    from yaml2torch.search.export import pick
+    from yaml2torch.search.run import open_stored_study
+    from yaml2torch.study_record import TrialRecord
+
+    assert request.source is not None  # checked by resolve_input
+    stored = open_stored_study(request.source, request.study)
+    trials = stored.study.get_trials(deepcopy=False)
+    if request.trial is None:
+        trial, _ = pick(stored.study, stored.config)
+        if trial is None:
+            raise UsageError(f"study {stored.study.study_name!r} has no completed trial to train (give --trial N)")
+    elif 0 <= request.trial < len(trials):
+        trial = trials[request.trial]
+    else:
+        raise UsageError(f"--trial {request.trial}: study {stored.study.study_name!r} has trials 0 to {len(trials) - 1}")
+    record = TrialRecord.of(trial)
+    if record.spec_yaml is None or record.train is None:
+        raise UsageError(f"trial {trial.number} of study {stored.study.study_name!r} was never sampled into a spec")
+    config = stored.config
+    data = replace(config.data, limit=stored.record.settings.data_limit or config.data.limit)
+    name = f"{stored.study.study_name}:trial {trial.number}"
+    return TrainInput(load_text(record.spec_yaml, name), name, config.base_dir, data, TrainSettings.from_key(record.train))
+
+
+def resolve_input(request: TrainRequest) -> TrainInput:
+    if (request.spec is None) == (request.source is None):
+        raise UsageError("train takes a SPEC.yaml or --from OUT_DIR (a stored study), not both")
+    found = _from_study(request) if request.source is not None else _from_files(request)
+    train = found.train
     if request.epochs is not None:
         train = replace(train, epochs=request.epochs)
     if request.batch_size is not None:
@@ -61,27 +114,32 @@ def _settings(request: TrainRequest) -> tuple[DataSettings, TrainSettings]:
         train = replace(train, optimizer=OptimizerSettings(train.optimizer.type, request.lr, train.optimizer.kwargs))
     if request.image_size is not None:
         train = replace(train, image_size=(request.image_size, request.image_size))
-    return data, train
+    return replace(found, train=train)
 
 
 def train_spec_file(request: TrainRequest) -> dict[str, Any]:
     """Fit, compile, write, import, train; score on the validation and test splits. The metrics."""
+    import torch
+
     from yaml2torch.files import import_model_class
     from yaml2torch.search.train import DataCache, evaluate, resolve_device, seeded_model, train_model
     from yaml2torch.search.trial import compile_node, fit_to_data, history_rows, write_trial_files, write_trial_result
 
-    data_settings, train = _settings(request)
-    data = DataCache(data_settings, resolve_device(request.device))
-    node = load_text(read_text(request.spec), str(request.spec))
-    node, train = fit_to_data(node, train, data.splits.channels, data.splits.size)
-    spec_yaml, compiled = compile_node(node, str(request.spec), request.spec.parent)
+    found = resolve_input(request)
+    data = DataCache(found.data, resolve_device(request.device))
+    splits = data.splits
+    node, train = fit_to_data(found.node, found.train, splits.channels, splits.size, (splits.mean, splits.std))
+    spec_yaml, compiled = compile_node(node, found.filename, found.base_dir)
     write_trial_files(request.out_dir, spec_yaml, compiled.source)
     model = seeded_model(import_model_class(request.out_dir / "model.py"), request.seed)
     staged = data.staged(train.image_size)
-    history = train_model(model, staged, train, request.seed)
+    if request.threads is not None:
+        torch.set_num_threads(request.threads)
+    with EpochProgress(train.epochs, enabled=request.progress) as progress:
+        history = train_model(model, staged, train, request.seed, progress.epoch)
     test = None
     if len(staged.test_y):
-        test = evaluate(model, staged.test_x, staged.test_y, staged.num_classes, staged.device, train)
+        test = evaluate(model, staged.test_x, staged.test_y, staged.num_classes, staged.device, train, per_class=True)
     result = {
         "arch_hash": compiled.arch_hash,
         "params": compiled.params,
@@ -90,9 +148,43 @@ def train_spec_file(request: TrainRequest) -> dict[str, Any]:
         "test": test,
         "history": history_rows(history),
         "train": train.key(),
-        "data": data_settings.key(),
-        "normalize": {"mean": list(data.splits.mean), "std": list(data.splits.std)},
+        "data": found.data.key(),
+        "source": found.filename,
         "device": str(staged.device),
     }
     write_trial_result(request.out_dir, model, result)
     return result
+
+
+class EpochProgress:
+    """One rich bar on stderr: epochs done, the latest validation accuracy and loss."""
+
+    def __init__(self, epochs: int, enabled: bool) -> None:
+        import sys
+
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        console = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 120)
+        self._progress = Progress(
+            TextColumn("[bold]epochs"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task("epochs", total=epochs, info="")
+
+    def __enter__(self) -> EpochProgress:  # noqa: PYI034 - a final class
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def epoch(self, result: Any) -> None:
+        metrics = result.metrics
+        info = f"val accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"
+        self._progress.update(self._task, completed=result.epoch, info=info)

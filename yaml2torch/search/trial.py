@@ -60,12 +60,19 @@ class _FlowList(list):
     """A row: dumped on one line, as written by hand ([1, Conv, [16, 3, 1]])."""
 
 
+class _FlowDict(dict):
+    """A short mapping dumped on one line ({mean: [0.5], std: [0.25]})."""
+
+
 class _SpecDumper(yaml.SafeDumper):
     pass
 
 
 _SpecDumper.add_representer(
     _FlowList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
+_SpecDumper.add_representer(
+    _FlowDict, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
 )
 
 
@@ -77,19 +84,27 @@ def dump_spec(spec: dict) -> str:
             spec[section] = [_FlowList(row) if isinstance(row, list) else row for row in spec[section]]
     if isinstance(spec.get("input_size"), list):
         spec["input_size"] = _FlowList(spec["input_size"])
+    if isinstance(spec.get("normalize"), dict):
+        spec["normalize"] = _FlowDict(spec["normalize"])
     return yaml.dump(spec, Dumper=_SpecDumper, sort_keys=False, width=200, allow_unicode=True)
 
 
 def fit_to_data(
-    model_node: Node, train: TrainSettings, channels: int, data_size: tuple[int, int]
+    model_node: Node,
+    train: TrainSettings,
+    channels: int,
+    data_size: tuple[int, int],
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
 ) -> tuple[Node, TrainSettings]:
-    """The spec with the data's ``input_channel`` and ``input_size`` filled in where it omits them.
+    """The spec with the data's ``input_channel``, ``input_size`` and ``normalize`` (the training
+    split's per-channel mean and std, ``stats``) filled in where it omits them.
 
-    A spec that states them must agree with the data (channels) and with ``image_size``.
+    A spec that states them must agree with the data (channels) and with ``image_size``; a
+    ``normalize:`` it states is kept (the user's own preprocessing).
     """
     if not model_node.is_map:
         raise SpecError(model_node.loc, f"a model spec must be a mapping, not {type_name(model_node)}")
-    fields = dict(model_node.value)  # type: ignore[arg-type]  # is_map: a dict of nodes
+    fields = dict(model_node.mapping())
     key_locs = dict(model_node.key_locs or {})
     if "input_channel" in fields:
         if fields["input_channel"].value != channels:
@@ -114,8 +129,14 @@ def fit_to_data(
         size = size or data_size
         fields["input_size"] = Node([Node(size[0], model_node.loc), Node(size[1], model_node.loc)], model_node.loc)
         key_locs["input_size"] = model_node.loc
-        train = replace(train, image_size=tuple(size))
-    order = ["input_channel", "input_size"] + [k for k in fields if k not in ("input_channel", "input_size")]
+        train = replace(train, image_size=(size[0], size[1]))
+    if stats is not None and "normalize" not in fields:
+        loc = model_node.loc
+        mean, std = (Node([Node(v, loc) for v in values], loc) for values in stats)
+        fields["normalize"] = Node({"mean": mean, "std": std}, loc, {"mean": loc, "std": loc})
+        key_locs["normalize"] = loc
+    first = ("input_channel", "input_size", "normalize")
+    order = [*first, *(k for k in fields if k not in first)]
     return Node({k: fields[k] for k in order if k in fields}, model_node.loc, key_locs), train
 
 
@@ -124,7 +145,7 @@ def compile_node(model_node: Node, filename: str, base_dir: Path) -> tuple[str, 
 
     Errors keep the locations of the file the node came from (they live on the nodes).
     """
-    spec_yaml = dump_spec(model_node.plain())
+    spec_yaml = dump_spec({key: child.plain() for key, child in model_node.mapping().items()})
     spec = parse_spec(model_node, filename, base_dir, spec_yaml)
     return spec_yaml, compile_spec(replace(spec, path="spec.yaml"))
 
@@ -138,7 +159,7 @@ def min_spatial(ir: ModelIR) -> int | None:
     for layer in ir.layers:
         if layer.block in SPATIAL_END_BLOCKS or not layer.out_shape.is_image:
             break
-        h, w = layer.out_shape.spatial
+        h, w = layer.out_shape.hw
         if h is None or w is None:
             return None
         smallest = min(h, w) if smallest is None else min(smallest, h, w)
@@ -291,7 +312,7 @@ class Objective:
         if self.epochs is not None:
             train = replace(train, epochs=self.epochs)
         splits = self.data.splits
-        model_node, train = fit_to_data(model_node, train, splits.channels, splits.size)
+        model_node, train = fit_to_data(model_node, train, splits.channels, splits.size, (splits.mean, splits.std))
         try:
             spec_yaml, compiled = compile_node(model_node, filename, self.config.base_dir)
         except SpecError as exc:
@@ -352,7 +373,6 @@ class Objective:
             "metrics": metrics,
             "history": history_rows(history),
             "train": plan.train.key(),
-            "normalize": {"mean": list(self.data.splits.mean), "std": list(self.data.splits.std)},
             "timing_s": timing,
             "device": str(data.device),
             "files": {"spec": "spec.yaml", "model": "model.py", "weights": "model.pt"},

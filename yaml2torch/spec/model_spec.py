@@ -20,6 +20,7 @@ TOP_LEVEL_KEYS = (
     "channel_divisor",
     "channel_rounding",
     "norm",
+    "normalize",
     "backbone",
     "head",
     "modules",
@@ -36,6 +37,15 @@ _MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 class NormSpec:
     eps: float = 1e-5
     momentum: float = 0.1
+
+
+@dataclass(frozen=True)
+class InputNormalization:
+    """``normalize: {mean: [...], std: [...]}``: the model takes inputs in [0, 1] and normalizes
+    them per channel as its first step (the training data's statistics, written by the search)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class ModelSpec:
     scale: str = ""  # the ultralytics scale letter (C3k2 reads it)
     activation: str = ""  # the blocks' default activation ("" = each block's own)
     options: str = ""  # command-line options that shaped the spec (--scale, --nc), for the header
+    normalize: InputNormalization | None = None  # input preprocessing inside the model
 
     def with_input_size(self, size: tuple[int, int]) -> ModelSpec:
         """The spec with ``input_size`` replaced (``summary --input-size H W``)."""
@@ -92,7 +103,7 @@ def parse_model_spec(
     diagnostics = diagnostics if diagnostics is not None else Diagnostics()
     if not root.is_map:
         raise SpecError(root.loc, f"a model spec must be a mapping, not {type_name(root)}")
-    fields: dict[str, Node] = root.value  # type: ignore[assignment]  # is_map: a dict of nodes
+    fields = root.mapping()
     _check_top_level_keys(root, fields)
     input_channel = expect_int(fields["input_channel"], "input_channel", minimum=1)
     input_size = parse_input_size(fields.get("input_size"))
@@ -101,6 +112,9 @@ def parse_model_spec(
     divisor = expect_int(fields["channel_divisor"], "channel_divisor", minimum=1) if "channel_divisor" in fields else 8
     rounding = _rounding(fields.get("channel_rounding"))
     norm = parse_norm(fields["norm"]) if "norm" in fields and fields["norm"].value is not None else NormSpec()
+    normalize = None
+    if "normalize" in fields and fields["normalize"].value is not None:
+        normalize = parse_normalize(fields["normalize"], input_channel)
     rows: list[RowSpec] = []
     for section in ("backbone", "head"):
         if section not in fields or (section == "head" and fields[section].value is None):
@@ -124,6 +138,7 @@ def parse_model_spec(
         modules=modules,
         text=text,
         module_locs=module_locs,
+        normalize=normalize,
     )
 
 
@@ -180,11 +195,11 @@ def parse_input_size(node: Node | None) -> tuple[int, int] | None:
 def parse_norm(node: Node) -> NormSpec:
     if not node.is_map:
         raise SpecError(node.loc, f"norm must be a mapping like {{eps: 0.001, momentum: 0.01}}, not {type_name(node)}")
-    values: dict[str, Node] = node.value  # type: ignore[assignment]
+    values = node.mapping()
     allowed = ("eps", "momentum")
     for key in values:
         if key not in allowed:
-            raise SpecError(node.key_locs[key], f"unknown norm key {key!r}{suggest(key, allowed)}; expected eps, momentum")
+            raise SpecError(node.key_loc(key), f"unknown norm key {key!r}{suggest(key, allowed)}; expected eps, momentum")
     eps = expect_float(values["eps"], "norm.eps") if "eps" in values else 1e-5
     momentum = expect_float(values["momentum"], "norm.momentum") if "momentum" in values else 0.1
     if eps <= 0:
@@ -194,13 +209,37 @@ def parse_norm(node: Node) -> NormSpec:
     return NormSpec(eps, momentum)
 
 
+def parse_normalize(node: Node, channels: int) -> InputNormalization:
+    """Per-channel mean and std, one finite number each per input channel (std > 0)."""
+    example = "normalize: {mean: [0.5], std: [0.25]}"
+    if not node.is_map:
+        raise SpecError(node.loc, f"normalize must be a mapping like {example}, not {type_name(node)}")
+    values: dict[str, Node] = node.value  # type: ignore[assignment]  # is_map: a dict of nodes
+    for key in values:
+        if key not in ("mean", "std"):
+            raise SpecError((node.key_locs or {})[key], f"unknown normalize key {key!r}{suggest(key, ('mean', 'std'))}")
+    found: dict[str, tuple[float, ...]] = {}
+    for key in ("mean", "std"):
+        if key not in values:
+            raise SpecError(node.loc, f"normalize needs {key!r} ({example})")
+        items = expect_list(values[key], f"normalize.{key}")
+        if len(items) != channels:
+            raise SpecError(values[key].loc, f"normalize.{key} has {len(items)} values; input_channel is {channels}")
+        numbers = tuple(expect_float(item, f"normalize.{key}") for item in items)
+        for item, number in zip(items, numbers):
+            if not math.isfinite(number) or (key == "std" and number <= 0):
+                raise SpecError(item.loc, f"normalize.{key} values must be finite{' and positive' if key == 'std' else ''}")
+        found[key] = numbers
+    return InputNormalization(found["mean"], found["std"])
+
+
 def parse_row(node: Node, index: int, in_head: bool, diagnostics: Diagnostics) -> RowSpec:
     if not node.is_seq:
         raise SpecError(
             node.loc,
             f"a row must be a list [repeat, Module, args] or [from, repeat, Module, args, {{kwargs}}], not {type_name(node)}",
         )
-    items: list[Node] = node.value  # type: ignore[assignment]
+    items = node.sequence()
     if len(items) == 3:
         source_node = None
         repeat_node, module_node, args_node = items
@@ -216,7 +255,7 @@ def parse_row(node: Node, index: int, in_head: bool, diagnostics: Diagnostics) -
     sources: tuple[int, ...] = (-1,)
     if source_node is not None:
         if source_node.is_seq:
-            sources = tuple(expect_int(item, "from") for item in source_node.value)  # type: ignore[union-attr]
+            sources = tuple(expect_int(item, "from") for item in source_node.sequence())
             if not sources:
                 raise SpecError(source_node.loc, "'from' list is empty")
         else:
@@ -231,7 +270,7 @@ def parse_row(node: Node, index: int, in_head: bool, diagnostics: Diagnostics) -
     if kwargs_node is not None and kwargs_node.value is not None:
         if not kwargs_node.is_map:
             raise SpecError(kwargs_node.loc, f"kwargs must be a mapping, not {type_name(kwargs_node)}")
-        kwargs = dict(kwargs_node.value)  # type: ignore[arg-type]
+        kwargs = dict(kwargs_node.mapping())
         kwarg_locs = dict(kwargs_node.key_locs or {})
     return RowSpec(
         index=index,
@@ -295,4 +334,4 @@ def expect_str(node: Node, what: str) -> str:
 def expect_list(node: Node, what: str) -> list[Node]:
     if not node.is_seq:
         raise SpecError(node.loc, f"{what} must be a list, not {type_name(node)}")
-    return node.value  # type: ignore[return-value]
+    return node.sequence()

@@ -25,6 +25,7 @@ from yaml2torch.errors import Diagnostics, SpecError, suggest
 from yaml2torch.spec.model_spec import (
     ModelSpec,
     NormSpec,
+    RowSpec,
     expect_int,
     expect_positive_float,
     parse_input_size,
@@ -63,7 +64,7 @@ class UltralyticsOptions:
 
 
 def is_ultralytics(root: Node) -> bool:
-    return root.is_map and ("nc" in root.value or "scales" in root.value)  # type: ignore[operator]
+    return root.is_map and ("nc" in root.mapping() or "scales" in root.mapping())
 
 
 def guess_scale(path: str | Path) -> str:
@@ -82,21 +83,21 @@ def parse_ultralytics_spec(
 ) -> ModelSpec:
 
     options.check()
-    fields: dict[str, Node] = root.value  # type: ignore[assignment]
+    fields = root.mapping()
     check_keys(root)
     if "backbone" not in fields:
         raise SpecError(root.loc, "missing required key 'backbone'")
     scale, depth, width, max_channels = pick_scale(root, filename, options, diagnostics)
     nc_node = fields.get("nc")
     nc = options.nc if options.nc is not None else (expect_int(nc_node, "nc", minimum=1) if nc_node else None)
-    rows = []
+    rows: list[RowSpec] = []
     for section in ("backbone", "head"):
         node = fields.get(section)
         if node is None or node.value is None:
             continue
         if not node.is_seq:
             raise SpecError(node.loc, f"{section} must be a list, not {type_name(node)}")
-        for row_node in node.value:  # type: ignore[union-attr]
+        for row_node in node.sequence():
             row = parse_row(row_node, len(rows), False, diagnostics)  # ultralytics scales head rows too
             rows.append(replace(row, args=tuple(literal_arg(arg, nc) for arg in row.args)))
     if not rows:
@@ -123,11 +124,11 @@ def parse_ultralytics_spec(
 
 
 def check_keys(root: Node) -> None:
-    fields: dict[str, Node] = root.value  # type: ignore[assignment]
+    fields = root.mapping()
     for key, value in fields.items():
         if key not in KEYS and key not in IGNORED_KEYS and not value.defines_anchor:
             raise SpecError(
-                root.key_locs[key],  # type: ignore[index]
+                root.key_loc(key),
                 f"unknown key {key!r} in an ultralytics model file (it has nc: or scales:)"
                 + (suggest(key, KEYS) or f"; expected one of {', '.join(KEYS)}"),
             )
@@ -138,7 +139,7 @@ def pick_scale(
 ) -> tuple[str, float, float, int | None]:
     """(scale letter, depth, width, max_channels), as ultralytics' parse_model picks them."""
 
-    fields: dict[str, Node] = root.value  # type: ignore[assignment]
+    fields = root.mapping()
     node = fields.get("scales")
     if node is None or node.value is None:
         if options.scale is not None:
@@ -148,22 +149,22 @@ def pick_scale(
         return "", depth, width, None
     if not node.is_map or not node.value:
         raise SpecError(node.loc, f"scales must be a mapping like {{n: [0.33, 0.25, 1024]}}, not {type_name(node)}")
-    scales: dict[str, Node] = node.value  # type: ignore[assignment]
+    scales = node.mapping()
     scale = options.scale or guess_scale(filename)
     if not scale:
         scale = next(iter(scales))
-        diagnostics.warn(root.key_locs["scales"], f"no scale given (--scale or a name like yolov8n-cls.yaml); using the first, {scale!r}")
+        diagnostics.warn(root.key_loc("scales"), f"no scale given (--scale or a name like yolov8n-cls.yaml); using the first, {scale!r}")
     elif scale not in scales:
         source = "--scale" if options.scale else f"the file name {Path(filename).name!r}"
-        raise SpecError(root.key_locs["scales"], f"scale {scale!r} (from {source}) is not in scales; this file has {', '.join(scales)}")
-    return (scale, *scale_values(scales[scale], scale))  # type: ignore[return-value]
+        raise SpecError(root.key_loc("scales"), f"scale {scale!r} (from {source}) is not in scales; this file has {', '.join(scales)}")
+    return (scale, *scale_values(scales[scale], scale))
 
 
 def scale_values(node: Node, scale: str) -> tuple[float, float, int]:
 
-    if not node.is_seq or len(node.value) != 3:  # type: ignore[arg-type]
+    if not node.is_seq or len(node.sequence()) != 3:
         raise SpecError(node.loc, f"scale {scale!r} must be [depth, width, max_channels], not {type_name(node)}")
-    depth, width, channels = node.value  # type: ignore[misc]
+    depth, width, channels = node.sequence()
     return (
         expect_positive_float(depth, f"scale {scale!r} depth"),
         expect_positive_float(width, f"scale {scale!r} width"),

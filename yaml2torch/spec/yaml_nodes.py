@@ -51,6 +51,22 @@ class Node:
     def is_seq(self) -> bool:
         return isinstance(self.value, list)
 
+    def mapping(self) -> dict[str, Node]:
+        """The children of a mapping, typed; only after checking ``is_map``."""
+        if not isinstance(self.value, dict):
+            raise TypeError(f"expected a mapping node, not {type_name(self)}")
+        return self.value
+
+    def sequence(self) -> list[Node]:
+        """The items of a list, typed; only after checking ``is_seq``."""
+        if not isinstance(self.value, list):
+            raise TypeError(f"expected a list node, not {type_name(self)}")
+        return self.value
+
+    def key_loc(self, key: str) -> Location:
+        """Where ``key`` stands in this mapping (the mapping's own location if unrecorded)."""
+        return self.key_locs[key] if self.key_locs is not None and key in self.key_locs else self.loc
+
     def plain(self) -> object:
         """The value with locations stripped (lists, dicts and scalars)."""
         if isinstance(self.value, list):
@@ -145,7 +161,7 @@ def load_text(text: str, filename: str) -> Node:
             loader.dispose()
     if root is None:
         raise SpecError(Location(filename, 1, 1), "the file is empty; expected a mapping")
-    converter = _Converter(filename, loader.anchored)  # type: ignore[union-attr]
+    converter = _Converter(filename, loader.anchored)
     converter.check_expansion(root)
     return converter.convert(root, 0)
 
@@ -163,6 +179,7 @@ class _LocatingLoader(yaml.SafeLoader):
     """
 
     yaml_implicit_resolvers: ClassVar[dict] = {key: list(value) for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    anchors: dict[str, yaml.Node]  # the composer's anchor table
 
     def __init__(self, text: str, filename: str) -> None:
         super().__init__(text)
@@ -171,7 +188,7 @@ class _LocatingLoader(yaml.SafeLoader):
         self.nodes = 0
         self.anchored: list[yaml.Node] = []
 
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+    def compose_node(self, parent, index):
         self.depth += 1
         self.nodes += 1
         try:
@@ -192,7 +209,7 @@ class _LocatingLoader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
-    def compose_document(self):  # type: ignore[no-untyped-def]
+    def compose_document(self):
         self.get_event()  # DOCUMENT-START
         node = self.compose_node(None, None)
         self.get_event()  # DOCUMENT-END
