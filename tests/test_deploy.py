@@ -98,7 +98,7 @@ def test_the_exported_model_scores_the_reported_test_accuracy_on_raw_images(sear
 def test_best_model_and_trial_files_pass_compile_check(searched):
     _, out = searched
     assert main(["compile", str(out / "best.yaml"), "-o", str(out / "best_model.py"), "--check"]) == 0
-    for folder in sorted((out / "trials").iterdir()):
+    for folder in sorted(p for p in (out / "trials").iterdir() if p.is_dir()):
         assert main(["compile", str(folder / "spec.yaml"), "-o", str(folder / "model.py"), "--check"]) == 0
 
 

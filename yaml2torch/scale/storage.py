@@ -234,7 +234,7 @@ def is_cannot_write_error(exc: BaseException) -> bool:
     while exc is not None:
         if any(words in str(exc).lower() for words in _CANNOT_WRITE):
             return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]  # None ends the loop
     return False
 
 
