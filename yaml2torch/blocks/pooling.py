@@ -42,16 +42,19 @@ def _pool_out(size: int | None, k: int, s: int, p: int, ceil_mode: bool) -> int 
 
 class MaxPool(_Pool):
     name = "MaxPool"
+    origin = "kindle"
     torch_class = "nn.MaxPool2d"
 
 
 class AvgPool(_Pool):
     name = "AvgPool"
+    origin = "kindle"
     torch_class = "nn.AvgPool2d"
 
 
 class GlobalAvgPool(Block):
     name = "GlobalAvgPool"
+    origin = "kindle"
     image_input = True
     torch_class = "nn.AdaptiveAvgPool2d"
 

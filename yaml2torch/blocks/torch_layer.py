@@ -78,6 +78,8 @@ class TorchLayer(Block):
     """One ``nn.<Name>`` row. Instances are made per row by ``for_row`` (they know the layer)."""
 
     name = "nn."
+
+    origin = "kindle (any torch.nn layer)"
     dialects = ("yaml2torch", "ultralytics")
 
     def __init__(self, layer_name: str = "", layer: type | None = None, positional: int = 0) -> None:
