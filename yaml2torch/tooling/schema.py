@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from yaml2torch.blocks import builtin_blocks
 from yaml2torch.blocks.base import Block
