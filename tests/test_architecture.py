@@ -101,8 +101,13 @@ def test_the_compiler_never_imports_the_search_side():
     compiler = ("yaml2torch.spec", "yaml2torch.ir", "yaml2torch.blocks", "yaml2torch.render", "yaml2torch.format")
     for module, targets in import_graph().items():
         if module.startswith(compiler) or module == "yaml2torch.compiler":
-            upward = {t for t in targets if t.startswith(("yaml2torch.search", "yaml2torch.scale", "yaml2torch.cli"))}
+            upward = {t for t in targets if t.startswith(("yaml2torch.search", "yaml2torch.scale", "yaml2torch.cli", "yaml2torch.tooling"))}
             assert not upward, f"{module} imports {upward}"
+
+
+def test_tooling_is_used_by_the_command_line_only():
+    importers = {m for m, targets in import_graph().items() if any(t.startswith("yaml2torch.tooling") for t in targets)}
+    assert {m for m in importers if not m.startswith("yaml2torch.tooling")} <= {"yaml2torch.cli"}
 
 
 def test_optuna_private_api_is_used_in_one_module_only():

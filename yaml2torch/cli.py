@@ -1,4 +1,4 @@
-"""Command line: ``yaml2torch compile|summary|diff|search|worker|best|report|train``.
+"""Command line: ``yaml2torch compile|summary|diff|search|worker|best|report|train|schema|blocks|fmt|check|textconv``.
 
 The top layer: it defines every command's options here and calls the handlers (compile,
 summary and diff below; the search side's in ``yaml2torch.search.commands``). Nothing imports
@@ -132,6 +132,64 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- tooling: schema / blocks / fmt / check / textconv (yaml2torch.tooling) ------------------
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from yaml2torch.tooling.schema import schema_text
+
+    sys.stdout.write(schema_text(args.kind))
+    return 0
+
+
+def cmd_blocks(args: argparse.Namespace) -> int:
+    from yaml2torch.tooling import block_list
+
+    if args.json:
+        print(json.dumps(block_list.blocks_json(), indent=2))
+    else:
+        sys.stdout.write(block_list.blocks_markdown() if args.markdown else block_list.blocks_table())
+    return 0
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from yaml2torch.spec.yaml_nodes import read_text
+    from yaml2torch.tooling.fmt import format_text
+
+    changed = []
+    for path in args.files:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        text = read_text(path)
+        formatted = format_text(text, str(path))
+        if formatted != text:
+            changed.append(path)
+            if not args.check:
+                write_atomic(path, formatted)
+    for path in changed:
+        print(f"{'would reformat' if args.check else 'reformatted'} {path}", file=sys.stderr)
+    return 1 if args.check and changed else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from yaml2torch.tooling.checks import check_spec
+
+    failed = 0
+    for spec in args.specs:
+        result = check_spec(spec, args.fresh, args.out_dir)
+        if not result.ok:
+            failed += 1
+            print(f"yaml2torch: {result.problem}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_textconv(args: argparse.Namespace) -> int:
+    from yaml2torch.tooling.checks import textconv
+
+    sys.stdout.write(textconv(args.file, args.base_dir))
+    return 0
+
+
 # --- option types: checked where they enter, as the same values are in YAML ----------------------
 
 
@@ -218,7 +276,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_export)
 
     _add_search_commands(commands)
+    _add_tooling_commands(commands)
     return parser
+
+
+def _add_tooling_commands(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("schema", help="print the JSON Schema (draft 2020-12) of model specs or search files")
+    p.add_argument("kind", choices=("model", "search"))
+    p.set_defaults(handler=cmd_schema)
+
+    p = commands.add_parser("blocks", help="list every block: arguments, types, defaults, twin, origin")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true")
+    form.add_argument("--markdown", action="store_true", help="the block reference (docs/blocks.md)")
+    p.set_defaults(handler=cmd_blocks)
+
+    p = commands.add_parser("fmt", help="rewrite specs / search files in the canonical layout (comments kept)")
+    p.add_argument("files", type=Path, nargs="+")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
+    p.set_defaults(handler=cmd_fmt)
+
+    p = commands.add_parser("check", help="compile specs in memory (nothing written); --fresh: their model files are current")
+    p.add_argument("specs", type=Path, nargs="+")
+    p.add_argument("--fresh", action="store_true", help="also compare <stem>.py beside each spec (or in --out-dir)")
+    p.add_argument("--out-dir", type=Path, help="where the model files are (default: beside each spec)")
+    p.set_defaults(handler=cmd_check)
+
+    p = commands.add_parser("textconv", help="print a spec's generated model.py (a git diff textconv driver)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--base-dir", type=Path, help="resolve YamlModule files against this folder")
+    p.set_defaults(handler=cmd_textconv)
 
 
 def _add_trial_options(p: argparse.ArgumentParser) -> None:

@@ -57,6 +57,8 @@ class Block:
     image_input: ClassVar[bool] = False  # needs a (C, H, W) input; lowering checks it
     torch_class: str | None = None  # rendered as this torch.nn class, no template
     ctor_defaults: ClassVar[dict[str, Any]] = {}  # generated __init__ defaults, omitted when equal
+    origin: ClassVar[str] = ""  # where the block comes from (kindle, YOLOv5, torchvision, ...): `yaml2torch blocks`
+    twin_of: ClassVar[str] = ""  # the reference class it matches exactly (state_dict by position), if any
 
     @classmethod
     def for_row(cls, row: RowSpec) -> Block:

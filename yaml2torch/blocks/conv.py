@@ -12,6 +12,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class Conv(Block):
     name = "Conv"
+    origin = "kindle"
     signature: tuple[Arg, ...] = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
         Arg("k", Int(), 1, aliases=("kernel_size",)),
@@ -44,5 +45,6 @@ class FixedConv(Conv):
     """A Conv whose channels are never width-scaled (the origin's classifier 1x1)."""
 
     name = "FixedConv"
+    origin = "boostcamp (the origin course's classifier)"
     class_name = "Conv"
     width_scaled = False

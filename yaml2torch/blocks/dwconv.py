@@ -13,6 +13,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class DWConv(Conv):
     name = "DWConv"
+    origin = "kindle"
     image_input = True
     class_name = "Conv"  # the same Conv2d + BatchNorm2d + activation class, with groups set
     signature = (

@@ -10,6 +10,8 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class Fire(Block):
     name = "Fire"
+    origin = "torchvision"
+    twin_of = "torchvision.models.squeezenet.Fire"
     image_input = True
     signature = (
         Arg("squeeze", Int(), aliases=("squeeze_planes",)),

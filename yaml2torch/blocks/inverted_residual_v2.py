@@ -12,6 +12,8 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class InvertedResidualv2(Block):
     name = "InvertedResidualv2"
+    origin = "boostcamp / torchvision"
+    twin_of = "torchvision.models.mobilenetv2.InvertedResidual"
     image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),

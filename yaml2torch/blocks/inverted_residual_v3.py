@@ -13,6 +13,8 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class InvertedResidualv3(Block):
     name = "InvertedResidualv3"
+    origin = "boostcamp / torchvision"
+    twin_of = "torchvision.models.mobilenetv3.InvertedResidual"
     image_input = True
     signature = (
         Arg("k", Int(), aliases=("kernel_size",)),

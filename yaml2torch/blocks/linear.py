@@ -12,6 +12,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class Linear(Block):
     name = "Linear"
+    origin = "kindle"
     signature = (
         Arg("c", Int(), aliases=("out_features", "channels")),
         Arg("act", Act(), None, aliases=("activation",)),

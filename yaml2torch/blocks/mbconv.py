@@ -13,6 +13,8 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class MBConv(Block):
     name = "MBConv"
+    origin = "torchvision"
+    twin_of = "torchvision.models.efficientnet.MBConv"
     image_input = True
     # [t, c, s, k]: the output channels are arg 1 (the origin read them from the wrong arg)
     signature = (

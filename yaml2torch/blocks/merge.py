@@ -14,6 +14,8 @@ class Concat(Block):
     """torch.cat along ``dim`` (a tensor dim counting the batch: 1 is channels)."""
 
     name = "Concat"
+
+    origin = "kindle / YOLOv5"
     dialects = ("yaml2torch", "ultralytics")
     signature = (Arg("dim", Int(minimum=None), 1, aliases=("d", "dimension", "axis")),)
     template = "concat.py.jinja"
@@ -55,6 +57,8 @@ class Add(Block):
     """Element-wise sum of same-shaped inputs."""
 
     name = "Add"
+
+    origin = "kindle"
     template = "add.py.jinja"
     multi_input = True
 

@@ -14,6 +14,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class MV2Block(Block):
     name = "MV2Block"
+    origin = "kindle"
     image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),

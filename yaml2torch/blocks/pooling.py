@@ -51,6 +51,7 @@ class MaxPool(_Pool):
     """``nn.MaxPool2d(kernel_size, stride, padding, dilation, return_indices, ceil_mode)``."""
 
     name = "MaxPool"
+    origin = "kindle"
     torch_class = "nn.MaxPool2d"
     signature = (
         *KERNEL_STRIDE_PADDING,
@@ -69,6 +70,7 @@ class AvgPool(_Pool):
     """``nn.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)``."""
 
     name = "AvgPool"
+    origin = "kindle"
     torch_class = "nn.AvgPool2d"
     signature = (
         *KERNEL_STRIDE_PADDING,
@@ -88,6 +90,7 @@ class AvgPool(_Pool):
 
 class GlobalAvgPool(Block):
     name = "GlobalAvgPool"
+    origin = "kindle"
     image_input = True
     torch_class = "nn.AdaptiveAvgPool2d"
 

@@ -20,6 +20,8 @@ def _shortcut(x: Shape, c_out: int, stride: int, ctx: BuildContext) -> Tally:
 
 class BasicBlock(Block):
     name = "BasicBlock"
+    origin = "torchvision"
+    twin_of = "torchvision.models.resnet.BasicBlock"
     image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels", "planes")),
@@ -38,6 +40,8 @@ class BasicBlock(Block):
 
 class ResBottleneck(Block):
     name = "ResBottleneck"
+    origin = "torchvision"
+    twin_of = "torchvision.models.resnet.Bottleneck"
     image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),

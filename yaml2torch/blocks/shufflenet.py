@@ -13,6 +13,8 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class ShuffleV2(Block):
     name = "ShuffleV2"
+    origin = "torchvision"
+    twin_of = "torchvision.models.shufflenetv2.InvertedResidual"
     image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),

@@ -11,6 +11,7 @@ from yaml2torch.ir.nodes import ModuleInstance, Shape
 
 class Flatten(Block):
     name = "Flatten"
+    origin = "kindle"
     torch_class = "nn.Flatten"
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
@@ -20,6 +21,7 @@ class Flatten(Block):
 
 class Dropout(Block):
     name = "Dropout"
+    origin = "kindle"
     torch_class = "nn.Dropout"
     signature = (Arg("p", Float(minimum=0.0, maximum=1.0), 0.5),)
 
@@ -29,6 +31,7 @@ class Dropout(Block):
 
 class Identity(Block):
     name = "Identity"
+    origin = "kindle"
     torch_class = "nn.Identity"
 
     def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:

@@ -78,6 +78,8 @@ class TorchLayer(Block):
     """One ``nn.<Name>`` row. Instances are made per row by ``for_row`` (they know the layer)."""
 
     name = "nn."
+
+    origin = "kindle (any torch.nn layer)"
     dialects = ("yaml2torch", "ultralytics")
     torch_class: str  # set per row: nn.<Name>
 

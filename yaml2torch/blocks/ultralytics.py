@@ -130,6 +130,10 @@ class Conv(KindleConv):
     """ultralytics Conv: ``[c, k=1, s=1, p=null, g=1, d=1, act=true]``; act true is SiLU (or ``activation:``)."""
 
     name = "Conv"
+
+    origin = "ultralytics"
+
+    twin_of = "ultralytics.nn.modules.Conv"
     dialects = DIALECT
     signature = (
         Arg("c", Int(), aliases=("c2",)),
@@ -152,6 +156,8 @@ class C2f(UltralyticsBlock):
     """``[c, shortcut=false, g=1, e=0.5]``: n Bottlenecks (3x3, 3x3, expansion 1.0)."""
 
     name = "C2f"
+    origin = "ultralytics"
+    twin_of = "ultralytics.nn.modules.C2f"
     signature: tuple[Arg, ...] = (Arg("c", Int()), Arg("shortcut", Bool(), False), Arg("g", Int(), 1), Arg("e", Float(minimum=0.0), 0.5))
     helpers: ClassVar[tuple[tuple[str, str], ...]] = (("bottleneck.py.jinja", "Bottleneck"),)
     own_template = "c2f.py.jinja"
@@ -172,6 +178,10 @@ class C3(C2f):
     """YOLOv5's C3 as ultralytics builds it: ``[c, shortcut=true, g=1, e=0.5]``."""
 
     name = "C3"
+
+    origin = "ultralytics"
+
+    twin_of = "ultralytics.nn.modules.C3"
     signature = (Arg("c", Int()), Arg("shortcut", Bool(), True), Arg("g", Int(), 1), Arg("e", Float(minimum=0.0), 0.5))
     own_template = "c3.py.jinja"
     ctor_defaults: ClassVar[dict[str, Any]] = {**C2f.ctor_defaults, "shortcut": True}
@@ -187,6 +197,10 @@ class C3k2(C2f):
     """``[c, c3k=false, e=0.5, attn=false, g=1, shortcut=true]``; scales m, l and x force c3k (as ultralytics)."""
 
     name = "C3k2"
+
+    origin = "ultralytics"
+
+    twin_of = "ultralytics.nn.modules.C3k2"
     signature = (
         Arg("c", Int()),
         Arg("c3k", Bool(), False),
@@ -217,6 +231,10 @@ class C2PSA(C2f):
     """``[c, e=0.5]``: n PSABlocks (attention with max(c // 64, 1) heads, then a 2x FFN); c must equal the input."""
 
     name = "C2PSA"
+
+    origin = "ultralytics"
+
+    twin_of = "ultralytics.nn.modules.C2PSA"
     signature = (Arg("c", Int()), Arg("e", Float(minimum=0.0), 0.5))
     helpers = (("attention.py.jinja", "Attention"), ("psa_block.py.jinja", "PSABlock"))
     own_template = "c2psa.py.jinja"
@@ -238,6 +256,10 @@ class SPPF(UltralyticsBlock):
     """``[c, k=5, n=3, shortcut=false]``; rows that give only [c, k] activate cv1 too (ultralytics' legacy rule)."""
 
     name = "SPPF"
+
+    origin = "ultralytics"
+
+    twin_of = "ultralytics.nn.modules.SPPF"
     signature = (Arg("c", Int()), Arg("k", Int(), 5), Arg("n", Int(), 3), Arg("shortcut", Bool(), False))
     own_template = "sppf.py.jinja"
     ctor_defaults: ClassVar[dict[str, Any]] = {"kernel_size": 5, "n": 3, "shortcut": False, "act": None, "act_cv1": True}
@@ -259,6 +281,10 @@ class Classify(UltralyticsBlock):
     """``[c, k=1, s=1, p=null, g=1]``: Conv to 1280, global average pool, Linear to c; returns logits."""
 
     name = "Classify"
+
+    origin = "ultralytics"
+
+    twin_of = "ultralytics.nn.modules.Classify"
     signature = (Arg("c", Int()), Arg("k", Int(), 1), Arg("s", Int(), 1), Arg("p", IntOrNull(), None), Arg("g", Int(), 1))
     width_scaled = False  # the class count is never scaled
     own_template = "classify.py.jinja"
@@ -276,6 +302,10 @@ class ResNetLayer(UltralyticsBlock):
     """``[c_in, c, s=1, is_first=false, n=1, e=4]`` (ultralytics writes c_in in the row): the 7x7 stem, or n blocks."""
 
     name = "ResNetLayer"
+
+    origin = "ultralytics"
+
+    twin_of = "ultralytics.nn.modules.ResNetLayer"
     signature = (
         Arg("c_in", Int()),
         Arg("c", Int()),

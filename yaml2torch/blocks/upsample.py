@@ -17,6 +17,8 @@ class UpSample(Block):
     """``[size=null, scale=2, mode=nearest]``; ``scale`` null means 2 unless ``size`` is given."""
 
     name = "UpSample"
+
+    origin = "kindle"
     image_input = True
     torch_class = "nn.Upsample"
     signature = (

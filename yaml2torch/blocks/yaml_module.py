@@ -58,6 +58,8 @@ class YamlModule(Block):
     """One ``YamlModule`` row; ``for_row`` sizes the signature to the row's arguments."""
 
     name = "YamlModule"
+
+    origin = "kindle (a YAML sub-spec)"
     image_input = True
 
     def __init__(self, n_args: int = 0) -> None:

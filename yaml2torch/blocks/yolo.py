@@ -97,6 +97,10 @@ class Bottleneck(Block):
     """YOLOv5 Bottleneck. ``repeat n`` gives (n-1) blocks in->in, then one in->c (the origin's rule)."""
 
     name = "Bottleneck"
+
+    origin = "YOLOv5"
+
+    twin_of = "YOLOv5 models.common.Bottleneck"
     image_input = True
     signature = _BOTTLENECK_ARGS
     template = None  # the class comes with each instance (after the Conv class it uses)
@@ -163,6 +167,10 @@ class BottleneckCSP(_CSP):
     """YOLOv5 BottleneckCSP: cv1 -> bottlenecks -> cv3 (plain 1x1) || cv2 (plain 1x1), BN+act, cv4."""
 
     name = "BottleneckCSP"
+
+    origin = "YOLOv5"
+
+    twin_of = "YOLOv5 models.common.BottleneckCSP"
     csp_template = "bottleneck_csp.py.jinja"
 
     def inner(self, a: BoundArgs, x: Shape, hidden: int, branch: Tally, ctx: BuildContext) -> Tally:
@@ -176,6 +184,10 @@ class C3(_CSP):
     """YOLOv5 C3: cv1 -> bottlenecks || cv2, concatenated, cv3."""
 
     name = "C3"
+
+    origin = "YOLOv5"
+
+    twin_of = "YOLOv5 models.common.C3"
     csp_template = "c3.py.jinja"
 
     def inner(self, a: BoundArgs, x: Shape, hidden: int, branch: Tally, ctx: BuildContext) -> Tally:
@@ -187,6 +199,10 @@ class SPP(Block):
     """YOLOv5 SPP: 1x1 conv to in/2, max-pools (stride 1, same size) concatenated, 1x1 conv to c."""
 
     name = "SPP"
+
+    origin = "YOLOv5"
+
+    twin_of = "YOLOv5 models.common.SPP"
     image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
@@ -211,6 +227,10 @@ class SPPF(Block):
     """YOLOv5 SPPF: SPP(k, 2k-1, 3k-2) as three chained k-pools; both convs use ``act``."""
 
     name = "SPPF"
+
+    origin = "YOLOv5"
+
+    twin_of = "YOLOv5 models.common.SPPF"
     image_input = True
     signature = (
         Arg("c", Int(), aliases=("out_channels", "channels")),
@@ -234,6 +254,10 @@ class Focus(Block):
     """YOLOv5 Focus: space-to-depth (C, H, W) -> (4C, H/2, W/2), then a Conv with the Conv args."""
 
     name = "Focus"
+
+    origin = "YOLOv5"
+
+    twin_of = "YOLOv5 models.common.Focus"
     image_input = True
     signature = Conv.signature  # "as Conv": the same args, defaults and kwarg names
     width_scaled = True

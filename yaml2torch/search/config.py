@@ -65,6 +65,11 @@ TRAIN_KEYS = (
     "compile",
 )
 AUGMENT_KEYS = ("hflip", "shift")
+SCHEDULER_KEYS = ("type", "step_size", "gamma")
+DATA_KEYS = ("source", "path", "val_fraction", "test_fraction", "split_seed", "limit", "channels")
+CONSTRAINT_KEYS = ("max_params", "max_macs", "min_spatial", "max_latency_ms")
+PICK_KEYS = ("metric", "max_params", "max_macs")
+DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("TPE", "Random", "NSGAII", "GP", "QMC")
 PRUNERS = ("none", "Median", "Percentile", "Hyperband", "SuccessiveHalving", "Patient", "Threshold")
 
@@ -373,7 +378,7 @@ def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
         return DataSettings(split_seed=seed)
     if isinstance(node.value, str):
         node = Node({"source": node}, node.loc, {"source": node.loc})
-    fields = _keys(node, ("source", "path", "val_fraction", "test_fraction", "split_seed", "limit", "channels"), "data")
+    fields = _keys(node, DATA_KEYS, "data")
     source = expect_str(fields["source"], "data.source") if "source" in fields else "digits"
     if source not in DATA_SOURCES:
         raise SpecError(
@@ -434,7 +439,7 @@ def _objectives(node: Node | None, loc: Location) -> tuple[Objective, ...]:
         direction = METRICS[name]
         if direction_node is not None:
             direction = expect_str(direction_node, "direction")
-            if direction not in ("maximize", "minimize"):
+            if direction not in DIRECTIONS:
                 raise SpecError(direction_node.loc, f"direction must be maximize or minimize, not {direction!r}")
         if any(o.metric == name for o in result):
             raise SpecError(where.loc, f"metric {name!r} is listed twice")
@@ -447,7 +452,7 @@ def _objectives(node: Node | None, loc: Location) -> tuple[Objective, ...]:
 def _constraints(node: Node | None) -> Constraints:
     if node is None or node.value is None:
         return Constraints()
-    fields = _keys(node, ("max_params", "max_macs", "min_spatial", "max_latency_ms"), "constraints")
+    fields = _keys(node, CONSTRAINT_KEYS, "constraints")
     return Constraints(
         max_params=expect_int(fields["max_params"], "max_params", 1) if "max_params" in fields else None,
         max_macs=expect_int(fields["max_macs"], "max_macs", 1) if "max_macs" in fields else None,
@@ -460,7 +465,7 @@ def _pick(node: Node | None, objectives: tuple[Objective, ...]) -> PickRule:
     default_metric = next(o.metric for o in objectives if o.metric in SCORE_METRICS)
     if node is None or node.value is None:
         return PickRule(default_metric)
-    fields = _keys(node, ("metric", "max_params", "max_macs"), "pick")
+    fields = _keys(node, PICK_KEYS, "pick")
     metric = default_metric
     if "metric" in fields:
         metric = expect_str(fields["metric"], "pick.metric")
@@ -588,7 +593,7 @@ def _scheduler(node: Node) -> dict[str, object]:
         return {"scheduler": "none"}
     if isinstance(node.value, str):
         node = Node({"type": node}, node.loc, {"type": node.loc})
-    fields = _keys(node, ("type", "step_size", "gamma"), "scheduler")
+    fields = _keys(node, SCHEDULER_KEYS, "scheduler")
     if "type" not in fields:
         raise SpecError(node.loc, "scheduler needs a type")
     kind = expect_str(fields["type"], "scheduler")

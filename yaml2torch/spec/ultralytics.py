@@ -38,6 +38,7 @@ KEYS = ("nc", "scales", "depth_multiple", "width_multiple", "activation", "chann
 # Settings of detection heads (not compiled); accepted so a file loads far enough to name its head.
 IGNORED_KEYS = ("anchors", "kpt_shape", "reg_max", "end2end", "text_model")
 SCALES = ("n", "s", "m", "l", "x")
+MARKER_KEYS = ("nc", "scales")  # a spec with either is an ultralytics model file
 _SCALE_IN_NAME = re.compile(r"yolo(e-)?v?\d+([nslmx])")  # ultralytics' guess_model_scale
 _SCALED_NAME = re.compile(r"(\d+)([nslmx])(.+)?$")  # yolov8n-cls.yaml -> yolov8-cls.yaml
 _ACTIVATION = re.compile(r"^(?:torch\.)?nn\.([A-Za-z0-9_]+)\(\)$")
@@ -64,7 +65,7 @@ class UltralyticsOptions:
 
 
 def is_ultralytics(root: Node) -> bool:
-    return root.is_map and ("nc" in root.mapping() or "scales" in root.mapping())
+    return root.is_map and any(key in root.mapping() for key in MARKER_KEYS)
 
 
 def guess_scale(path: str | Path) -> str:
