@@ -300,6 +300,21 @@ def spec_value_schemas() -> dict[str, Schema]:
                 },
             ],
         },
+        "normalize": {
+            "description": "input preprocessing inside the model: per-channel mean and std (inputs in [0, 1]); null: none",
+            "anyOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+                        "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1},
+                    },
+                    "required": ["mean", "std"],
+                    "additionalProperties": False,
+                },
+            ],
+        },
         "modules": {"description": "plugin modules (Python import paths; their code runs)", "anyOf": [{"type": "null"}, {"type": "array", "items": module_path}]},
         "custom_module_paths": {"description": "an alias of modules", "anyOf": [{"type": "null"}, {"type": "array", "items": module_path}]},
         "anchors": {"description": "accepted and ignored (a place for YAML anchors)"},
