@@ -162,7 +162,7 @@ def format_text(text: str, filename: str) -> str:
     """The canonical form of a spec or search file's text (its meaning and comments unchanged)."""
     root = load_text(text, filename)  # located errors for bad YAML, before ruamel sees it
     layout = file_layout(root, filename)
-    fields: dict[str, Node] = root.value  # type: ignore[assignment]
+    fields: dict[str, Node] = root.mapping()
     anchored = {key for key, value in fields.items() if value.defines_anchor and key not in layout.keys}
     if "anchors" in fields:
         anchored.add("anchors")
