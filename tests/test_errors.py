@@ -106,7 +106,7 @@ CASES: dict[str, tuple[str, str]] = {
         "input_channel: 3\noptimizer: adam\nbackbone:\n  - [1, Conv, [8]]\n",
         (
             "2:1: unknown top-level key 'optimizer'; expected one of input_channel, input_size, depth_multiple, "
-            "width_multiple, channel_divisor, channel_rounding, norm, backbone, head, modules, custom_module_paths, "
+            "width_multiple, channel_divisor, channel_rounding, norm, normalize, backbone, head, modules, custom_module_paths, "
             "or a key whose value defines a YAML anchor"
         ),
     ),

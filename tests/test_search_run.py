@@ -114,7 +114,9 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
     html = report.read_text()
     assert "Optimization history: accuracy" in html and "Parameter importances for accuracy" in html
     assert "<script src=" not in html and html.count("<script") >= 3  # plotly.js inline, no network
-    assert html.count("<tr") == 1 + 3  # header + one row per trial
+    trials_table = html.split("<h2>Trials</h2>")[1]
+    assert trials_table.count("<tr") == 1 + 3  # header + one row per trial
+    assert "Confusion matrix (rows: true class, columns: predicted)" in html  # the picked model's test scores
 
 
 @pytest.mark.slow
