@@ -301,3 +301,22 @@ def test_worker_command_errors_are_one_line_with_exit_status_2(tmp_path):
     assert foreign.stderr == (
         "yaml2torch: error: study 's' has no yaml2torch search file recorded (was it created by 'yaml2torch search'?)\n"
     )
+
+
+def test_a_storage_that_stays_away_is_one_user_error_after_the_retries():
+    from sqlalchemy.exc import OperationalError
+
+    from yaml2torch.errors import StorageUnreachable, UserError
+    from yaml2torch.scale.storage import Backoff, with_storage_retries
+
+    said: list[str] = []
+
+    def refuse() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    with pytest.raises(StorageUnreachable) as caught:
+        with_storage_retries(refuse, what="loading the study", backoff=Backoff(0.01, 0.01, 0.03), say=said.append)
+    assert isinstance(caught.value, UserError)  # the command line prints it as one line, exit 2
+    assert str(caught.value).startswith("storage unreachable while loading the study (")
+    assert str(caught.value).endswith("gave up after 0.03s of retries")
+    assert len(said) == 3 and all("retrying in 0.0s" in line for line in said)

@@ -59,6 +59,10 @@ class StudyError(UserError):
     """A stored study that cannot be used as asked (missing, foreign, another search file)."""
 
 
+class StorageUnreachable(UserError):
+    """The study's database stayed unreachable through every retry (check the URL, the server)."""
+
+
 class WeightsError(UserError):
     """Reference weights that do not fit the compiled model, or cannot be read."""
 

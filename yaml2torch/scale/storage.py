@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import optuna
 
-from yaml2torch.errors import StudyError, UsageError
+from yaml2torch.errors import StorageUnreachable, StudyError, UsageError
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 
 JOURNAL_SCHEME = "journal://"
@@ -301,10 +301,11 @@ def with_storage_retries(
                 except Exception:  # noqa: BLE001, S110 - the retry below reports what still fails
                     pass
             delay = next(delays, None)
-            if delay is None:
-                say(f"yaml2torch: storage still unreachable while {what}; giving up")
-                raise
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if delay is None:
+                raise StorageUnreachable(
+                    f"storage unreachable while {what} ({first_line}); gave up after {backoff.total:g}s of retries"
+                ) from exc
             say(f"yaml2torch: storage unreachable while {what} ({first_line}); retrying in {delay:.1f}s")
             time.sleep(delay)
 
