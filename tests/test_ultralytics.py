@@ -32,10 +32,17 @@ from yaml2torch.weights import load_reference_weights
 MAX_RELATIVE_ERROR = 1e-4
 NC = 10
 # The classification files ultralytics ships that yaml2torch compiles (relative to cfg/models).
-SUPPORTED = ("v8/yolov8-cls.yaml", "v8/yolov8-cls-resnet50.yaml", "v8/yolov8-cls-resnet101.yaml", "11/yolo11-cls.yaml", "26/yolo26-cls.yaml")
+SUPPORTED = (
+    "v8/yolov8-cls.yaml",
+    "v8/yolov8-cls-resnet50.yaml",
+    "v8/yolov8-cls-resnet101.yaml",
+    "11/yolo11-cls.yaml",
+    "12/yolo12-cls.yaml",
+    "26/yolo26-cls.yaml",
+)
 SCALES = ("n", "s", "m", "l", "x")
-# The counts the issue measured with ultralytics itself (nc=10, scale n).
-DOCUMENTED = {"v8/yolov8-cls.yaml": 1_451_098, "11/yolo11-cls.yaml": 1_543_914}
+# The counts measured with ultralytics itself (nc=10, scale n).
+DOCUMENTED = {"v8/yolov8-cls.yaml": 1_451_098, "11/yolo11-cls.yaml": 1_543_914, "12/yolo12-cls.yaml": 1_731_306}
 
 
 def ultralytics_models() -> Path:
@@ -357,3 +364,38 @@ def test_classic_yolov5s_file_reads_up_to_its_detect_head() -> None:
     spec = load_spec_text(YOLOV5S_CLASSIC, "yolov5s.yaml")
     assert (spec.depth_multiple, spec.width_multiple, spec.scale) == (0.33, 0.5, "")
     assert [a.value for a in spec.rows[3].args] == [None, 2, "nearest"]
+
+
+A2C2F_VARIANTS = """\
+nc: 10
+scales:
+  n: [1.0, 1.0, 1024]
+  l: [1.0, 1.0, 1024]
+backbone:
+  - [-1, 1, Conv, [64, 3, 2]]
+  - [-1, 2, A2C2f, [64, False, 1, False, 2.0, 0.5, 1, False]] # C3k stages, no shortcut
+  - [-1, 1, A2C2f, [64, True, 2, True, 1.5]] # residual with gamma at scale n, 2 areas
+head:
+  - [-1, 1, Classify, [nc]]
+"""
+
+
+def test_a2c2f_variants_match_ultralytics(tmp_path: Path) -> None:
+    """A2C2f's C3k path (a2 false), residual + mlp_ratio given in the row, and area 2, at scale n."""
+    ultralytics_models()
+    path = tmp_path / "a2c2f-cls.yaml"
+    path.write_text(A2C2F_VARIANTS, encoding="utf-8")
+    theirs = reference(path, "n")
+    compiled, mine = ours(path, tmp_path, "n")
+    assert compiled.params == numel(theirs)
+    x = torch.randn(2, 3, 16, 16)
+    assert_twin(mine, theirs, x)
+    sized = compile_spec(load_spec(path, options=UltralyticsOptions("n", NC)).with_input_size((16, 16)))
+    assert sized.macs == counted_macs(mine, x[:1])
+
+
+def test_a2c2f_errors_are_located() -> None:
+    at_l = error_of(A2C2F_VARIANTS, options=UltralyticsOptions("l"))
+    assert at_l.startswith("m.yaml:7:35: A2C2f at scale l: ultralytics appends (residual=True, mlp_ratio=1.2)"), at_l
+    not_32 = error_of(A2C2F_VARIANTS.replace("[64, True, 2, True, 1.5]", "[48, True, 2]"), options=UltralyticsOptions("n"))
+    assert "A2C2f hidden channels int(48 * 0.5) = 24 must be a multiple of 32" in not_32

@@ -1,9 +1,9 @@
-"""ultralytics' blocks (YOLOv5/v8/11 classifiers), for files read in the ultralytics dialect.
+"""ultralytics' blocks (YOLOv5/v8/11/12/26 classifiers), for files read in the ultralytics dialect.
 
 Exact twins of ``ultralytics.nn.modules``: the same attribute names and order (so a state_dict
 loads by position), the same kernels, expansions and head counts, SiLU (or the file's
 ``activation:``) wherever ultralytics' ``Conv`` has ``act=True``. Args follow ultralytics'
-YAML order. Row repeats: C2f/C3/C3k2/C2PSA take them as their inner count ``n`` (after
+YAML order. Row repeats: C2f/C3/C3k2/C2PSA/A2C2f take them as their inner count ``n`` (after
 ``depth_multiple``); other blocks become that many copies with the same args, as in ultralytics.
 """
 
@@ -250,6 +250,101 @@ class C2PSA(C2f):
             chain = psa_block(chain, ctx, c)
         tally = head.join(chain, head.shape).conv(ctx, a.c)
         return self.finish(x, tally, a.c, n=n, expansion=a.e, act=act_expr(default_act(ctx)))
+
+
+def area_attention(x: Tally, ctx: BuildContext, dim: int, heads: int, area: int) -> Tally:
+    """AAttn: qkv (to 3 dim), pe (depthwise 7x7), proj convs, plus the two attention matmuls within each area."""
+    head_dim = dim // heads
+    qkv = Tally(x.shape).conv(ctx, 3 * dim)
+    pe = Tally(x.shape).conv(ctx, dim, 7, g=dim)
+    h, w = x.shape.hw
+    matmuls = None
+    if h is not None and w is not None:
+        if (h * w) % area:
+            raise ctx.fail(f"area attention splits {h}x{w} = {h * w} positions into {area} areas; they must divide evenly")
+        matmuls = 2 * area * heads * (h * w // area) ** 2 * head_dim
+    mixed = Tally(x.shape, qkv.params + pe.params, add_macs(add_macs(qkv.macs, pe.macs), matmuls))
+    return then(x, mixed.conv(ctx, dim))
+
+
+def area_block(x: Tally, ctx: BuildContext, dim: int, mlp_ratio: float, area: int) -> Tally:
+    """ABlock: x + AAttn(x) with dim // 32 heads, then x + MLP(x) (1x1 to int(dim * mlp_ratio), 1x1 back)."""
+    attended = area_attention(x, ctx, dim, dim // 32, area)
+    return then(attended, Tally(x.shape).conv(ctx, int(dim * mlp_ratio)).conv(ctx, dim))
+
+
+class A2C2f(C2f):
+    """``[c, a2=true, area=1, residual=false, mlp_ratio=2.0, e=0.5, g=1, shortcut=true]`` (YOLO12); scales l, x add residual, mlp_ratio 1.2.
+
+    n stages of two ABlocks (area attention, c_ // 32 heads, then a 1x1 MLP) or a C3k (a2 false), as ultralytics.
+    """
+
+    name = "A2C2f"
+
+    origin = "ultralytics"
+
+    twin_of = "ultralytics.nn.modules.A2C2f"
+    signature = (
+        Arg("c", Int()),
+        Arg("a2", Bool(), True),
+        Arg("area", Int(minimum=1), 1),
+        Arg("residual", Bool(), False),
+        Arg("mlp_ratio", Float(minimum=0.0), 2.0),
+        Arg("e", Float(minimum=0.0), 0.5),
+        Arg("g", Int(), 1),
+        Arg("shortcut", Bool(), True),
+    )
+    helpers = (
+        ("bottleneck.py.jinja", "Bottleneck"),
+        ("c3.py.jinja", "C3k"),
+        ("area_attention.py.jinja", "AAttn"),
+        ("area_block.py.jinja", "ABlock"),
+    )
+    own_template = "a2c2f.py.jinja"
+    ctor_defaults: ClassVar[dict[str, Any]] = {
+        **C2f.ctor_defaults,
+        "a2": True,
+        "area": 1,
+        "residual": False,
+        "mlp_ratio": 2.0,
+        "shortcut": True,
+    }
+
+    def build(self, a: BoundArgs, x: Shape, ctx: BuildContext) -> ModuleInstance:
+        residual, mlp_ratio = self.scaled_extras(a, ctx)
+        c, n = int(a.c * a.e), a.values.get("n", 1)
+        if c % 32:
+            raise ctx.fail(f"A2C2f hidden channels int({a.c} * {a.e}) = {c} must be a multiple of 32 (ultralytics asserts it)")
+        if a.a2 and residual and a.c != x.channels:
+            raise ctx.fail(f"A2C2f with residual adds its input back: input {x.channels}, c {a.c} (after scaling); they must match")
+
+        def inner(t: Tally) -> Tally:
+            if not a.a2:
+                return c3(t, ctx, c, 2, (3, 3), 0.5, a.g)
+            return area_block(area_block(t, ctx, c, mlp_ratio, a.area), ctx, c, mlp_ratio, a.area)
+
+        chain = Tally(x).conv(ctx, c)
+        for _ in range(n):
+            chain = inner(chain)
+        tally = chain.at(with_channels(chain.shape, (1 + n) * c)).conv(ctx, a.c)
+        if a.a2 and residual:
+            tally = tally.plus_params(a.c)  # gamma
+        kwargs = {"n": n, "a2": a.a2, "area": a.area, "residual": residual, "mlp_ratio": mlp_ratio, "expansion": a.e}
+        return self.finish(x, tally, a.c, **kwargs, groups=a.g, shortcut=a.shortcut, act=act_expr(default_act(ctx)))
+
+    @staticmethod
+    def scaled_extras(a: BoundArgs, ctx: BuildContext) -> tuple[bool, float]:
+        """(residual, mlp_ratio): ultralytics appends (True, 1.2) to the row's args at scales l and x."""
+        if ctx.scale not in ("l", "x"):
+            return a.residual, a.mlp_ratio
+        given = [name for name in ("residual", "mlp_ratio", "e", "g", "shortcut") if a.locs[name] != ctx.loc]
+        if given:
+            raise SpecError(
+                a.locs[given[0]],
+                f"A2C2f at scale {ctx.scale}: ultralytics appends (residual=True, mlp_ratio=1.2) after the row's args, "
+                f"which shifts a given {given[0]!r}; give at most [c, a2, area] here",
+            )
+        return True, 1.2
 
 
 class SPPF(UltralyticsBlock):
