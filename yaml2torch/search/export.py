@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from yaml2torch.errors import CannotWrite
 from yaml2torch.files import import_model_class, load_state_dict, write_atomic
 from yaml2torch.search.config import SearchConfig, TrainSettings
 from yaml2torch.study_record import TrialRecord, TrialStatus, write_picked_test
@@ -160,7 +161,10 @@ def export_study(
     """
     from optuna.trial import TrialState
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission: the user's to fix
+        raise CannotWrite(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
     trials_root = trials_root or out_dir
     best, note = pick(study, config)
     counts: dict[str, int] = {}

@@ -38,6 +38,7 @@ from yaml2torch.scale.isolation import (
 from yaml2torch.scale.launch import launch_workers
 from yaml2torch.scale.signals import StopRequested, stop_on_signals
 from yaml2torch.scale.storage import (
+    Backoff,
     check_storage_file,
     journal_url,
     make_artifact_store,
@@ -198,7 +199,8 @@ def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
         check_storage_file(options.storage)  # a bad --storage is refused before OUT is made (unless OUT holds it)
     _make_out_dir(options.out_dir)
     name = options.study or config.study
-    storage = make_storage(options.storage_url)  # journal files, PostgreSQL heartbeats and retries
+    # journal files, PostgreSQL heartbeats; a server that stays away ends as one line (StorageUnreachable)
+    storage = with_storage_retries(lambda: make_storage(options.storage_url), what="opening the storage", backoff=OPENING)
     existing = _load_existing(name, storage, options)
     claim_trials_folder(options.out_dir, name, new=existing is None or not existing.get_trials(deepcopy=False))
     if existing is not None and STUDY_SPACE_YAML in existing.user_attrs:
@@ -226,6 +228,9 @@ def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
 
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+# Opening a storage waits ~15 s for a server that is away (a typo should not hang a command for
+# minutes); once a study runs, the worker loop rides out outages of up to two minutes.
+OPENING = Backoff(first=0.5, cap=4.0, total=15.0)
 
 
 def resolve_storage(text: str) -> str:
@@ -248,7 +253,7 @@ def resolve_storage(text: str) -> str:
 
 def only_study(url: str) -> str:
     """The name of the one study in a storage (for commands given no --study)."""
-    storage = make_storage(url)
+    storage = with_storage_retries(lambda: make_storage(url), what="opening the storage", backoff=OPENING)
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
     if len(names) != 1:
         listed = f"studies there: {', '.join(names)}" if names else "the storage holds no studies"
@@ -271,8 +276,13 @@ def open_stored_study(url: str, name: str | None, **storage_options: Any) -> Sto
     left out when the storage holds one study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_storage(url)
+    local = storage_file(url)
+    if local is not None and not local.is_file():  # reading a study must never create a database
+        raise StudyError(f"{local}: no such study database or journal file")
     name = name or only_study(url)
-    storage = with_storage_retries(lambda: make_storage(url, **storage_options), what="opening the storage")
+    storage = with_storage_retries(
+        lambda: make_storage(url, **storage_options), what="opening the storage", backoff=OPENING
+    )
     try:
         study = with_storage_retries(
             lambda: optuna.load_study(study_name=name, storage=storage), what="loading the study"
