@@ -399,3 +399,94 @@ def test_a2c2f_errors_are_located() -> None:
     assert at_l.startswith("m.yaml:7:35: A2C2f at scale l: ultralytics appends (residual=True, mlp_ratio=1.2)"), at_l
     not_32 = error_of(A2C2F_VARIANTS.replace("[64, True, 2, True, 1.5]", "[48, True, 2]"), options=UltralyticsOptions("n"))
     assert "A2C2f hidden channels int(48 * 0.5) = 24 must be a multiple of 32" in not_32
+
+
+TORCHVISION_RESNET18 = "11/yolo11-cls-resnet18.yaml"
+TORCHVISION_RESNET18_PARAMS = 11_176_512 + 670_730  # resnet18 less avgpool/fc, then Classify (nc=10)
+
+
+def torchvision_reference(text: str, scale: str = "n") -> nn.Module:
+    """ultralytics' model for a TorchVision file, built offline: weights null (they do not change the layers)."""
+    import yaml
+    from ultralytics.nn.tasks import ClassificationModel
+
+    cfg = yaml.safe_load(text)
+    for row in cfg["backbone"]:
+        if row[2] == "TorchVision":
+            row[3][2] = None
+    cfg["scale"] = scale
+    return ClassificationModel(cfg, nc=NC, verbose=False)
+
+
+def test_shipped_torchvision_resnet18_file_is_an_exact_twin(tmp_path: Path) -> None:
+    """yolo11-cls-resnet18.yaml: its TorchVision row lowers to our resnet18 twin blocks, no torchvision import."""
+    path = ultralytics_models() / TORCHVISION_RESNET18
+    torch.manual_seed(0)
+    theirs = torchvision_reference(path.read_text(encoding="utf-8"))
+    assert numel(torchvision_reference(path.read_text(encoding="utf-8"), "x")) == numel(theirs)  # not scaled
+    compiled, mine = ours(path, tmp_path, None)
+    imports = [line for line in compiled.source.splitlines() if line.startswith(("import ", "from "))]
+    assert not [line for line in imports if "torchvision" in line] and "torchvision.models" not in compiled.source
+    assert compiled.params == numel(mine) == numel(theirs) == TORCHVISION_RESNET18_PARAMS
+    x = torch.randn(2, 3, 64, 64)
+    assert_twin(mine, theirs, x)
+    sized = compile_spec(load_spec(path, options=UltralyticsOptions(nc=NC)).with_input_size((64, 64)))
+    assert sized.macs == counted_macs(mine, x[:1])
+    torchvision = pytest.importorskip("torchvision")
+    resnet18 = torchvision.models.resnet18(weights=None).eval()
+    randomize_batchnorm(resnet18)
+    load_reference_weights(
+        mine.torch_vision_0, {k: v for k, v in resnet18.state_dict().items() if not k.startswith("fc.")}
+    )
+    with torch.no_grad():
+        expected = nn.Sequential(*list(resnet18.children())[:-2])(x)
+        assert (
+            (mine.torch_vision_0.eval()(x) - expected).abs().max() / expected.abs().max()
+        ).item() <= MAX_RELATIVE_ERROR
+
+
+TORCHVISION_ROW = """\
+nc: 10
+backbone:
+  - [-1, 1, TorchVision, [{args}]]
+head:
+  - [-1, 1, Classify, [nc]]
+"""
+
+
+@pytest.mark.parametrize(
+    "args", ["512, resnet18, DEFAULT, True, 1", "256, resnet34, None, True, 3", "2048, resnet50, IMAGENET1K_V2"]
+)
+def test_torchvision_rows_match_ultralytics(args: str, tmp_path: Path) -> None:
+    ultralytics_models()
+    path = tmp_path / "tv-cls.yaml"
+    path.write_text(TORCHVISION_ROW.format(args=args), encoding="utf-8")
+    torch.manual_seed(0)
+    theirs = torchvision_reference(path.read_text(encoding="utf-8"))
+    compiled, mine = ours(path, tmp_path, None)
+    assert compiled.params == numel(theirs)
+    assert_twin(mine, theirs, torch.randn(2, 3, 64, 64))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            "512, vgg16",
+            "m.yaml:3:32: TorchVision arg 'model' must be one of resnet18, resnet34, resnet50, resnet101, resnet152, got 'vgg16'",
+        ),
+        (
+            "512, resnet18, DEFAULT, False",
+            "m.yaml:3:51: TorchVision unwrap=false (the whole torchvision model) is not supported",
+        ),
+        (
+            "512, resnet18, DEFAULT, True, 2, True",
+            "m.yaml:3:60: TorchVision split=true (a list of every child's output) is not supported",
+        ),
+        ("512, resnet18, DEFAULT, True, 0", "m.yaml:3:57: TorchVision truncate 0 is not supported: use 1..6"),
+        ("512, resnet18, 3", "m.yaml:3:42: TorchVision arg 'weights' must be a weights name or null"),
+        ("256, resnet18", "m.yaml:3:27: TorchVision c2 256 does not match resnet18 truncated by 2, which gives (512"),
+    ],
+)
+def test_torchvision_row_errors_are_located(args: str, message: str) -> None:
+    assert error_of(TORCHVISION_ROW.format(args=args)).startswith(message)

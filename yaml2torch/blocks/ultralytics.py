@@ -33,14 +33,10 @@ _HEADS = {
 }
 REFUSED = MappingProxyType(
     {
-        **{
-            name: f"{name} is an ultralytics {kind} head, which yaml2torch does not compile; "
-            "it compiles ultralytics classifiers (head Classify), see docs/origin_formats.md"
-            for kind, names in _HEADS.items()
-            for name in names
-        },
-        "TorchVision": "TorchVision rows wrap a torchvision model built at run time; "
-        "compile a torchvision twin instead (examples/models/resnet18.yaml)",
+        name: f"{name} is an ultralytics {kind} head, which yaml2torch does not compile; "
+        "it compiles ultralytics classifiers (head Classify), see docs/origin_formats.md"
+        for kind, names in _HEADS.items()
+        for name in names
     }
 )
 

@@ -14,6 +14,7 @@ from yaml2torch.blocks.activations import NAMES as ACTIVATION_NAMES
 from yaml2torch.blocks.args import REQUIRED, Act, Arg, ArgType, Bool, Choice, Float, Int, IntList, IntOrList, Padding
 from yaml2torch.blocks.torch_layer import PlainLiteral
 from yaml2torch.blocks.ultralytics import IntOrNull
+from yaml2torch.blocks.ultralytics_torchvision import Weights
 from yaml2torch.blocks.yaml_module import AnyNode, FileName
 
 Schema = dict[str, Any]
@@ -54,6 +55,7 @@ _SCHEMAS: dict[type, Callable[[Any], Schema]] = {
     FileName: lambda t: {"type": "string", "minLength": 1},
     AnyNode: lambda t: {},
     IntOrNull: lambda t: {"anyOf": [{"type": "null"}, integer(0)]},
+    Weights: lambda t: {"anyOf": [{"type": "null"}, {"type": "string"}, {"type": "boolean"}]},
 }
 
 
