@@ -320,3 +320,11 @@ def test_a_storage_that_stays_away_is_one_user_error_after_the_retries():
     assert str(caught.value).startswith("storage unreachable while loading the study (")
     assert str(caught.value).endswith("gave up after 0.03s of retries")
     assert len(said) == 3 and all("retrying in 0.0s" in line for line in said)
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/none.db", "journal://{tmp}/none.log", "{tmp}/none.journal"])
+def test_reading_a_study_never_creates_a_database(url, tmp_path):
+    url = url.format(tmp=tmp_path)
+    with pytest.raises(StudyError, match="no such study database or journal file"):
+        open_stored_study(url, "s")
+    assert list(tmp_path.iterdir()) == []

@@ -276,8 +276,9 @@ def open_stored_study(url: str, name: str | None, **storage_options: Any) -> Sto
     left out when the storage holds one study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_storage(url)
+    check_storage_file(url)  # a folder, a missing folder, a file that is not a database: what to do
     local = storage_file(url)
-    if local is not None and not local.is_file():  # reading a study must never create a database
+    if local is not None and not local.exists():  # reading a study must never create a database
         raise StudyError(f"{local}: no such study database or journal file")
     name = name or only_study(url)
     storage = with_storage_retries(
