@@ -57,11 +57,6 @@ def counted_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
 
 
-def budget_left(trials: Sequence[FrozenTrial], total: int | None) -> int | None:
-    """How many trials may still be started (None: no budget)."""
-    return None if total is None else max(0, total - len(counted_trials(trials)))
-
-
 def may_start(trials: Sequence[FrozenTrial], total: int | None) -> bool:
     if any(t.state == TrialState.WAITING for t in trials):
         return True  # queued work (retries, enqueued trials) is already counted: always taken

@@ -251,12 +251,16 @@ def resolve_storage(text: str) -> str:
     return text  # a journal file path, or an error from the storage layer naming the forms
 
 
-def only_study(url: str) -> str:
-    """The name of the one study in a storage (for commands given no --study)."""
-    storage = with_storage_retries(lambda: make_storage(url), what="opening the storage", backoff=OPENING)
+def _study_names(storage: Any) -> tuple[list[str], str]:
+    """The storage's study names, and a phrase listing them for messages."""
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+    return names, (f"studies there: {', '.join(names)}" if names else "the storage holds no studies")
+
+
+def only_study(storage: Any, url: str) -> str:
+    """The name of the one study in a storage (for commands given no --study)."""
+    names, listed = _study_names(storage)
     if len(names) != 1:
-        listed = f"studies there: {', '.join(names)}" if names else "the storage holds no studies"
         raise UsageError(f"{url}: give --study NAME ({listed})")
     return names[0]
 
@@ -268,6 +272,7 @@ class StoredStudy:
     study: optuna.Study
     record: StudyRecord
     config: SearchConfig
+    storage: Any  # the opened Optuna storage (reused to load the study again with a sampler)
 
 
 def open_stored_study(url: str, name: str | None, **storage_options: Any) -> StoredStudy:
@@ -280,20 +285,19 @@ def open_stored_study(url: str, name: str | None, **storage_options: Any) -> Sto
     local = storage_file(url)
     if local is not None and not local.exists():  # reading a study must never create a database
         raise StudyError(f"{local}: no such study database or journal file")
-    name = name or only_study(url)
     storage = with_storage_retries(
         lambda: make_storage(url, **storage_options), what="opening the storage", backoff=OPENING
     )
+    study_name = name or only_study(storage, url)
     try:
         study = with_storage_retries(
-            lambda: optuna.load_study(study_name=name, storage=storage), what="loading the study"
+            lambda: optuna.load_study(study_name=study_name, storage=storage), what="loading the study"
         )
     except KeyError:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
-        known = f"; studies there: {', '.join(names)}" if names else "; the storage holds no studies"
-        raise StudyError(f"no study named {name!r} in {url}{known}") from None
+        raise StudyError(f"no study named {study_name!r} in {url}; {_study_names(storage)[1]}") from None
     record = StudyRecord.read(study)
-    return StoredStudy(study, record, parse_config(record.space_yaml, record.space_path, record.space_dir()))
+    config = parse_config(record.space_yaml, record.space_path, record.space_dir())
+    return StoredStudy(study, record, config, storage)
 
 
 # --- training a trial: in a child process, with faults injected and a time limit ----------------
@@ -518,7 +522,7 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
     offset = finished + 7919 * (index + 1) if index is not None else os.getpid()
     study = optuna.load_study(
         study_name=name,
-        storage=make_storage(storage, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period),
+        storage=stored.storage,  # opened with this worker's heartbeat settings
         sampler=make_sampler(config, offset),
         pruner=make_pruner(config),
     )
