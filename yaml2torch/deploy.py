@@ -16,8 +16,8 @@ from typing import Any
 
 from yaml2torch.compiler import CompiledModel
 from yaml2torch.errors import UsageError, WeightsError
-from yaml2torch.files import import_file, write_atomic
-from yaml2torch.weights import read_state_dict
+from yaml2torch.files import write_atomic
+from yaml2torch.weights import import_model_source, read_state_dict
 
 FORMATS = {".onnx": "ONNX", ".pt2": "torch.export"}
 INPUT_NAME = "input"
@@ -39,10 +39,7 @@ def export_format(path: Path) -> str:
 
 def load_trained_model(compiled: CompiledModel, weights: Path) -> Any:
     """The generated model, imported from its source, with ``weights`` loaded, in eval mode."""
-    with tempfile.TemporaryDirectory(prefix="yaml2torch-export-") as folder:
-        source = Path(folder) / "model.py"
-        source.write_text(compiled.source, encoding="utf-8")
-        model = import_file(source).Model()
+    model = import_model_source(compiled.source).Model()
     state = read_state_dict(weights)  # one-line errors for a missing or unreadable file
     try:
         model.load_state_dict(state)
