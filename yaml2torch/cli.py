@@ -320,7 +320,17 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="train in the worker process instead of a child process per trial (no hard time limit)",
     )
-    p.add_argument("--threads", type=positive_int, help="torch threads per trial (default: CPU cores / workers)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch threads per trial (default: measured on each trial's first steps, see docs/search.md)",
+    )
+    p.add_argument(
+        "--max-threads",
+        type=positive_int,
+        metavar="N",
+        help="the most threads the measured default tries (default: usable CPU cores / workers)",
+    )
     p.add_argument(
         "--heartbeat-interval",
         type=positive_int,
@@ -385,7 +395,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="trials_from", metavar="OUT_DIR", help="a stored study: output folder, OUT/study.db or URL")
     p.add_argument("--study", type=study_name, help="with --from: the study (default: the storage's only study)")
     p.add_argument("--trial", type=int, help="with --from: the trial number (default: the picked trial)")
-    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: measured on the first steps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--data", default="digits", help="digits, folder, cifar10 or npz")
     p.add_argument("--data-path", type=Path, help="folder / file for the non-built-in sources")

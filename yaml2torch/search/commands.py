@@ -39,6 +39,7 @@ def _run_options(args: argparse.Namespace, out_dir: Path, **extra: Any) -> Any:
         progress=not args.quiet,
         isolate=args.isolate,
         threads=args.threads,
+        max_threads=args.max_threads,
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
         **extra,

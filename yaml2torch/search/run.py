@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from yaml2torch.scale.storage import (
 )
 from yaml2torch.scale.worker import WorkerOptions, WorkerSummary, run_worker
 from yaml2torch.search.config import SearchConfig, component_class, parse_config
+from yaml2torch.search.threads import ThreadChooser, ThreadMemory, ThreadVerdict, thread_limit
 from yaml2torch.search.train import DataCache, EpochResult, resolve_device, train_model
 from yaml2torch.search.trial import Objective
 from yaml2torch.study_record import (
@@ -84,7 +85,8 @@ class RunOptions:
     workers: int = 1  # worker processes on this machine
     devices: tuple[str, ...] = ()  # round robin over the workers
     isolate: bool = False  # train each trial in a forked child (the command line turns it on)
-    threads: int | None = None  # torch threads per trial (default: cores // workers)
+    threads: int | None = None  # torch threads per trial (default: measured, see search/threads.py)
+    max_threads: int | None = None  # the measured rule's cap (default: cores this process may use // workers)
     heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL
     grace_period: int = DEFAULT_GRACE_PERIOD
     worker_index: int | None = None  # set for workers started by search --workers
@@ -106,8 +108,9 @@ class RunOptions:
         artifacts = self.artifacts or str((self.out_dir / "artifacts").resolve())
         return RunSettings(trials, timeout, self.epochs, self.data_limit, self.time_limit, artifacts)
 
-    def child_threads(self) -> int:
-        return self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
+    def thread_cap(self) -> int:
+        """The most torch threads one trial of this process may use."""
+        return self.threads or self.max_threads or thread_limit(self.workers)
 
 
 @dataclass(frozen=True)
@@ -315,23 +318,40 @@ class IsolatedTrainer:
 
     time_limit: float | None = None
     isolate: bool = True
-    threads: int | None = None
+    threads: int | None = None  # fixed (--threads); None: measured on each trial's first steps
+    max_threads: int = 1  # the measured rule's cap
+    memory: ThreadMemory = field(default_factory=ThreadMemory)  # thread counts that lost, across trials
 
     def __call__(self, trial: Any, model: Any, data: Any, settings: Any, seed: int, on_epoch: Any) -> list[EpochResult]:
         faults = FaultPlan.from_env()
         number = trial.number
+        threads = ThreadChooser(most=self.max_threads, fixed=self.threads, skip=self.memory.skip(time.monotonic()))
 
         def train_here(channel: Any) -> tuple[list[EpochResult], bytes]:
             def after_epoch(result: EpochResult) -> None:
                 check_finite_loss(faults.at_epoch(number, result.epoch, result.train_loss), result.epoch)
                 channel.call(result)
 
-            history = train_model(model, data, settings, seed, after_epoch)
+            history = train_model(model, data, settings, seed, after_epoch, threads)
             return history, state_dict_bytes(model)
 
-        if self.isolate and isolation_available() and data.device.type == "cpu":
+        verdicts: list[ThreadVerdict] = []  # the latest epoch's, learnt from even when the trial is pruned
+
+        def on_result(result: EpochResult) -> None:
+            if result.threads is not None:
+                verdicts[:] = [result.threads]
+            on_epoch(result)
+
+        try:
+            return self._train(train_here, on_result, model, data.device.type == "cpu")
+        finally:
+            if verdicts:
+                self.memory.learn(verdicts[0], time.monotonic())
+
+    def _train(self, train_here: Any, on_epoch: Any, model: Any, cpu: bool) -> list[EpochResult]:
+        if self.isolate and isolation_available() and cpu:
             history, state = run_isolated(
-                train_here, time_limit=self.time_limit, on_call=on_epoch, child_threads=self.threads
+                train_here, time_limit=self.time_limit, on_call=on_epoch, child_threads=self.threads or 1
             )
             load_state_dict(model, state)
             return history
@@ -354,7 +374,7 @@ def _prepare_isolation(options: RunOptions, device: Any, time_limit: float | Non
     isolate = options.isolate and isolation_available() and device.type == "cpu"
     if isolate:
         keep_parent_single_threaded()
-        if fork_works(options.child_threads()):
+        if fork_works(options.thread_cap()):
             warm_up_torch()
         else:
             isolate = False
@@ -365,10 +385,8 @@ def _prepare_isolation(options: RunOptions, device: Any, time_limit: float | Non
                 )
     if isolate:
         torch.set_num_threads(1)  # the parent only samples, compiles and waits; children train
-    elif options.threads:
-        torch.set_num_threads(options.threads)  # training runs here: --threads applies here
-    else:
-        torch.set_num_threads(previous)
+    else:  # training runs here; on a GPU the CPU threads only feed it: one worker's share of cores
+        torch.set_num_threads(options.thread_cap())
     return isolate, lambda: torch.set_num_threads(previous)
 
 
@@ -390,7 +408,7 @@ def run_trials(
         options.out_dir,
         epochs=settings.epochs,
         search_model=options.search_model,
-        trainer=IsolatedTrainer(settings.time_limit, isolate, options.child_threads()),
+        trainer=IsolatedTrainer(settings.time_limit, isolate, options.threads, options.thread_cap()),
         upload_weights=lambda trial, path: upload_file(trial, path, store),
         progress=progress,
     )
@@ -422,7 +440,8 @@ def run_trials(
 def worker_command(options: RunOptions, study: str, index: int, device: str | None) -> list[str]:
     """The ``yaml2torch worker`` command line of local worker ``index``."""
     command = [sys.executable, "-m", "yaml2torch", "worker", "--storage", options.storage_url, "--study", study]
-    command += ["--out", str(options.out_dir), "--worker-index", str(index), "--threads", str(options.child_threads())]
+    command += ["--out", str(options.out_dir), "--worker-index", str(index)]
+    command += ["--threads", str(options.threads)] if options.threads else ["--max-threads", str(options.thread_cap())]
     command += ["--heartbeat-interval", str(options.heartbeat_interval), "--grace-period", str(options.grace_period)]
     command += ["--quiet", *(["--device", device] if device else []), *([] if options.isolate else ["--no-isolate"])]
     return command

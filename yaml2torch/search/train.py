@@ -15,6 +15,7 @@ from yaml2torch.errors import UsageError
 from yaml2torch.scale.faults import check_finite_loss
 from yaml2torch.search.config import DataSettings, TrainSettings
 from yaml2torch.search.data import Splits, load_splits
+from yaml2torch.search.threads import ThreadChooser, ThreadVerdict
 
 # Keep a dataset on the GPU when it takes at most this share of the free memory.
 GPU_DATA_SHARE = 0.25
@@ -135,6 +136,7 @@ class EpochResult:
     epoch: int
     train_loss: float
     metrics: dict  # accuracy, f1, loss on the validation split
+    threads: ThreadVerdict | None = None  # the CPU training's thread count and probes (None on a GPU)
 
 
 def train_model(
@@ -143,8 +145,12 @@ def train_model(
     settings: TrainSettings,
     seed: int,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    threads: ThreadChooser | None = None,
 ) -> list[EpochResult]:
-    """Train in place; calls ``on_epoch`` after each epoch's validation (pruners raise from it)."""
+    """Train in place; calls ``on_epoch`` after each epoch's validation (pruners raise from it).
+
+    On the CPU, ``threads`` sets torch's thread count before each step (see ``threads.py``).
+    """
     device = data.device
     cuda = device.type == "cuda"
     model.to(device)
@@ -160,6 +166,8 @@ def train_model(
     scaler = torch.amp.GradScaler("cuda") if amp and dtype == torch.float16 else None
     generator = torch.Generator().manual_seed(seed)
     history = []
+    if cuda:
+        threads = None  # the GPU computes; steps are asynchronous, so timing them means nothing
     for epoch in range(settings.epochs):
         model.train()
         order = torch.randperm(n, generator=generator)
@@ -168,6 +176,9 @@ def train_model(
             index = order[start : start + settings.batch_size]
             if len(index) < 2 and n >= 2:
                 continue  # BatchNorm needs more than one sample
+            if threads is not None:
+                threads.before_step()
+                step_started = time.perf_counter()
             x = data.train_x[index.to(data.train_x.device)].to(device, non_blocking=True)
             y = data.train_y[index.to(data.train_y.device)].to(device, non_blocking=True)
             x = _augment(x, settings, generator)
@@ -187,12 +198,16 @@ def train_model(
             if scheduler is not None and per_step:
                 scheduler.step()
             total += loss.detach() * len(index)
+            if threads is not None:
+                threads.after_step(time.perf_counter() - step_started)
+        if threads is not None:
+            threads.end_epoch()
         if scheduler is not None and not per_step:
             scheduler.step()
         train_loss = float(total) / n
         check_finite_loss(train_loss, epoch + 1)
         metrics = evaluate(runner, data.val_x, data.val_y, data.num_classes, device, settings)
-        result = EpochResult(epoch + 1, train_loss, metrics)
+        result = EpochResult(epoch + 1, train_loss, metrics, threads.verdict() if threads else None)
         history.append(result)
         if on_epoch is not None:
             on_epoch(result)

@@ -119,9 +119,8 @@ def resolve_input(request: TrainRequest) -> TrainInput:
 
 def train_spec_file(request: TrainRequest) -> dict[str, Any]:
     """Fit, compile, write, import, train; score on the validation and test splits. The metrics."""
-    import torch
-
     from yaml2torch.files import import_model_class
+    from yaml2torch.search.threads import ThreadChooser, cores_available
     from yaml2torch.search.train import DataCache, evaluate, resolve_device, seeded_model, train_model
     from yaml2torch.search.trial import compile_node, fit_to_data, history_rows, write_trial_files, write_trial_result
 
@@ -133,10 +132,9 @@ def train_spec_file(request: TrainRequest) -> dict[str, Any]:
     write_trial_files(request.out_dir, spec_yaml, compiled.source)
     model = seeded_model(import_model_class(request.out_dir / "model.py"), request.seed)
     staged = data.staged(train.image_size)
-    if request.threads is not None:
-        torch.set_num_threads(request.threads)
+    threads = ThreadChooser(most=cores_available(), fixed=request.threads)
     with EpochProgress(train.epochs, enabled=request.progress) as progress:
-        history = train_model(model, staged, train, request.seed, progress.epoch)
+        history = train_model(model, staged, train, request.seed, progress.epoch, threads)
     test = None
     if len(staged.test_y):
         test = evaluate(model, staged.test_x, staged.test_y, staged.num_classes, staged.device, train, per_class=True)

@@ -375,6 +375,7 @@ class Objective:
             "train": plan.train.key(),
             "timing_s": timing,
             "device": str(data.device),
+            "threads": history[-1].threads.chosen if history[-1].threads else None,  # torch threads (CPU)
             "files": {"spec": "spec.yaml", "model": "model.py", "weights": "model.pt"},
         }
         weights = write_trial_result(folder, model, record)

@@ -1,0 +1,159 @@
+"""The measured thread default: the chooser's decisions, the worker's memory, and real trainings."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from yaml2torch.search.threads import (
+    COOLDOWN_S,
+    MAX_COOLDOWN_S,
+    PROBE_STEPS,
+    ThreadChooser,
+    ThreadMemory,
+    ThreadVerdict,
+    candidates,
+    cores_available,
+    thread_limit,
+)
+
+
+def drive(chooser: ThreadChooser, step_time: dict[int, float], steps: int, per_epoch: int = 17) -> list[int]:
+    """Run ``steps`` steps whose duration depends on the thread count set; the counts used, in order."""
+    import torch
+
+    used = []
+    for step in range(steps):
+        chooser.before_step()
+        count = torch.get_num_threads()
+        used.append(count)
+        chooser.after_step(step_time[count])
+        if (step + 1) % per_epoch == 0:
+            chooser.end_epoch()
+    return used
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_candidates_are_powers_of_two_up_to_the_cap() -> None:
+    assert candidates(1) == (1,)
+    assert candidates(2) == (1, 2)
+    assert candidates(6) == (1, 2, 4, 6)
+    assert candidates(8) == (1, 2, 4, 8)
+
+
+def test_cores_available_is_the_affinity_mask_at_most() -> None:
+    assert 1 <= cores_available() <= len(os.sched_getaffinity(0))
+    assert thread_limit(1) == cores_available()
+    assert thread_limit(10_000) == 1
+
+
+def test_two_threads_kept_when_they_are_faster() -> None:
+    chooser = ThreadChooser(most=2)
+    used = drive(chooser, {1: 0.010, 2: 0.006}, 40)
+    probe = PROBE_STEPS + 1
+    assert used[:probe] == [1] * probe and used[probe : 2 * probe] == [2] * probe
+    assert set(used[2 * probe :]) == {2}
+    assert chooser.verdict() == ThreadVerdict(2, frozenset({1, 2}), frozenset())
+
+
+def test_one_thread_kept_when_more_are_slower() -> None:
+    chooser = ThreadChooser(most=2)
+    used = drive(chooser, {1: 0.005, 2: 0.008}, 40)
+    assert set(used[2 * (PROBE_STEPS + 1) :]) == {1}
+    assert chooser.chosen == 1 and not chooser.given_up
+
+
+def test_a_collapsing_count_is_dropped_after_one_step() -> None:
+    """Two threads waiting for a busy core: 250 ms a step against 3 ms (measured on this machine)."""
+    chooser = ThreadChooser(most=2)
+    used = drive(chooser, {1: 0.003, 2: 0.250}, 30)
+    assert used.count(2) == 1
+    assert chooser.verdict() == ThreadVerdict(1, frozenset({1}), frozenset({2}))
+
+
+def test_larger_counts_are_not_tried_once_one_got_slower() -> None:
+    chooser = ThreadChooser(most=8)
+    used = drive(chooser, {1: 0.010, 2: 0.007, 4: 0.009, 8: 0.001}, 60)
+    assert 8 not in used and chooser.chosen == 2
+
+
+def test_a_slowdown_after_the_probe_probes_again() -> None:
+    chooser = ThreadChooser(most=2)
+    drive(chooser, {1: 0.010, 2: 0.005}, 17)
+    assert chooser.chosen == 2 and chooser.probes == 1
+    drive(chooser, {1: 0.010, 2: 0.200}, 34)  # another process now keeps a core busy
+    assert chooser.chosen == 1 and chooser.probes == 2 and chooser.given_up == {2}
+
+
+def test_fixed_threads_are_never_measured() -> None:
+    chooser = ThreadChooser(most=8, fixed=3)
+    assert set(drive(chooser, {3: 0.5}, 20)) == {3}
+    assert chooser.probes == 0
+
+
+def test_skipped_counts_are_not_tried() -> None:
+    chooser = ThreadChooser(most=2, skip=frozenset({2}))
+    assert set(drive(chooser, {1: 0.01, 2: 0.001}, 20)) == {1}
+    assert chooser.probes == 1 and not chooser.probing
+
+
+def test_memory_backs_off_while_a_count_keeps_losing() -> None:
+    memory = ThreadMemory()
+    lost = ThreadVerdict(1, frozenset({1}), frozenset({2}))
+    memory.learn(lost, now=0.0)
+    assert memory.skip(COOLDOWN_S - 1) == {2} and memory.skip(COOLDOWN_S + 1) == frozenset()
+    memory.learn(lost, now=100.0)
+    assert memory.skip(100 + 2 * COOLDOWN_S - 1) == {2}
+    for _ in range(10):
+        memory.learn(lost, now=1000.0)
+    assert memory.skip(1000 + MAX_COOLDOWN_S + 1) == frozenset()
+    memory.learn(ThreadVerdict(2, frozenset({1, 2})), now=2000.0)  # two threads held up again
+    assert memory.cooldown == {} and memory.skip(2000.0) == frozenset()
+
+
+def test_a_real_training_settles_on_a_measured_count() -> None:
+    import torch
+
+    from yaml2torch.search.config import TrainSettings
+    from yaml2torch.search.data import load_splits
+    from yaml2torch.search.config import DataSettings
+    from yaml2torch.search.train import stage, train_model
+
+    data = stage(load_splits(DataSettings(limit=300)), None, torch.device("cpu"))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 64, 10)
+    )
+    chooser = ThreadChooser(most=2)
+    history = train_model(model, data, TrainSettings(epochs=3, batch_size=16), 0, threads=chooser)
+    assert all(h.threads is not None for h in history)
+    assert history[-1].threads == chooser.verdict()
+    assert chooser.chosen in (1, 2) and 1 in chooser.held_up
+
+
+def test_search_records_the_thread_count_of_each_trial(tmp_path: Path, run_cli) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "study: t\nseed: 0\ntrials: 2\ndata: {source: digits, limit: 200}\nobjectives: [accuracy]\n"
+        "train: {epochs: 2, batch_size: 16}\n"
+        "model:\n  backbone:\n    - [1, Conv, [{choice: [4, 8]}, 3, 1]]\n    - [1, GlobalAvgPool, []]\n"
+        "    - [1, Flatten, []]\n    - [1, Linear, [10]]\n"
+    )
+    out = tmp_path / "out"
+    result = run_cli("search", space, "--out", out, "--quiet", "--max-threads", "2")
+    assert result.status == 0, result.stderr
+    counts = [json.loads(p.read_text())["threads"] for p in sorted(out.glob("trials/*/metrics.json"))]
+    assert counts and all(count in (1, 2) for count in counts)
+    fixed = run_cli("search", space, "--out", tmp_path / "fixed", "--quiet", "--threads", "1")
+    assert fixed.status == 0, fixed.stderr
+    assert {json.loads(p.read_text())["threads"] for p in (tmp_path / "fixed").glob("trials/*/metrics.json")} == {1}
