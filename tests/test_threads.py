@@ -21,18 +21,41 @@ from yaml2torch.search.threads import (
 )
 
 
-def drive(chooser: ThreadChooser, step_time: dict[int, float], steps: int, per_epoch: int = 17) -> list[int]:
-    """Run ``steps`` steps whose duration depends on the thread count set; the counts used, in order."""
+class Machine:
+    """A step whose duration depends on torch's thread count, on a clock only it advances."""
+
+    def __init__(self, step_time: dict[int, float]) -> None:
+        self.step_time = step_time
+        self.now = 0.0
+        self.counts: list[int] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def step(self) -> None:
+        import torch
+
+        count = torch.get_num_threads()
+        self.counts.append(count)
+        self.now += self.step_time[count]
+
+
+def chooser_on(machine: Machine, **kwargs) -> ThreadChooser:
+    return ThreadChooser(clock=machine.clock, **kwargs)
+
+
+def train_epochs(chooser: ThreadChooser, machine: Machine, epochs: int, steps: int = 17) -> list[int]:
+    """What train_model does with a chooser: probe when it wants to, then time the real steps."""
     import torch
 
     used = []
-    for step in range(steps):
-        chooser.before_step()
-        count = torch.get_num_threads()
-        used.append(count)
-        chooser.after_step(step_time[count])
-        if (step + 1) % per_epoch == 0:
-            chooser.end_epoch()
+    for _ in range(epochs):
+        if chooser.wants_probe:
+            chooser.probe(machine.step)
+        used.append(torch.get_num_threads())
+        for _ in range(steps):
+            chooser.after_step(machine.step_time[torch.get_num_threads()])
+        chooser.end_epoch()
     return used
 
 
@@ -59,53 +82,58 @@ def test_cores_available_is_the_affinity_mask_at_most() -> None:
 
 
 def test_two_threads_kept_when_they_are_faster() -> None:
-    chooser = ThreadChooser(most=2)
-    used = drive(chooser, {1: 0.010, 2: 0.006}, 40)
+    machine = Machine({1: 0.010, 2: 0.006})
+    chooser = chooser_on(machine, most=2)
+    assert train_epochs(chooser, machine, 3) == [2, 2, 2]
     probe = PROBE_STEPS + 1
-    assert used[:probe] == [1] * probe and used[probe : 2 * probe] == [2] * probe
-    assert set(used[2 * probe :]) == {2}
+    assert machine.counts == [1] * probe + [2] * probe  # one warm-up and PROBE_STEPS timed steps each
     assert chooser.verdict() == ThreadVerdict(2, frozenset({1, 2}), frozenset())
 
 
 def test_one_thread_kept_when_more_are_slower() -> None:
-    chooser = ThreadChooser(most=2)
-    used = drive(chooser, {1: 0.005, 2: 0.008}, 40)
-    assert set(used[2 * (PROBE_STEPS + 1) :]) == {1}
-    assert chooser.chosen == 1 and not chooser.given_up
+    machine = Machine({1: 0.005, 2: 0.008})
+    chooser = chooser_on(machine, most=2)
+    assert train_epochs(chooser, machine, 3) == [1, 1, 1]
+    assert not chooser.given_up
 
 
 def test_a_collapsing_count_is_dropped_after_one_step() -> None:
     """Two threads waiting for a busy core: 250 ms a step against 3 ms (measured on this machine)."""
-    chooser = ThreadChooser(most=2)
-    used = drive(chooser, {1: 0.003, 2: 0.250}, 30)
-    assert used.count(2) == 1
+    machine = Machine({1: 0.003, 2: 0.250})
+    chooser = chooser_on(machine, most=2)
+    assert train_epochs(chooser, machine, 2) == [1, 1]
+    assert machine.counts.count(2) == 1
     assert chooser.verdict() == ThreadVerdict(1, frozenset({1}), frozenset({2}))
 
 
 def test_larger_counts_are_not_tried_once_one_got_slower() -> None:
-    chooser = ThreadChooser(most=8)
-    used = drive(chooser, {1: 0.010, 2: 0.007, 4: 0.009, 8: 0.001}, 60)
-    assert 8 not in used and chooser.chosen == 2
+    machine = Machine({1: 0.010, 2: 0.007, 4: 0.009, 8: 0.001})
+    chooser = chooser_on(machine, most=8)
+    train_epochs(chooser, machine, 1)
+    assert 8 not in machine.counts and chooser.chosen == 2
 
 
 def test_a_slowdown_after_the_probe_probes_again() -> None:
-    chooser = ThreadChooser(most=2)
-    drive(chooser, {1: 0.010, 2: 0.005}, 17)
-    assert chooser.chosen == 2 and chooser.probes == 1
-    drive(chooser, {1: 0.010, 2: 0.200}, 34)  # another process now keeps a core busy
-    assert chooser.chosen == 1 and chooser.probes == 2 and chooser.given_up == {2}
+    machine = Machine({1: 0.010, 2: 0.005})
+    chooser = chooser_on(machine, most=2)
+    assert train_epochs(chooser, machine, 1) == [2]
+    machine.step_time = {1: 0.010, 2: 0.200}  # another process now keeps a core busy
+    assert train_epochs(chooser, machine, 2) == [2, 1]
+    assert chooser.probes == 2 and chooser.given_up == {2}
 
 
 def test_fixed_threads_are_never_measured() -> None:
-    chooser = ThreadChooser(most=8, fixed=3)
-    assert set(drive(chooser, {3: 0.5}, 20)) == {3}
-    assert chooser.probes == 0
+    machine = Machine({3: 0.5})
+    chooser = chooser_on(machine, most=8, fixed=3)
+    assert train_epochs(chooser, machine, 3) == [3, 3, 3]
+    assert chooser.probes == 0 and machine.counts == []
 
 
 def test_skipped_counts_are_not_tried() -> None:
-    chooser = ThreadChooser(most=2, skip=frozenset({2}))
-    assert set(drive(chooser, {1: 0.01, 2: 0.001}, 20)) == {1}
-    assert chooser.probes == 1 and not chooser.probing
+    machine = Machine({1: 0.01, 2: 0.001})
+    chooser = chooser_on(machine, most=2, skip=frozenset({2}))
+    assert train_epochs(chooser, machine, 2) == [1, 1]
+    assert machine.counts == []  # one candidate left: nothing to time
 
 
 def test_memory_backs_off_while_a_count_keeps_losing() -> None:
@@ -125,9 +153,8 @@ def test_memory_backs_off_while_a_count_keeps_losing() -> None:
 def test_a_real_training_settles_on_a_measured_count() -> None:
     import torch
 
-    from yaml2torch.search.config import TrainSettings
+    from yaml2torch.search.config import DataSettings, TrainSettings
     from yaml2torch.search.data import load_splits
-    from yaml2torch.search.config import DataSettings
     from yaml2torch.search.train import stage, train_model
 
     data = stage(load_splits(DataSettings(limit=300)), None, torch.device("cpu"))
@@ -157,3 +184,28 @@ def test_search_records_the_thread_count_of_each_trial(tmp_path: Path, run_cli) 
     fixed = run_cli("search", space, "--out", tmp_path / "fixed", "--quiet", "--threads", "1")
     assert fixed.status == 0, fixed.stderr
     assert {json.loads(p.read_text())["threads"] for p in (tmp_path / "fixed").glob("trials/*/metrics.json")} == {1}
+
+
+def test_the_probe_does_not_change_the_training() -> None:
+    """Measured threads train bit-identically to --threads fixed at the chosen count (dropout too)."""
+    import torch
+
+    from yaml2torch.search.config import DataSettings, TrainSettings
+    from yaml2torch.search.data import load_splits
+    from yaml2torch.search.train import stage, train_model
+
+    data = stage(load_splits(DataSettings(limit=300)), None, torch.device("cpu"))
+
+    def trained(chooser: ThreadChooser) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Flatten(),
+            torch.nn.Linear(8 * 64, 10),
+        )  # fmt: skip
+        train_model(model, data, TrainSettings(epochs=2, batch_size=16), 0, threads=chooser)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    measured = ThreadChooser(most=2)
+    first = trained(measured)
+    assert measured.probes >= 1 and measured.chosen in (1, 2)
+    assert torch.equal(first, trained(ThreadChooser(most=2, fixed=measured.chosen)))

@@ -1,13 +1,15 @@
 """How many torch threads a CPU training uses: measured on the training's own first steps.
 
 A fixed default is a trap on a shared machine: two OpenMP threads on two cores are ~1.7x faster
-than one when the machine is quiet, and 10-30x slower when another process keeps a core busy
+than one when the machine is quiet, and 10-100x slower when another process keeps a core busy
 (their barriers spin while a thread waits for the CPU). So, unless ``--threads N`` fixes it,
-each training times a few of its own steps at 1, 2, 4, ... threads (up to ``most``: the cores this
-process may use, divided among the workers on the machine) and keeps the fastest. A candidate
-that is clearly losing is dropped after one step, and larger counts are not tried once one got
-slower. If later epochs run much slower than the probe measured (the load changed), the next
-epoch probes again. The probe steps are real training steps: nothing is trained twice.
+each training first times a few steps of a throwaway copy of its model on its first batch at 1,
+2, 4, ... threads (up to ``most``: the cores this process may use, divided among the workers on
+the machine) and trains at the fastest. A candidate that is clearly losing is dropped after one
+step, and larger counts are not tried once one got slower. The probe leaves the model, the
+optimizer and the random streams untouched, so a training is bit-identical to one with
+``--threads`` fixed at the chosen count. If an epoch runs much slower than the probe measured (the
+load changed), the next epoch probes again (recorded: the history has each epoch's count).
 
 A dropped count costs one slow step (0.25-0.7 s for a digits model when a core is busy, against
 3 ms on one thread), so a worker remembers it (``ThreadMemory``) and does not try it again for
@@ -17,6 +19,8 @@ A dropped count costs one slow step (0.25-0.7 s for a digits model when a core i
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,10 +78,11 @@ class ThreadVerdict:
 
 @dataclass
 class ThreadChooser:
-    """Sets torch's thread count before each training step; ``fixed`` skips the measuring.
+    """Picks torch's thread count for one training; ``fixed`` skips the measuring.
 
-    ``before_step()`` and ``after_step(seconds)`` bracket every training step; ``end_epoch()``
-    decides whether the next epoch probes again. ``chosen`` is the count in use after the probe.
+    ``probe(step)`` times ``step`` (one training step on a copy of the model) at each candidate
+    and sets the fastest; ``after_step(seconds)`` and ``end_epoch()`` watch the real steps, and
+    ``wants_probe`` turns true again when an epoch ran much slower than measured.
     """
 
     most: int
@@ -87,83 +92,65 @@ class ThreadChooser:
     probes: int = 0
     given_up: set[int] = field(default_factory=set)  # counts dropped after losing badly
     held_up: set[int] = field(default_factory=set)  # counts timed to the end of a probe
-    _queue: list[int] = field(default_factory=list)  # candidates still to time, this probe
-    _times: dict[int, list[float]] = field(default_factory=dict)  # per candidate, warm-up first
+    medians: dict[int, float] = field(default_factory=dict)  # the last probe's seconds per step
+    clock: Callable[[], float] = time.perf_counter
     _epoch_times: list[float] = field(default_factory=list)
-    _current: int = 0
-
-    def __post_init__(self) -> None:
-        if self.fixed is not None:
-            self.chosen = self.fixed
-        elif self.most <= 1:
-            self.chosen = 1
-        else:
-            self._start_probe()
-
-    def _start_probe(self) -> None:
-        self.probes += 1
-        self._queue = [count for count in candidates(self.most) if count == 1 or count not in self.skip]
-        self._times = {}
-        if len(self._queue) == 1:
-            self.chosen, self._queue = self._queue[0], []
+    _drifted: bool = False
 
     @property
-    def probing(self) -> bool:
-        return bool(self._queue)
+    def wants_probe(self) -> bool:
+        """Before the first epoch (nothing set yet), and after an epoch that ran much slower."""
+        return self.chosen is None or self._drifted
+
+    def probe(self, step: Callable[[], None]) -> None:
+        """Time ``step`` at 1, 2, 4, ... threads and keep the fastest (then set it)."""
+        import torch
+
+        if self.fixed is not None or self.most <= 1:
+            self.chosen = self.fixed or 1
+            torch.set_num_threads(self.chosen)  # nothing to measure
+            return
+        self.probes += 1
+        self.medians = {}
+        queue = [count for count in candidates(self.most) if count == 1 or count not in self.skip]
+        for count in queue if len(queue) > 1 else []:
+            torch.set_num_threads(count)
+            times = self._time(step, count)
+            if times is None:
+                self.given_up.add(count)  # losing badly: threads waiting for a busy core
+                break
+            self.held_up.add(count)
+            self.medians[count] = sorted(times)[len(times) // 2]
+            if self.medians[count] > min(self.medians.values()):
+                break  # more threads got slower: more still would not help
+        self.chosen = min(self.medians, key=lambda c: (self.medians[c], c)) if self.medians else 1
+        torch.set_num_threads(self.chosen)
+        self._epoch_times, self._drifted = [], False
+
+    def _time(self, step: Callable[[], None], count: int) -> list[float] | None:
+        """PROBE_STEPS timings after one warm-up step; None once a step loses by GIVE_UP."""
+        best = min(self.medians.values()) if self.medians else None
+        times = []
+        for _ in range(PROBE_STEPS + 1):
+            started = self.clock()
+            step()
+            times.append(self.clock() - started)
+            if best is not None and times[-1] > GIVE_UP * best:
+                return None
+        return times[1:]
 
     def verdict(self) -> ThreadVerdict:
         return ThreadVerdict(self.chosen or 1, frozenset(self.held_up), frozenset(self.given_up))
 
-    def before_step(self) -> None:
-        count = self._queue[0] if self._queue else self.chosen
-        assert count is not None  # chosen is set whenever no probe is running
-        if count != self._current:
-            import torch
-
-            torch.set_num_threads(count)
-            self._current = count
-
     def after_step(self, seconds: float) -> None:
-        if not self._queue:
-            self._epoch_times.append(seconds)
-            return
-        count = self._queue[0]
-        times = self._times.setdefault(count, [])
-        times.append(seconds)
-        best = self._best_median()
-        if best is not None and count not in self._medians() and seconds > GIVE_UP * best:
-            self.given_up.add(count)
-            self._finish_probe()  # losing badly (e.g. threads waiting for a busy core)
-        elif len(times) > PROBE_STEPS:
-            self.held_up.add(count)
-            self._queue.pop(0)
-            medians = self._medians()
-            if not self._queue or medians[count] > min(medians.values()):
-                self._finish_probe()  # more threads got slower: more still would not help
-
-    def _medians(self) -> dict[int, float]:
-        return {c: sorted(t[1:])[len(t[1:]) // 2] for c, t in self._times.items() if len(t) > PROBE_STEPS}
-
-    def _best_median(self) -> float | None:
-        medians = self._medians()
-        return min(medians.values()) if medians else None
-
-    def _finish_probe(self) -> None:
-        medians = self._medians()
-        self.chosen = min(medians, key=lambda c: (medians[c], c)) if medians else 1
-        self._queue = []
-        self._epoch_times = []
+        self._epoch_times.append(seconds)
 
     def end_epoch(self) -> None:
-        """After an epoch: probe again next epoch if its steps ran much slower than measured."""
-        if self.fixed is not None or self._queue or not self._epoch_times or self.probes >= MAX_PROBES:
-            self._epoch_times = []
+        """After an epoch: probe again before the next if its steps ran much slower than measured."""
+        epoch_times, self._epoch_times = self._epoch_times, []
+        if self.fixed is not None or not epoch_times or self.probes >= MAX_PROBES or self.chosen not in self.medians:
             return
-        measured = self._medians().get(self.chosen or 1)
-        epoch = sorted(self._epoch_times)[len(self._epoch_times) // 2]
-        self._epoch_times = []
-        if measured is not None and epoch > DRIFT * measured:
-            self._start_probe()
+        self._drifted = sorted(epoch_times)[len(epoch_times) // 2] > DRIFT * self.medians[self.chosen]
 
 
 @dataclass

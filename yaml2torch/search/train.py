@@ -169,6 +169,8 @@ def train_model(
     if cuda:
         threads = None  # the GPU computes; steps are asynchronous, so timing them means nothing
     for epoch in range(settings.epochs):
+        if threads is not None and threads.wants_probe:  # first, and when the load changed
+            _probe_threads(threads, model, data, settings)
         model.train()
         order = torch.randperm(n, generator=generator)
         total = torch.zeros((), device=device)
@@ -176,9 +178,7 @@ def train_model(
             index = order[start : start + settings.batch_size]
             if len(index) < 2 and n >= 2:
                 continue  # BatchNorm needs more than one sample
-            if threads is not None:
-                threads.before_step()
-                step_started = time.perf_counter()
+            step_started = time.perf_counter()
             x = data.train_x[index.to(data.train_x.device)].to(device, non_blocking=True)
             y = data.train_y[index.to(data.train_y.device)].to(device, non_blocking=True)
             x = _augment(x, settings, generator)
@@ -212,6 +212,26 @@ def train_model(
         if on_epoch is not None:
             on_epoch(result)
     return history
+
+
+def _probe_threads(threads: ThreadChooser, model: nn.Module, data: Staged, settings: TrainSettings) -> None:
+    """Let ``threads`` time steps of a throwaway copy on the first batch; the model, its optimizer
+    and every random stream stay as they were, so the training does not depend on the probe."""
+    import copy
+
+    probe_model = copy.deepcopy(model)
+    optimizer = _optimizer(probe_model, settings)
+    x, y = data.train_x[: settings.batch_size], data.train_y[: settings.batch_size]
+
+    def step() -> None:
+        loss = F.cross_entropy(probe_model(x).flatten(1), y, label_smoothing=settings.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    with torch.random.fork_rng(devices=[]):
+        probe_model.train()
+        threads.probe(step)
 
 
 @torch.no_grad()
@@ -256,7 +276,9 @@ def per_class_metrics(confusion: torch.Tensor) -> dict:
     actual = confusion.sum(1).double()
     precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp))
     recall = torch.where(actual > 0, tp / actual.clamp_min(1), torch.zeros_like(tp))
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12), torch.zeros_like(tp))
+    f1 = torch.where(
+        precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12), torch.zeros_like(tp)
+    )
     return {
         "per_class": [
             {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}

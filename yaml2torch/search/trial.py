@@ -209,7 +209,10 @@ def write_trial_result(folder: Path, model: Any, record: Mapping[str, Any]) -> P
 
 
 def history_rows(history: list[EpochResult]) -> list[dict[str, Any]]:
-    return [{"epoch": h.epoch, "train_loss": h.train_loss, **h.metrics} for h in history]
+    return [
+        {"epoch": h.epoch, "train_loss": h.train_loss, **h.metrics, **({"threads": h.threads.chosen} if h.threads else {})}
+        for h in history
+    ]
 
 
 # --- the objective ------------------------------------------------------------------------------
