@@ -88,6 +88,7 @@ class ThreadChooser:
     most: int
     fixed: int | None = None
     skip: frozenset[int] = frozenset()  # counts not to try (``ThreadMemory.skip``)
+    max_probes: int = MAX_PROBES  # 1: never change the count mid-training
     chosen: int | None = None
     probes: int = 0
     given_up: set[int] = field(default_factory=set)  # counts dropped after losing badly
@@ -148,7 +149,7 @@ class ThreadChooser:
     def end_epoch(self) -> None:
         """After an epoch: probe again before the next if its steps ran much slower than measured."""
         epoch_times, self._epoch_times = self._epoch_times, []
-        if self.fixed is not None or not epoch_times or self.probes >= MAX_PROBES or self.chosen not in self.medians:
+        if self.fixed is not None or not epoch_times or self.probes >= self.max_probes or self.chosen not in self.medians:
             return
         self._drifted = sorted(epoch_times)[len(epoch_times) // 2] > DRIFT * self.medians[self.chosen]
 
