@@ -209,3 +209,17 @@ def test_the_probe_does_not_change_the_training() -> None:
     first = trained(measured)
     assert measured.probes == 1 and measured.chosen in (1, 2)
     assert torch.equal(first, trained(ThreadChooser(most=2, fixed=measured.chosen)))
+
+
+def test_one_worker_per_gpu_and_a_share_of_the_cores_each() -> None:
+    from yaml2torch.search.run import RunOptions, default_workers
+
+    assert default_workers(None, (), "auto", gpus=4) == 4
+    assert default_workers(None, (), "cuda:0", gpus=4) == 1  # one device asked for
+    assert default_workers(None, ("cuda:0", "cuda:1"), "auto", gpus=4) == 2
+    assert default_workers(3, (), "auto", gpus=4) == 3
+    assert default_workers(None, (), "auto", gpus=0) == default_workers(None, (), "auto", gpus=1) == 1
+    options = RunOptions(out_dir=Path("unused"), workers=4)
+    assert options.thread_cap() == thread_limit(4)
+    assert RunOptions(out_dir=Path("unused"), workers=4, threads=3).thread_cap() == 3
+    assert RunOptions(out_dir=Path("unused"), workers=4, max_threads=2).thread_cap() == 2

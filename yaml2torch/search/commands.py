@@ -48,7 +48,7 @@ def _run_options(args: argparse.Namespace, out_dir: Path, **extra: Any) -> Any:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from yaml2torch.search.config import load_config
-    from yaml2torch.search.run import run_search
+    from yaml2torch.search.run import default_workers, run_search
 
     config = load_config(args.space)
     study = args.study or config.study
@@ -59,7 +59,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         data_limit=args.limit,
         resume=args.resume,
-        workers=args.workers if args.workers is not None else max(1, len(devices)),
+        workers=default_workers(args.workers, devices, args.device, _visible_gpus(args)),
         devices=devices,
     )
     result = run_search(config, replace(options, study=study))
@@ -67,6 +67,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"no trial completed; see {options.out_dir}/summary.json", file=sys.stderr)
         return 1
     return 0
+
+
+def _visible_gpus(args: argparse.Namespace) -> int:
+    if args.workers is not None or args.devices or args.device not in (None, "auto"):
+        return 0  # not needed: no CUDA initialization just to count
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

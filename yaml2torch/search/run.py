@@ -447,6 +447,17 @@ def worker_command(options: RunOptions, study: str, index: int, device: str | No
     return command
 
 
+def default_workers(workers: int | None, devices: tuple[str, ...], device: str | None, gpus: int) -> int:
+    """Workers on this machine: as asked; else one per ``--devices`` entry; else one per GPU when
+    several are visible and the device was left to us (each then feeds its GPU with
+    cores / workers CPU threads); else one."""
+    if workers is not None:
+        return workers
+    if devices:
+        return len(devices)
+    return gpus if device in (None, "auto") and gpus > 1 else 1
+
+
 def default_devices(options: RunOptions) -> tuple[str, ...]:
     """One worker per GPU when several are visible and the device was left to us."""
     if options.devices:
