@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -178,24 +179,136 @@ def test_blocks_listing(run_cli) -> None:
 
 # --- fmt ----------------------------------------------------------------------------------------
 
+# The ultralytics model files yaml2torch compiles (tests/test_ultralytics.py), relative to cfg/models.
+ULTRALYTICS_FILES = (
+    "v8/yolov8-cls.yaml",
+    "v8/yolov8-cls-resnet50.yaml",
+    "v8/yolov8-cls-resnet101.yaml",
+    "11/yolo11-cls.yaml",
+    "11/yolo11-cls-resnet18.yaml",
+    "12/yolo12-cls.yaml",
+    "26/yolo26-cls.yaml",
+)
+
+
+def comment_neighbours(text: str) -> tuple[list[str], dict[tuple[str, str], list[str]]]:
+    """The docs' rule, stated apart from fmt's code: (the file's header: the comments above the
+    first content line up to the last blank line among them, or all of them when there is none;
+    {(where, content line): comments}), where a comment that ends a line is "on" its content and
+    any other is "above" the next content line (lines of brackets only skipped; "- " and a
+    trailing "," ignored, so a row reads the same in either layout)."""
+    header: list[str] = []
+    found: dict[tuple[str, str], list[str]] = {}
+    pending: list[str] = []  # comments and blank lines ("") since the last content line
+    for line in text.splitlines():
+        hashes = [i for i, ch in enumerate(line) if ch == "#" and (i == 0 or line[i - 1] in " \t")]
+        content = (line[: hashes[0]] if hashes else line).strip().removeprefix("- ").removesuffix(",").strip()
+        comment = line[hashes[0] :].rstrip() if hashes else ""
+        if not content.strip("[]{} "):
+            pending.append(comment)
+            continue
+        if not found and not header:
+            cut = max((n for n, c in enumerate(pending) if not c), default=len(pending) - 1)
+            header, pending = [c for c in pending[: cut + 1] if c], pending[cut + 1 :]
+        found.setdefault(("above", content), []).extend(c for c in pending if c)
+        found.setdefault(("on", content), []).extend([comment] if comment else [])
+        pending = []
+    found.setdefault(("above", "<end>"), []).extend(c for c in pending if c)
+    return header, {key: value for key, value in found.items() if value}
+
+
+def generated(text: str, path: Path, options=None) -> str:
+    from yaml2torch.compiler import compile_spec
+    from yaml2torch.spec.load import load_spec_text
+
+    source = compile_spec(load_spec_text(text, str(path), path.parent, options=options)).source
+    return re.sub(r"\(sha256 [0-9a-f]+\)", "(sha256 ...)", source, count=1)  # the hash of the spec's text
+
+
+def search_config(text: str, path: Path) -> tuple:
+    """What a search file asks for: its settings and, for each walk over the model and training
+    spaces, the parameters asked for (in order) and the values they give."""
+    from yaml2torch.search import space as sp
+    from yaml2torch.search.config import parse_config
+
+    class Recording(sp.WalkParams):
+        asked: list[str]
+
+        def categorical(self, name, labels):
+            self.asked.append(name)
+            return super().categorical(name, labels)
+
+        def integer(self, name, low, high, step, log):
+            self.asked.append(name)
+            return super().integer(name, low, high, step, log)
+
+        def real(self, name, low, high, step, log):
+            self.asked.append(name)
+            return super().real(name, low, high, step, log)
+
+    config = parse_config(text, str(path), path.parent)
+    walks = []
+    for space in (config.model, config.train):
+        for k in range(sp.walk_passes(space) if space is not None else 0):
+            params = Recording(k)
+            params.asked = []
+            walks.append((sp.plain(sp.sample(space, params)), params.asked))
+    python = (config.python.path, config.python.function) if config.python else None
+    settings = (config.study, config.seed, config.trials, config.timeout, config.data.key(), config.objectives)
+    components = [(c.type, c.kwargs) for c in (config.sampler, config.pruner)]
+    return settings, config.constraints, config.pick, components, python, walks
+
+
+def check_fmt(source: Path, copy: Path, run_cli) -> str:
+    """fmt FILE (the real command, on a copy): exit 0, idempotent byte for byte, every comment
+    kept beside the same content line, the same data. Returns the formatted text."""
+    from yaml2torch.spec.yaml_nodes import load_text
+    from yaml2torch.tooling.fmt import comments_of
+
+    text = source.read_text(encoding="utf-8")
+    copy.write_text(text, encoding="utf-8")
+    result = run_cli("fmt", copy)
+    assert result.status == 0, result.stderr
+    once = copy.read_text(encoding="utf-8")
+    assert run_cli("fmt", "--check", copy).status == 0
+    assert run_cli("fmt", copy).status == 0 and copy.read_text(encoding="utf-8") == once
+    header, neighbours = comment_neighbours(text)
+    assert sorted(header + [c for found in neighbours.values() for c in found]) == sorted(comments_of(text))  # both scans agree
+    assert comment_neighbours(once) == (header, neighbours)
+    assert sorted(comments_of(once)) == sorted(comments_of(text))
+    assert load_text(once, "a").plain() == load_text(text, "b").plain()
+    return once
+
 
 @pytest.mark.parametrize("path", MODEL_FILES + SEARCH_FILES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_fmt_on_every_example(path: Path) -> None:
-    """Idempotent, same meaning, every comment kept; or refused in one line when ruamel.yaml would
-    drop a comment (never a silent loss)."""
-    from yaml2torch.errors import SpecError
-    from yaml2torch.spec.yaml_nodes import load_text
-    from yaml2torch.tooling.fmt import comments_of, format_text
-
+def test_fmt_on_every_example(path: Path, tmp_path: Path, run_cli) -> None:
+    """Every example: formatted, idempotent, comments kept beside their content; a model file
+    compiles to the same code (a sub-spec: its includer does), a search file asks for the same
+    parameters in the same order and gives the same models and settings."""
     text = path.read_text(encoding="utf-8")
-    try:
-        once = format_text(text, str(path))
-    except SpecError as exc:
-        assert "would lose or change the comment" in str(exc)
-        return
-    assert format_text(once, str(path)) == once
-    assert load_text(once, "a").plain() == load_text(text, "b").plain()
-    assert comments_of(once) == comments_of(text)
+    once = check_fmt(path, tmp_path / path.name, run_cli)
+    if "search" in path.parts:
+        assert search_config(once, path) == search_config(text, path)
+    elif "modules" in path.parts:
+        models = tmp_path / "models"
+        shutil.copytree(path.parent.parent, models)
+        (models / "modules" / path.name).write_text(once, encoding="utf-8")
+        includer = path.parent.parent / "yaml_module.yaml"
+        assert f"modules/{path.name}" in includer.read_text(encoding="utf-8")
+        assert generated(includer.read_text(), models / includer.name) == generated(includer.read_text(), includer)
+    else:
+        assert generated(once, path) == generated(text, path)
+
+
+@pytest.mark.parametrize("name", ULTRALYTICS_FILES)
+def test_fmt_on_the_ultralytics_files(name: str, tmp_path: Path, run_cli) -> None:
+    from yaml2torch.spec.ultralytics import UltralyticsOptions
+
+    path = Path(pytest.importorskip("ultralytics").__file__).parent / "cfg" / "models" / name
+    once = check_fmt(path, tmp_path / path.name, run_cli)
+    text = path.read_text(encoding="utf-8")
+    options = UltralyticsOptions("n" if "scales:" in text else None, 10)
+    assert generated(once, path, options) == generated(text, path, options)
 
 
 def test_fmt_rewrites_to_the_canonical_layout(tmp_path: Path, run_cli) -> None:
@@ -206,12 +319,85 @@ def test_fmt_rewrites_to_the_canonical_layout(tmp_path: Path, run_cli) -> None:
         encoding="utf-8",
     )
     assert run_cli("fmt", "--check", spec).status == 1
+    assert spec.read_text(encoding="utf-8").startswith("# header\nbackbone: [[")  # --check writes nothing
     assert run_cli("fmt", spec).status == 0
     assert spec.read_text(encoding="utf-8") == (
-        "# header\ninput_channel: 3   # rgb\nbackbone:\n  - [-1, 1, Conv, [8, 3], {activation: SiLU}]  # first\n"
+        "# header\ninput_channel: 3   # rgb\nbackbone:\n  - [-1, 1, Conv, [8, 3], {activation: SiLU}]   # first\n"
         "  - [-1, 1, Flatten, []]\nhead:\n  - [-1, 1, Linear, [10]]\n"
     )
     assert run_cli("fmt", "--check", spec).status == 0
+
+
+def test_fmt_moves_comments_inside_a_row_above_it(tmp_path: Path, run_cli) -> None:
+    """A row written over several lines becomes one line: the comments inside it go, in order, on
+    their own lines right above it; the comment after its end stays at the end of its line."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "input_channel: 3\nbackbone:\n  - - -1   # from\n    - 1\n    - Conv   # the block\n    - [8, 3]\n"
+        "  - [-1, 1,   # inside a flow row\n     Flatten, []]   # after it\n"
+        "  # - [-1, 1, Dropout, [0.5]]   a row commented out, last in the list\n"
+        "head: [[-1, 1, Linear, [10]]]\n",
+        encoding="utf-8",
+    )
+    assert run_cli("fmt", spec).status == 0
+    assert spec.read_text(encoding="utf-8") == (
+        "input_channel: 3\nbackbone:\n  # from\n  # the block\n  - [-1, 1, Conv, [8, 3]]\n"
+        "  # inside a flow row\n  - [-1, 1, Flatten, []]  # after it\n"
+        "  # - [-1, 1, Dropout, [0.5]]   a row commented out, last in the list\n"
+        "head:\n  - [-1, 1, Linear, [10]]\n"
+    )
+
+
+def test_fmt_orders_the_keys_of_a_search_file_at_every_level(tmp_path: Path, run_cli) -> None:
+    """Sections in the order of search/config.py's constants, an optimizer's arguments in the
+    order of its type's, a sampler's type first; but a mapping whose new order would change the
+    order parameters are sampled in (Optuna's seeded samplers draw in that order) keeps its own."""
+    search = tmp_path / "s.yaml"
+    search.write_text(
+        "objectives: [accuracy]\ndata: {limit: 100, source: digits}   # small\n"
+        "train:\n  image_size: 16\n  optimizer: {betas: [0.9, 0.99], lr: 0.01, type: Adam}\n  epochs: 2\n"
+        "sampler: {n_startup_trials: 2, type: TPE}\n"
+        "model:\n  width_multiple: {choice: [0.5, 1.0]}\n  depth_multiple: {choice: [0.5, 1.0]}\n"
+        "  backbone: [[1, Conv, [{int: [8, 16], step: 8}, 3, 1]], [1, Flatten, []]]\n  head: [[1, Linear, [10]]]\n",
+        encoding="utf-8",
+    )
+    before = search_config(search.read_text(encoding="utf-8"), search)
+    assert run_cli("fmt", search).status == 0
+    assert search.read_text(encoding="utf-8") == (
+        "data: {source: digits, limit: 100}   # small\n"
+        "model:\n  width_multiple: {choice: [0.5, 1.0]}\n  depth_multiple: {choice: [0.5, 1.0]}\n"
+        "  backbone:\n    - [1, Conv, [{int: [8, 16], step: 8}, 3, 1]]\n    - [1, Flatten, []]\n"
+        "  head:\n    - [1, Linear, [10]]\n"
+        "train:\n  epochs: 2\n  optimizer: {type: Adam, lr: 0.01, betas: [0.9, 0.99]}\n  image_size: 16\n"
+        "objectives: [accuracy]\nsampler: {type: TPE, n_startup_trials: 2}\n"
+    )
+    assert search_config(search.read_text(encoding="utf-8"), search) == before
+
+
+def test_fmt_puts_anchors_before_their_aliases(tmp_path: Path, run_cli) -> None:
+    """Keys holding anchors come first (as written) when the canonical order would put an alias
+    before its anchor."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "input_size: 32\n# parked anchors\nanchors: {c: &c 8}\nbackbone: [[-1, 1, Conv, [*c, 3]]]\ninput_channel: 3\n",
+        encoding="utf-8",
+    )
+    assert run_cli("fmt", spec).status == 0
+    assert spec.read_text(encoding="utf-8") == (  # the constants' order would put anchors: last
+        "# parked anchors\nanchors: {c: &c 8}\ninput_channel: 3\ninput_size: 32\nbackbone:\n  - [-1, 1, Conv, [*c, 3]]\n"
+    )
+
+
+def test_fmt_refuses_what_it_cannot_write_back(tmp_path: Path, run_cli) -> None:
+    """A scalar over several lines cannot be written on a row's line unchanged: refused at its
+    place in one line, the file left as it is."""
+    spec = tmp_path / "spec.yaml"
+    text = "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8, 3], {activation: \"Si\n      LU\"}]\n"
+    spec.write_text(text, encoding="utf-8")
+    result = run_cli("fmt", spec)
+    assert result.status == 2
+    assert result.stderr == f"yaml2torch: error: {spec}:3:40: fmt does not rewrite a value written over several lines; write it on one line\n"
+    assert spec.read_text(encoding="utf-8") == text
 
 
 def test_fmt_refuses_what_is_not_a_spec(tmp_path: Path, run_cli) -> None:
@@ -219,7 +405,7 @@ def test_fmt_refuses_what_is_not_a_spec(tmp_path: Path, run_cli) -> None:
     other.write_text("jobs: {build: {runs-on: ubuntu}}\n", encoding="utf-8")
     result = run_cli("fmt", other)
     assert result.status == 2
-    assert result.stderr.startswith("yaml2torch: error: ") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"yaml2torch: error: {other}:1:1: ") and result.stderr.count("\n") == 1
     assert "not a model spec or search file" in result.stderr
     assert other.read_text(encoding="utf-8") == "jobs: {build: {runs-on: ubuntu}}\n"
 
@@ -229,6 +415,29 @@ def test_fmt_never_evaluates_anything(tmp_path: Path, run_cli) -> None:
     spec.write_text("input_channel: 3\nbackbone: [[-1, 1, !!python/object/apply:os.system [echo hi], []]]\n", encoding="utf-8")
     result = run_cli("fmt", spec)
     assert result.status == 2 and "tag" in result.stderr
+
+
+def test_fmt_on_a_folder(tmp_path: Path, run_cli) -> None:
+    """A folder: every spec or search *.yaml/*.yml under it (hidden folders aside); other YAML
+    files are left alone; one bad spec and nothing is written."""
+    folder = tmp_path / "specs"
+    shutil.copytree(ROOT / "examples", folder)
+    (folder / "ci.yml").write_text("jobs: {build: {runs-on: ubuntu}}\n", encoding="utf-8")
+    (folder / ".hidden").mkdir()
+    (folder / ".hidden" / "broken.yaml").write_text("backbone: [\n", encoding="utf-8")
+    texts = {p: p.read_text(encoding="utf-8") for p in folder.rglob("*.y*ml")}
+    check = run_cli("fmt", "--check", folder)
+    assert check.status == 1 and "would reformat" in check.stderr
+    assert {p: p.read_text(encoding="utf-8") for p in texts} == texts
+    (folder / "models" / "broken.yaml").write_text("backbone: [\n", encoding="utf-8")
+    assert run_cli("fmt", folder).status == 2
+    assert {p: p.read_text(encoding="utf-8") for p in texts} == texts
+    (folder / "models" / "broken.yaml").unlink()
+    assert run_cli("fmt", folder).status == 0
+    assert run_cli("fmt", "--check", folder).status == 0
+    assert (folder / "ci.yml").read_text(encoding="utf-8") == texts[folder / "ci.yml"]
+    missing = run_cli("fmt", tmp_path / "absent")
+    assert (missing.status, missing.stderr) == (2, f"yaml2torch: error: {tmp_path / 'absent'}: no such file or folder\n")
 
 
 # --- pre-commit hooks and textconv on temporary git repositories --------------------------------

@@ -154,21 +154,31 @@ def cmd_blocks(args: argparse.Namespace) -> int:
 
 def cmd_fmt(args: argparse.Namespace) -> int:
     from yaml2torch.spec.yaml_nodes import read_text
-    from yaml2torch.tooling.fmt import format_text
+    from yaml2torch.tooling.fmt import NotASpec, format_text, yaml_files
 
-    changed = []
+    rewrites = []  # every file is formatted before any is written: an error leaves all as they were
     for path in args.files:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
-        text = read_text(path)
-        formatted = format_text(text, str(path))
-        if formatted != text:
-            changed.append(path)
-            if not args.check:
-                write_atomic(path, formatted)
-    for path in changed:
-        print(f"{'would reformat' if args.check else 'reformatted'} {path}", file=sys.stderr)
-    return 1 if args.check and changed else 0
+        if path.is_dir():
+            files, others = yaml_files(path), True  # a folder: its YAML files that are specs
+        elif path.is_file():
+            files, others = [path], False
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+        for file in files:
+            text = read_text(file)
+            try:
+                formatted = format_text(text, str(file))
+            except NotASpec:
+                if not others:
+                    raise
+                continue
+            if formatted != text:
+                rewrites.append((file, formatted))
+    for file, formatted in rewrites:
+        if not args.check:
+            write_atomic(file, formatted)
+        print(f"{'would reformat' if args.check else 'reformatted'} {file}", file=sys.stderr)
+    return 1 if args.check and rewrites else 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -292,7 +302,7 @@ def _add_tooling_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_blocks)
 
     p = commands.add_parser("fmt", help="rewrite specs / search files in the canonical layout (comments kept)")
-    p.add_argument("files", type=Path, nargs="+")
+    p.add_argument("files", type=Path, nargs="+", help="spec or search files; a folder: every spec *.yaml/*.yml in it")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
     p.set_defaults(handler=cmd_fmt)
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 CHOICE_KEYS = ("choice", "int", "float")
 RESERVED_KEYS = CHOICE_KEYS + ("cells", "per_stage")
+RANGE_OPTIONS = ("step", "log", "name")  # the other keys of an int/float node (a choice takes name only)
 PASS = "Pass"
 # Row element roles, for readable parameter names.
 ROW_ROLES = {
@@ -370,7 +371,7 @@ def _choice(node: Node, kind: str, path: tuple[str, ...], ctx: _Ctx, parse_optio
         return categorical
 
     integer = kind == "int"
-    fields = _options(node, (kind, "step", "log", "name"), kind)
+    fields = _options(node, (kind, *RANGE_OPTIONS), kind)
     name = _name(fields)
     bounds = fields[kind]
     if not bounds.is_seq or len(bounds.sequence()) != 2:

@@ -1,180 +1,257 @@
 """``yaml2torch fmt``: a spec (or search file) in its canonical layout, comments kept.
 
-The layout: top-level keys in the order of the code's key constants (keys that only hold YAML
-anchors first, so every alias still follows its anchor), ``backbone``/``head``/``module`` as block
-lists of one flow-style row per line, kwargs in braces. Everything else (quotes, number spelling,
-comments, anchors) is kept as written: the file is rewritten with ruamel.yaml's round trip, and
-nothing in it is ever evaluated. The file is first read with the compiler's own YAML reader, so a
-file that is not a spec is refused with one located line before anything is rewritten.
+The layout (docs/tooling.md): in every mapping whose keys the code knows, keys in the order of
+the code's key constants, a key whose value holds a YAML anchor first (so every alias still
+follows its anchor); rows (``backbone``, ``head``, ``module``, cells) as block lists of one
+flow-style row per line; everything else in the style it was written in. Scalars, anchors and
+comments are kept as written (``yaml_layout.py`` places the comments). The file is first read
+with the compiler's own YAML reader, so a file that is not a spec is refused with one located
+line before anything is rewritten; nothing in it is ever evaluated.
 """
 
 from __future__ import annotations
 
-import io
-import re
-from dataclasses import dataclass
-from typing import Any
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from yaml2torch.blocks.yaml_module import SUB_SPEC_KEYS
 from yaml2torch.errors import SpecError
 from yaml2torch.spec import model_spec, ultralytics
 from yaml2torch.spec.yaml_nodes import Node, load_text
+from yaml2torch.tooling.yaml_layout import (
+    Item,
+    Source,
+    YNode,
+    attach_comments,
+    comments_of,
+    emit,
+    parse_tree,
+    scan_comments,
+)
 
-ROW_SECTIONS = ("backbone", "head", "module")
+__all__ = ["NotASpec", "comments_of", "format_text", "yaml_files"]
+
+ROW_KEYS = ("backbone", "head")
+
+
+class NotASpec(SpecError):
+    """The file is YAML but neither a model spec nor a search file (fmt leaves it alone)."""
 
 
 @dataclass(frozen=True)
-class Layout:
-    """What kind of file it is and its canonical key order."""
+class Shape:
+    """What fmt knows of a mapping: its keys in canonical order and what their values hold."""
 
-    kind: str  # "spec", "ultralytics", "sub_spec" or "search"
-    keys: tuple[str, ...]
-
-
-def spec_layout(fields: dict[str, Any]) -> Layout:
-    if any(key in fields for key in ultralytics.MARKER_KEYS):
-        return Layout("ultralytics", ultralytics.KEYS + ultralytics.IGNORED_KEYS)
-    if "module" in fields and "backbone" not in fields:
-        return Layout("sub_spec", SUB_SPEC_KEYS)
-    return Layout("spec", model_spec.TOP_LEVEL_KEYS + model_spec.ANCHOR_ONLY_KEYS)
+    keys: tuple[str, ...] = ()  # keys not listed follow them, in the order written
+    nested: Mapping[str, Shape] = field(default_factory=dict)  # the shape of a key's mapping
+    rows: tuple[str, ...] = ()  # keys holding lists of rows
+    after_type: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # keys that follow `type: X`
+    block: bool = False  # written as a block whatever the file says (its rows need it)
 
 
-def file_layout(root: Node, filename: str) -> Layout:
-    """The file's kind, decided from its keys; a file that is none of them is refused."""
-    from yaml2torch.search.config import TOP_KEYS
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
+
+def model_shape() -> Shape:
+    nested = {"norm": Shape(_fields(model_spec.NormSpec)), "normalize": Shape(_fields(model_spec.InputNormalization))}
+    return Shape(model_spec.TOP_LEVEL_KEYS + model_spec.ANCHOR_ONLY_KEYS, nested, ROW_KEYS)
+
+
+def search_shape() -> Shape:
+    from yaml2torch.search import config
+
+    train = Shape(
+        config.TRAIN_KEYS,
+        {
+            "augment": Shape(config.AUGMENT_KEYS),
+            "scheduler": Shape(config.SCHEDULER_KEYS),
+            "optimizer": Shape(("type",), after_type=config.OPTIMIZERS),
+        },
+    )
+    nested = {
+        "data": Shape(config.DATA_KEYS),
+        "model": dataclasses.replace(model_shape(), block=True),
+        "train": train,
+        "constraints": Shape(config.CONSTRAINT_KEYS),
+        "pick": Shape(config.PICK_KEYS),
+        "sampler": Shape(("type",)),  # then the Optuna arguments, as written
+        "pruner": Shape(("type",)),
+    }
+    return Shape(config.TOP_KEYS, nested)
+
+
+def file_shape(root: Node) -> tuple[Shape, bool]:
+    """The file's shape, and whether it is a search file; decided from its keys as the loaders do."""
     fields = root.value if root.is_map else None
     if not isinstance(fields, dict) or not any(key in fields for key in ("backbone", "module", "model", "python")):
-        raise SpecError(root.loc, f"{filename} is not a model spec or search file (no backbone:, module:, model: or python: key); fmt leaves it alone")
-    if "backbone" in fields or "module" in fields:
-        return spec_layout(fields)
-    return Layout("search", TOP_KEYS)
+        raise NotASpec(root.loc, "not a model spec or search file (no backbone:, module:, model: or python: key); fmt leaves it alone")
+    if any(key in fields for key in ultralytics.MARKER_KEYS):
+        return Shape(ultralytics.KEYS + ultralytics.IGNORED_KEYS, rows=ROW_KEYS), False
+    if "module" in fields and "backbone" not in fields:
+        return Shape(SUB_SPEC_KEYS, rows=("module",)), False
+    if "backbone" in fields:
+        return model_shape(), False
+    return search_shape(), True
 
 
-def _yaml():
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # never fold a row
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.brace_single_entry_mapping_in_flow_sequence = True
-    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-    return yaml
+# --- styles and key order --------------------------------------------------------------------
 
 
-_TOP_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:")
+@dataclass
+class _Plan:
+    search: bool
+    todo: list[tuple[YNode, Shape]] = field(default_factory=list)  # mappings to put in key order
 
 
-def key_chunks(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """(header, [(key, text)]): each top-level key with the full-line comments right above it."""
-    lines = text.splitlines(keepends=True)
-    starts = [(i, m.group(1)) for i, line in enumerate(lines) if (m := _TOP_KEY.match(line))]
-    if not starts:
-        return text, []
-    leads = []
-    for n, (i, _key) in enumerate(starts):
-        lead = i
-        while n > 0 and lead > starts[n - 1][0] + 1 and lines[lead - 1].startswith("#"):
-            lead -= 1
-        leads.append(lead)
-    bounds = leads + [len(lines)]
-    header = "".join(lines[: bounds[0]])
-    return header, [(key, "".join(lines[bounds[n] : bounds[n + 1]])) for n, (_i, key) in enumerate(starts)]
+def _choice_shape() -> Shape:
+    from yaml2torch.search.space import RANGE_OPTIONS, RESERVED_KEYS
+
+    return Shape(RESERVED_KEYS + RANGE_OPTIONS)
 
 
-def reorder_keys(text: str, keys: tuple[str, ...], anchored: set[str]) -> str:
-    """Top-level keys in canonical order, moved as text with their comments (anchor holders first)."""
-    header, chunks = key_chunks(text)
-    rank = {key: i for i, key in enumerate(keys)}
-    order = sorted(chunks, key=lambda c: (0, 0) if c[0] in anchored else ((1, rank[c[0]]) if c[0] in rank else (2, 0)))
-    if order == chunks:
-        return text
-    parts = [chunk if chunk.endswith("\n") else chunk + "\n" for _key, chunk in order]
-    return (header + "".join(parts)).rstrip("\n") + "\n"
+def _cells_shape() -> Shape:
+    from yaml2torch.search.space import CELL_KEYS
+
+    return Shape(CELL_KEYS, rows=("normal", "reduction"))
 
 
-def comment_lines(token_groups: list[Any]) -> list[tuple[int, str]]:
-    """(source line, text) of every comment line in ruamel's comment slots."""
-    found = []
-    for group in token_groups:
-        tokens = group if isinstance(group, list) else [group]
-        for token in tokens:
-            if token is None or not hasattr(token, "value"):
-                continue
-            for k, line in enumerate(token.value.split("\n")):
-                if line.strip().startswith("#"):
-                    found.append((token.start_mark.line + k, line.strip()))
+def _plan(node: YNode, shape: Shape | None, plan: _Plan, row: bool = False) -> None:
+    """Set the styles of ``node``'s subtree and note the mappings to reorder. In a search file
+    a choice node may stand for any value: its options take the place's shape."""
+    if not node.is_collection:
+        return
+    if plan.search and _choice_kind(node) is not None:
+        plan.todo.append((node, _choice_shape()))
+        for item in node.items:
+            key = _key(item)
+            if key == "cells":
+                _plan(item.value, _cells_shape(), plan)
+            elif key in ("choice", "per_stage") and item.value.is_collection:
+                for option in item.value.items:
+                    _plan(option.value, shape, plan, row)
+        return
+    if row and node.kind == "seq":
+        node.block = False  # a row: on one line
+        return
+    if node.kind != "map" or shape is None:
+        for item in node.items:
+            _plan(item.value, None, plan)
+        return
+    plan.todo.append((node, shape))
+    for item in node.items:
+        key, value = _key(item), item.value
+        if key in shape.rows and value.kind == "seq":
+            value.block = node.block and bool(value.items)  # an empty list stays []
+            for row_item in value.items:
+                _plan(row_item.value, None, plan, row=True)
+            continue
+        inner = shape.nested.get(key or "")
+        if inner is not None and inner.block and value.kind == "map":
+            value.block = node.block and bool(value.items)
+        _plan(value, inner, plan)
+
+
+def _key(item: Item) -> str | None:
+    return item.key.value if item.key is not None and item.key.kind == "scalar" else None
+
+
+def _choice_kind(node: YNode) -> str | None:
+    from yaml2torch.search.space import RESERVED_KEYS
+
+    if node.kind != "map":
+        return None
+    return next((key for item in node.items if (key := _key(item)) in RESERVED_KEYS), None)
+
+
+def _reorder(node: YNode, shape: Shape, search: bool) -> None:
+    """Keys in ``shape``'s order, unknown keys last as written. When that would put an alias
+    before its anchor, the keys holding anchors come first, as written."""
+    type_item = next((item for item in node.items if _key(item) == "type"), None)
+    after = shape.after_type.get(type_item.value.value or "", ()) if type_item and type_item.value.kind == "scalar" else ()
+    rank = {key: n for n, key in enumerate(shape.keys + tuple(after))}
+    order = sorted(node.items, key=lambda item: rank.get(_key(item) or "", len(rank)))
+    if not _anchors_before_aliases(order):
+        holders = [item for item in node.items if _names(item, "anchor")]
+        order = holders + [item for item in order if item not in holders]
+    if search and [i for i in order if _has_choice(i.value)] != [i for i in node.items if _has_choice(i.value)]:
+        return  # Optuna's seeded samplers draw parameters in the order they are met: keep it
+    node.items = order
+
+
+def _anchors_before_aliases(items: list[Item]) -> bool:
+    defined = [_names(item, "anchor") for item in items]
+    anywhere: set[str] = set().union(*defined)
+    seen: set[str] = set()
+    for item, own in zip(items, defined):
+        if (_names(item, "alias") & anywhere) - own - seen:
+            return False  # an alias to an anchor that a later entry defines
+        seen |= own
+    return True
+
+
+def _names(item: Item, kind: str) -> set[str]:
+    """The anchors an entry defines (``kind="anchor"``) or the aliases it uses (``"alias"``)."""
+    found: set[str] = set()
+    stack = [node for node in (item.key, item.value) if node is not None]
+    while stack:
+        node = stack.pop()
+        if kind == "anchor" and node.anchor:
+            found.add(node.anchor)
+        if kind == "alias" and node.kind == "alias":
+            found.add(node.text[1:])
+        stack.extend(child for sub in node.items for child in (sub.key, sub.value) if child is not None)
     return found
 
 
-def rows_to_block_style(rows: Any) -> None:
-    """One flow row per line; comments that sat inside a flow list move to their rows."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    if rows.fa.flow_style():
-        lines = [rows.lc.item(i)[0] for i in range(len(rows))]
-        comments = comment_lines([slot for item in rows.ca.items.values() for slot in item] + [rows.ca.end or []])
-        rows.ca.items.clear()
-        rows.ca.end = None
-        rows.fa.set_block_style()
-        before: dict[int, list[str]] = {}
-        for line, text in comments:
-            if line in lines:
-                rows.yaml_add_eol_comment(text, lines.index(line))
-            else:
-                index = next((i for i, start in enumerate(lines) if start > line), len(rows) - 1)
-                before.setdefault(index, []).append(text.lstrip("# "))
-        for index, texts in before.items():
-            rows.yaml_set_comment_before_after_key(index, before="\n".join(texts), indent=2)
-    for row in rows:
-        if isinstance(row, CommentedSeq):
-            row.fa.set_flow_style()
-            for item in row:
-                if isinstance(item, (CommentedSeq, CommentedMap)):
-                    item.fa.set_flow_style()
+def _has_choice(node: YNode) -> bool:
+    if node.kind == "alias":
+        return node.target is not None and _has_choice(node.target)
+    return _choice_kind(node) is not None or any(_has_choice(item.value) for item in node.items)
 
 
-def canonical_rows(data: Any, layout: Layout) -> None:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    targets = [data]
-    if layout.kind == "search" and isinstance(data.get("model"), CommentedMap):
-        targets.append(data["model"])
-    for mapping in targets:
-        for section in ROW_SECTIONS:
-            if isinstance(mapping.get(section), CommentedSeq):
-                rows_to_block_style(mapping[section])
-
-
-def comments_of(text: str) -> list[str]:
-    """The comment texts of a YAML text (as the compiler's reader sees no comments, a rough scan
-    that ignores '#' inside quotes is enough to notice a lost one)."""
-    found = []
-    for line in text.splitlines():
-        stripped = re.sub(r"'[^']*'|\"[^\"]*\"", "", line)
-        if "#" in stripped:
-            found.append(stripped[stripped.index("#") :].strip())
-    return sorted(found)
+# --- the command -----------------------------------------------------------------------------
 
 
 def format_text(text: str, filename: str) -> str:
     """The canonical form of a spec or search file's text (its meaning and comments unchanged)."""
-    root = load_text(text, filename)  # located errors for bad YAML, before ruamel sees it
-    layout = file_layout(root, filename)
-    fields: dict[str, Node] = root.mapping()
-    anchored = {key for key, value in fields.items() if value.defines_anchor and key not in layout.keys}
-    if "anchors" in fields:
-        anchored.add("anchors")
-    yaml = _yaml()
-    data = yaml.load(reorder_keys(text, layout.keys, anchored))
-    canonical_rows(data, layout)
-    out = io.StringIO()
-    yaml.dump(data, out)
-    result = out.getvalue()
-    if comments_of(result) != comments_of(text):
-        lost = sorted(set(comments_of(text)) - set(comments_of(result))) or comments_of(text)
-        raise SpecError(root.loc, f"fmt would lose or change the comment {lost[0]!r} (a ruamel.yaml limitation with comments next to flow lists); {filename} left as it is")
-    if load_text(result, filename).plain() != root.plain():
-        raise SpecError(root.loc, f"fmt would change what {filename} means; left as it is (please report this)")
+    root = load_text(text, filename)  # located errors for bad YAML, tags, duplicate keys
+    shape, search = file_shape(root)
+    src = Source(text, filename)
+    tree, spans = parse_tree(src)
+    tree.block = True
+    plan = _Plan(search)
+    _plan(tree, shape, plan)
+    comments = scan_comments(src, spans)
+    attach_comments(src, tree, comments)
+    for node, node_shape in plan.todo:
+        _reorder(node, node_shape, search and node is not tree)  # the search code reads top-level keys by name
+    result = emit(tree)
+    _check_same(result, root, sorted(c.text for c in comments if c.text), filename)
     return result
+
+
+def yaml_files(folder: Path) -> list[Path]:
+    """The *.yaml and *.yml files under ``folder``, hidden folders and files left out, sorted."""
+    found = [p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _check_same(result: str, root: Node, comments: list[str], filename: str) -> None:
+    """Refuse (writing nothing) rather than change a file's meaning or lose a comment."""
+    try:
+        same = _plain_json(load_text(result, filename)) == _plain_json(root)
+        kept = sorted(comments_of(result, filename)) == comments
+    except SpecError:
+        same = kept = False
+    if not same:
+        raise SpecError(root.loc, f"fmt would change what {filename} means; left as it is (please report this)")
+    if not kept:
+        raise SpecError(root.loc, f"fmt would lose or change a comment of {filename}; left as it is (please report this)")
+
+
+def _plain_json(node: Node) -> str:
+    return json.dumps(node.plain(), sort_keys=True)  # NaN == NaN here, and key order aside
