@@ -158,12 +158,24 @@ def write_settings(study: Any, settings: RunSettings) -> None:
 def check_same_space(study: Any, space_yaml: str, space_path: str) -> None:
     """Refuse to run a study with a search file other than the one it was created from."""
     recorded = study.user_attrs.get(STUDY_SPACE_SHA256)
-    if recorded is not None and recorded != sha256_text(space_yaml):
+    if recorded is not None and recorded != sha256_text(space_yaml) and not _same_data(study, space_yaml):
         raise StudyError(
             f"study {study.study_name!r} was created from a different search file "
             f"({study.user_attrs.get(STUDY_SPACE_PATH)}) than {space_path}; use another --study name "
             "or --out folder, or join it with 'yaml2torch worker --storage URL --study NAME'"
         )
+
+
+def _same_data(study: Any, space_yaml: str) -> bool:
+    """Whether the file says what the recorded one said, only laid out or commented differently
+    (``yaml2torch fmt``). Both texts passed the strict loader before; safe_load builds plain data."""
+    import yaml
+
+    recorded = study.user_attrs.get(STUDY_SPACE_YAML)
+    try:
+        return recorded is not None and yaml.safe_load(recorded) == yaml.safe_load(space_yaml)
+    except yaml.YAMLError:
+        return False
 
 
 # --- trials -------------------------------------------------------------------------------------
