@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from yaml2torch.blocks import Catalogue
-from yaml2torch.errors import Diagnostics, SpecError
+from yaml2torch.errors import Diagnostics, SpecError, UsageError
 from yaml2torch.files import same_file
 from yaml2torch.ir.lower import lower
 from yaml2torch.ir.nodes import ModelIR
@@ -38,18 +38,24 @@ class CompiledModel:
     def arch_hash(self) -> str:
         return self.ir.arch_hash
 
-    def refuse_overwriting_inputs(self, outputs: Iterable[Path], option: str = "-o") -> None:
+    def refuse_overwriting_inputs(self, outputs: Iterable[Path], option: str = "-o", reader: str | None = None) -> None:
         """Refuse an output that is a file read to build this model besides the spec (a YamlModule
-        sub-spec, a plugin module), by any path, at the place the spec names it."""
+        sub-spec, a plugin module), by any path: at the place the spec names it, or, for a spec
+        that is no file of the user's (``reader``, e.g. a stored trial's spec), naming that."""
         outputs = list(outputs)
         for read in self.ir.inputs:
             for output in outputs:
-                if same_file(output, read.path):
-                    raise SpecError(
-                        read.loc,
-                        f"{option} {output} would overwrite the {read.kind} {read.path} read here; "
-                        "choose another output path",
+                if not same_file(output, read.path):
+                    continue
+                if reader is not None:
+                    raise UsageError(
+                        f"{option} {output} would overwrite the {read.kind} {read.path} that {reader} reads; "
+                        "choose another output path"
                     )
+                raise SpecError(
+                    read.loc,
+                    f"{option} {output} would overwrite the {read.kind} {read.path} read here; choose another output path",
+                )
 
 
 def analyze(spec: ModelSpec, diagnostics: Diagnostics | None = None) -> ModelIR:

@@ -132,14 +132,14 @@ def spec_files(best: Any, front: list[Any], config: SearchConfig, out_dir: Path,
         if spec_yaml is None:
             continue
         compiled = compile_beside(spec_yaml, yaml_path, config.base_dir)
-        models.append(compiled)
+        models.append((compiled, f"the spec of trial {trial.number}"))
         python = out_dir / "best_model.py" if yaml_path.parent == out_dir else yaml_path.with_suffix(".py")
         files.update({yaml_path: spec_yaml, python: compiled.source})
     pareto = out_dir / "pareto"
     replaced = [*files, out_dir / "best_model.pt", out_dir / "summary.json"]
     replaced += sorted(pareto.rglob("*")) if config.multi_objective and pareto.is_dir() else []
-    for compiled in models:
-        compiled.refuse_overwriting_inputs(replaced, option)
+    for compiled, reader in models:
+        compiled.refuse_overwriting_inputs(replaced, option, reader)
     return files
 
 

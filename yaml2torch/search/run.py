@@ -298,7 +298,8 @@ def resolve_storage(text: str) -> str:
         if not path.is_file():
             raise UsageError(f"{path}: no such database file")
         return f"sqlite:///{path.resolve()}"
-    return text  # a journal file path, or an error from the storage layer naming the forms
+    # a journal file path (the folder's study.log), or an error from the storage layer naming the forms
+    return str(path) if path != Path(text) else text
 
 
 def _study_names(storage: Any) -> tuple[list[str], str]:
