@@ -453,6 +453,33 @@ def test_a_trial_that_cannot_write_its_files_stops_the_search_and_the_study_resu
     assert len(done) == 2 and failed[0].params in [t.params for t in done]
 
 
+@pytest.mark.parametrize(
+    "line, column, message",
+    [
+        ("sampler: {type: TPE, n_startup_trials: -1}", 40, "TPE argument n_startup_trials must be at least 0, got -1"),
+        ("sampler: {type: TPE, n_startup_trials: abc}", 40, "TPE argument n_startup_trials must be an int, not a string"),
+        ("sampler: {type: TPE, consider_prior: 1}", 38, "TPE argument consider_prior must be a bool or null, not an int"),
+        ("sampler: {type: TPE, prior_weight: .nan}", 36, "TPE argument prior_weight must be a finite float or null, not a float"),
+        ("sampler: {type: NSGAII, population_size: 1}", 42, "NSGAII argument population_size must be at least 2, got 1"),
+        ("sampler: {type: NSGAII, crossover_prob: 2.0}", 10, "sampler NSGAII: `crossover_prob` must be a float value within the range [0.0, 1.0]."),
+        ("sampler: {type: QMC, qmc_type: nope}", 10, "sampler QMC: The `qmc_type='nope'` is invalid. Choose either `halton` or `sobol`."),
+        ("pruner: {type: Median, n_warmup_steps: x}", 40, "Median argument n_warmup_steps must be an int, not a string"),
+        ("pruner: {type: Percentile, percentile: 150}", 9, "pruner Percentile: Percentile must be between 0 and 100 inclusive, but got percentile=150."),
+        ("pruner: {type: SuccessiveHalving, reduction_factor: 1}", 9, "pruner SuccessiveHalving: The value of `reduction_factor` is 1, but must be `reduction_factor >= 2`"),
+        ("pruner: {type: Threshold}", 9, "pruner Threshold: Either lower or upper must be specified."),
+        ("pruner: {type: Patient}", 9, "pruner Patient: patient_pruner() missing 1 required positional argument: 'patience'"),
+    ],
+)
+def test_sampler_and_pruner_arguments_of_the_wrong_type_or_range_are_one_located_line(
+    tmp_path, run_cli, line, column, message
+) -> None:
+    key = line.split(":")[0]
+    space = tmp_path / "space.yaml"
+    space.write_text("".join(row for row in SPACE.splitlines(keepends=True) if not row.startswith(key)) + line + "\n")
+    one_line_error(run_cli("search", space, "--out", tmp_path / "out", "--quiet"), f"{space}:8:{column}: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+
+
 # --- every command, bad inputs: one line, exit 2, nothing written ---------------------------------
 
 
