@@ -9,12 +9,17 @@ one line and leaves the study resumable; and every command answers bad input wit
 from __future__ import annotations
 
 import errno
+import importlib.util
+import json
 import os
+import random
 import sqlite3
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import ROOT
+from optuna.storages.journal import JournalFileBackend
 
 from yaml2torch.cli import main
 from yaml2torch.errors import CannotWrite
@@ -174,6 +179,67 @@ def test_report_best_and_train_refuse_to_overwrite_their_inputs(tmp_path, run_cl
     )
 
 
+def sub_spec_project(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """spec.yaml with a YamlModule row (sub.yaml, which includes inner.yaml) and a plugin module
+    found beside the spec (a fresh module name: imports are cached per process)."""
+    (tmp_path / "sub.yaml").write_text("module:\n  - [1, YamlModule, [inner.yaml]]\n")
+    (tmp_path / "inner.yaml").write_text("module:\n  - [1, Conv, [8, 3]]\n")
+    plugin = tmp_path / f"y2t_guard_{os.getpid()}_{tmp_path.name.replace('-', '_')}.py"
+    plugin.write_text((ROOT / "examples" / "plugins" / "my_blocks.py").read_text())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"modules: [{plugin.stem}]\n" + HEAD + "  - [1, YamlModule, [sub.yaml]]\n")
+    return spec, tmp_path / "sub.yaml", tmp_path / "inner.yaml", plugin
+
+
+def test_compile_never_overwrites_a_sub_spec_or_plugin_module_it_read(tmp_path, run_cli) -> None:
+    spec, sub, inner, plugin = sub_spec_project(tmp_path)
+    texts = {path: path.read_text() for path in (spec, sub, inner, plugin)}
+    (tmp_path / "link.yaml").symlink_to(sub)
+    cases = [
+        (sub, f"{spec}:5:22", "YamlModule file", sub),
+        (tmp_path / "link.yaml", f"{spec}:5:22", "YamlModule file", sub),
+        (tmp_path / "." / "inner.yaml", f"{sub}:2:22", "YamlModule file", inner),
+        (plugin, f"{spec}:1:11", "plugin module", plugin),
+    ]
+    for output, location, kind, path in cases:
+        one_line_error(
+            run_cli("compile", spec, "-o", output),
+            f"{location}: -o {output} would overwrite the {kind} {path} read here; choose another output path",
+        )
+    assert {path: path.read_text() for path in texts} == texts
+    assert run_cli("compile", spec, "-o", tmp_path / "model.py").status == 0  # any other path is written
+    assert run_cli("compile", spec, "-o", sub, "--check").status == 1  # --check writes nothing: no refusal
+
+
+def test_train_and_best_never_overwrite_a_sub_spec(tmp_path, run_cli) -> None:
+    rows = "  - [1, GlobalAvgPool, []]\n  - [1, Flatten, []]\n  - [1, Linear, [10]]\n"
+    (tmp_path / "trained").mkdir()
+    trained_sub = tmp_path / "trained" / "spec.yaml"
+    trained_sub.write_text("module:\n  - [1, Conv, [4, 3]]\n")
+    spec = tmp_path / "digits.yaml"
+    spec.write_text("input_channel: 1\nbackbone:\n  - [1, YamlModule, [trained/spec.yaml]]\n" + rows)
+    one_line_error(
+        run_cli("train", spec, "--epochs", "1", "--quiet", "-o", tmp_path / "trained"),
+        f"{spec}:3:22: -o {trained_sub} would overwrite the YamlModule file {trained_sub} read here; "
+        "choose another output path",
+    )
+    assert sorted(p.name for p in (tmp_path / "trained").iterdir()) == ["spec.yaml"]
+    assert trained_sub.read_text() == "module:\n  - [1, Conv, [4, 3]]\n"
+    (tmp_path / "exported").mkdir()
+    sub = tmp_path / "exported" / "best.yaml"
+    sub.write_text("module:\n  - [1, Conv, [4, 3]]\n")
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("model: {backbone: [[1, Conv, [4, 3, 1]]", "model: {backbone: [[1, YamlModule, [exported/best.yaml]]"))
+    out = tmp_path / "out"
+    assert run_cli("search", space, "--out", out, "--quiet", "--device", "cpu").status == 0
+    one_line_error(
+        run_cli("best", "--storage", out, "-o", tmp_path / "exported"),
+        f"-o {sub} would overwrite the YamlModule file {sub} that the spec of trial 0 reads; choose another output path",
+    )
+    assert sub.read_text() == "module:\n  - [1, Conv, [4, 3]]\n"
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["best.yaml"]
+
+
 # --- storage ------------------------------------------------------------------------------------
 
 
@@ -257,6 +323,79 @@ def test_a_new_study_never_overwrites_another_studys_trial_folders(tmp_path, run
     assert (out / "trials" / "0000" / "model.pt").read_bytes() == b"old weights"
 
 
+NOT_A_JOURNAL = {
+    "random bytes": random.Random(0).randbytes(5000),
+    "text": b"hello\nthis is a log of something else\n",
+    "one line without a newline": b"a single line that Optuna would skip as a cut-off record",
+}
+
+
+@pytest.mark.parametrize("content", sorted(NOT_A_JOURNAL))
+def test_a_file_that_is_no_journal_is_named_as_such_by_every_command(tmp_path, run_cli, content) -> None:
+    log = tmp_path / "study.log"
+    log.write_bytes(NOT_A_JOURNAL[content])
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    expected = (
+        f"storage {log}: {log} is not an Optuna journal file (it does not start with a journal record); "
+        "pass the study's journal file, or move this file away to start a new study"
+    )
+    for argv in (
+        ("report", "--storage", log, "--study", "s", "-o", tmp_path / "r.html"),
+        ("best", "--storage", log, "--study", "s", "-o", tmp_path / "best"),
+        ("worker", "--storage", log, "--study", "s"),
+        ("search", space, "--storage", log, "--out", tmp_path / "out", "--quiet"),
+    ):
+        one_line_error(run_cli(*argv), expected)
+    assert log.read_bytes() == NOT_A_JOURNAL[content]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml", "study.log"]
+
+
+def test_a_journal_cut_mid_record_is_read_and_resumed_and_a_damaged_line_is_one_line(tmp_path, run_cli) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("[4, 3, 1]", "[{choice: [4, 5, 6, 7, 8, 9, 10, 11, 12]}, 3, 1]"))
+    out = tmp_path / "out"
+    log = out / "study.log"
+    quick = ("--out", out, "--storage", log, "--quiet", "--device", "cpu")
+    assert run_cli("search", space, *quick).status == 0
+    whole = log.read_bytes()
+    last = whole.splitlines(keepends=True)[-1]
+    log.write_bytes(whole[: len(whole) - len(last) // 2])  # a crash in the middle of writing the last record
+    result = run_cli("report", out, "-o", tmp_path / "r.html")  # Optuna skips the cut record
+    assert (result.status, result.stderr) == (0, f"wrote {tmp_path / 'r.html'}\n")
+    result = run_cli("search", space, *quick, "--trials", "2", "--resume")
+    assert result.status == 0 and "Traceback" not in result.stderr
+    partial = len(last) - len(last) // 2
+    assert result.stderr.startswith(f"yaml2torch: warning: {log} ended in a partial record ({partial} bytes: ")
+    data = log.read_bytes()
+    assert data.endswith(b"\n") and all(isinstance(json.loads(line), dict) for line in data.splitlines())
+    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(JournalFileBackend(str(log))))
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    lines = data.splitlines(keepends=True)
+    log.write_bytes(b"".join([*lines[:3], b"not a record\n", *lines[3:]]))
+    expected = (
+        f"journal {log} is damaged: line 4 is not a journal record (Expecting value: line 1 column 1 (char 0)); "
+        "restore the file from a copy, or move it away to start a new study"
+    )
+    for argv in (("report", out, "-o", tmp_path / "r.html"), ("best", "--storage", log, "-o", tmp_path / "b"), ("worker", "--storage", log)):
+        one_line_error(run_cli(*argv), expected)
+    one_line_error(run_cli("search", space, *quick, "--trials", "3"), expected)
+
+
+@pytest.mark.parametrize("url", ["foo://bar", "mysql://user@localhost/db"])
+def test_search_with_an_unusable_storage_leaves_no_folder_it_made(tmp_path, run_cli, url) -> None:
+    if url.startswith("mysql") and importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("a MySQL driver is installed here: the URL would be tried")
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert url in one_line_error(run_cli("search", space, "--storage", url, "--out", tmp_path / "new" / "out", "--quiet"))
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    one_line_error(run_cli("search", space, "--storage", url, "--out", existing, "--quiet"))
+    assert existing.is_dir() and list(existing.iterdir()) == []
+
+
 # --- cannot write -------------------------------------------------------------------------------
 
 
@@ -314,6 +453,33 @@ def test_a_trial_that_cannot_write_its_files_stops_the_search_and_the_study_resu
     assert len(done) == 2 and failed[0].params in [t.params for t in done]
 
 
+@pytest.mark.parametrize(
+    "line, column, message",
+    [
+        ("sampler: {type: TPE, n_startup_trials: -1}", 40, "TPE argument n_startup_trials must be at least 0, got -1"),
+        ("sampler: {type: TPE, n_startup_trials: abc}", 40, "TPE argument n_startup_trials must be an int, not a string"),
+        ("sampler: {type: TPE, consider_prior: 1}", 38, "TPE argument consider_prior must be a bool or null, not an int"),
+        ("sampler: {type: TPE, prior_weight: .nan}", 36, "TPE argument prior_weight must be a finite float or null, not a float"),
+        ("sampler: {type: NSGAII, population_size: 1}", 42, "NSGAII argument population_size must be at least 2, got 1"),
+        ("sampler: {type: NSGAII, crossover_prob: 2.0}", 10, "sampler NSGAII: `crossover_prob` must be a float value within the range [0.0, 1.0]."),
+        ("sampler: {type: QMC, qmc_type: nope}", 10, "sampler QMC: The `qmc_type='nope'` is invalid. Choose either `halton` or `sobol`."),
+        ("pruner: {type: Median, n_warmup_steps: x}", 40, "Median argument n_warmup_steps must be an int, not a string"),
+        ("pruner: {type: Percentile, percentile: 150}", 9, "pruner Percentile: Percentile must be between 0 and 100 inclusive, but got percentile=150."),
+        ("pruner: {type: SuccessiveHalving, reduction_factor: 1}", 9, "pruner SuccessiveHalving: The value of `reduction_factor` is 1, but must be `reduction_factor >= 2`"),
+        ("pruner: {type: Threshold}", 9, "pruner Threshold: Either lower or upper must be specified."),
+        ("pruner: {type: Patient}", 9, "pruner Patient: patient_pruner() missing 1 required positional argument: 'patience'"),
+    ],
+)
+def test_sampler_and_pruner_arguments_of_the_wrong_type_or_range_are_one_located_line(
+    tmp_path, run_cli, line, column, message
+) -> None:
+    key = line.split(":")[0]
+    space = tmp_path / "space.yaml"
+    space.write_text("".join(row for row in SPACE.splitlines(keepends=True) if not row.startswith(key)) + line + "\n")
+    one_line_error(run_cli("search", space, "--out", tmp_path / "out", "--quiet"), f"{space}:8:{column}: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+
+
 # --- every command, bad inputs: one line, exit 2, nothing written ---------------------------------
 
 
@@ -329,14 +495,25 @@ def bad_invocations(t: Path) -> list[list[str]]:
         runs += [["search", str(space), f"--{option}", value, "--out", out] for option in ("trials", "epochs", "limit")]
         runs += [["search", str(space), f"--{option}", value, "--out", out] for option in ("timeout", "time-limit")]
         runs += [["train", str(spec), f"--{option}", value, "-o", out] for option in ("epochs", "batch-size", "lr")]
-    for name in ("a/b", "..", ".hidden", "x\ny", "s" * 101, ""):
+    for name in ("a/b", "..", "../x", ".hidden", "x\ny", "s" * 101, "s" * 300, ""):
         runs += [
             ["search", str(space), "--study", name, "--out", out],
             ["best", "--storage", db, "--study", name, "-o", out],
         ]
+    (t / "text.db").write_text("not a database\n")
+    (t / "garbage.log").write_bytes(random.Random(1).randbytes(3000))
+    (t / "garbage.pth").write_bytes(random.Random(2).randbytes(3000))
+    for url in (f"sqlite:///{t}/missing/study.db", f"sqlite:///{t}", f"sqlite:///{t}/text.db", "foo://bar", str(t / "garbage.log")):
+        runs += [["search", str(space), "--storage", url, "--out", out], ["report", "--storage", url, "-o", str(t / "r.html")]]
+    if importlib.util.find_spec("MySQLdb") is None:  # without the driver: refused at once, not tried
+        runs += [["search", str(space), "--storage", "mysql://user@localhost/db", "--out", out]]
+    for name in ("super", "int", "range", "class", "Conv"):
+        runs += [["compile", str(spec), "--class-name", name, "-o", str(t / "m.py")]]
     runs += [
+        ["compile", str(spec), "--weights", str(t / "garbage.pth"), "-o", str(t / "m.py")],
         ["search", str(space), "--device", "bogus", "--out", out],
         ["search", str(space), "--limit", "3", "--out", out],
+        ["search", str(space), "--limit", "1", "--out", out],
         ["train", str(spec), "--device", "bogus", "-o", out],
         ["compile", str(t / "missing.yaml"), "-o", out],
         ["compile", str(spec), "-o", str(spec)],

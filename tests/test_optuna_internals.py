@@ -70,3 +70,20 @@ def test_rdb_heartbeats_stale_ids_grace_period_and_session_reset(tmp_path):
     assert getattr(reset, "__name__", "") == "remove_session"  # unwrapped to the RDB storage's own call
     reset()
     assert _optuna.get_trial(study, trial_id).state == TrialState.RUNNING  # the storage still works
+
+
+def test_the_journal_file_shares_format_and_lock_with_optunas_own(tmp_path):
+    """``scale/journal.py`` writes the records Optuna's backend reads (and reads Optuna's), under the
+    same lock file; every record starts with ``RECORD_PREFIX``, which the storage check relies on."""
+    from yaml2torch.scale.journal import RECORD_PREFIX, JournalFile
+
+    path = tmp_path / "s.log"
+    ours = JournalStorage(JournalFile(str(path)))
+    optuna.create_study(storage=ours, study_name="a").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    theirs = JournalStorage(JournalFileBackend(str(path)))
+    assert [t.state for t in optuna.load_study(study_name="a", storage=theirs).trials] == [TrialState.COMPLETE] * 2
+    optuna.create_study(storage=theirs, study_name="b").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    again = JournalStorage(JournalFile(str(path)))
+    assert len(optuna.load_study(study_name="b", storage=again).trials) == 1
+    assert all(line.startswith(RECORD_PREFIX) for line in path.read_bytes().splitlines())
+    assert JournalFile(str(path))._append_lock._lock_file == JournalFileBackend(str(path))._lock._lock_file

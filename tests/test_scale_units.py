@@ -276,6 +276,21 @@ def test_trial_of_a_killed_worker_is_failed_and_retried_once(tmp_path):
     assert not study.get_trials(states=(TrialState.WAITING,))
 
 
+def test_a_stale_trial_whose_retry_was_queued_already_is_not_queued_twice(tmp_path):
+    """A worker that met a full disk queued the trial's retry but could not fail the trial: the
+    reaper on resume fails it and leaves the one queued retry alone."""
+    from yaml2torch.scale.stale import enqueue_retry
+
+    study = new_study(make_storage(str(tmp_path / "s.log")))
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.set_user_attr("worker", {"host": os.uname().nodename, "pid": 2**22 + 17, "started": 1})
+    enqueue_retry(study, study.get_trials()[trial.number], "cannot write: No space left on device")
+    [reaped] = reap_stale_trials(study, grace_period=600)
+    assert (reaped.number, reaped.retried) == (trial.number, True)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+
+
 def test_silent_trial_from_another_host_is_stale_after_the_grace_period(tmp_path):
     study = new_study(make_storage(str(tmp_path / "s.log")))
     trial = study.ask()

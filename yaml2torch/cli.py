@@ -53,10 +53,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     if not args.class_name.isidentifier():
         raise UsageError(f"--class-name {args.class_name!r} is not a Python identifier")
-    if args.output is not None and not args.check:
-        outputs = [args.output, *([args.output.with_suffix(".pth")] if args.weights is not None else [])]
-        refuse_overwriting_inputs(outputs, [args.spec, args.weights])
+    outputs = [] if args.output is None or args.check else [args.output]
+    outputs += [args.output.with_suffix(".pth")] if outputs and args.weights is not None else []
+    refuse_overwriting_inputs(outputs, [args.spec, args.weights])
     compiled = compile_file(args.spec, class_name=args.class_name, options=ultralytics_options(args))
+    compiled.refuse_overwriting_inputs(outputs)  # the YamlModule sub-specs and plugin modules it read
     print_warnings(compiled.warnings)
     if args.check:
         if args.output is None:
@@ -431,6 +432,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print("yaml2torch: interrupted", file=sys.stderr)
         return getattr(exc, "exit_status", 130)  # 143 after SIGTERM (yaml2torch.scale.signals.StopRequested)
+    except Exception as exc:
+        # A full or read-only disk met where no layer expected a write to fail: not a bug, one line.
+        from yaml2torch.scale.storage import as_cannot_write
+
+        if (cannot_write := as_cannot_write(exc)) is None:
+            raise
+        print(f"yaml2torch: error: {cannot_write}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

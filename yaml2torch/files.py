@@ -56,13 +56,14 @@ def refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path | N
     sources = [source for source in inputs if source is not None]
     for output in outputs:
         for source in sources:
-            if _same_file(output, source):
+            if same_file(output, source):
                 raise UsageError(
                     f"{option} {output} would overwrite the input {source}; choose another output path"
                 )
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one existing file (a symlink, a hard link, ``./x`` for ``x``)."""
     try:
         return os.path.samefile(a, b)
     except (OSError, ValueError):  # missing (a new path), or not a possible file name

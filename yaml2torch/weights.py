@@ -91,6 +91,10 @@ def read_state_dict(weights_path: Path) -> Mapping[str, torch.Tensor]:
     except (OSError, EOFError, RuntimeError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{weights_path}: cannot read weights: {first_line}") from None
+    except Exception as exc:  # noqa: BLE001 - garbage bytes break torch's unpickler in many ways (IndexError, KeyError ...)
+        raise WeightsError(
+            f"{weights_path}: cannot read weights: not a torch.save file ({type(exc).__name__} while reading it)"
+        ) from None
     if not isinstance(loaded, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):

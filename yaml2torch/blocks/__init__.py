@@ -13,6 +13,7 @@ from types import MappingProxyType, ModuleType
 
 from yaml2torch.blocks.base import Block
 from yaml2torch.errors import Location, SpecError
+from yaml2torch.ir.nodes import InputFile
 
 _SUPPORT_MODULES = {"base", "args", "activations", "loader"}
 
@@ -62,6 +63,7 @@ class Catalogue:
 
     blocks: Mapping[str, type[Block]]
     refused: Mapping[str, str] = field(default_factory=dict)  # name -> why it is not compiled
+    files: tuple[InputFile, ...] = ()  # the plugin modules' source files
 
     @classmethod
     def for_modules(
@@ -76,6 +78,7 @@ class Catalogue:
         the normal import path does not find, as ``python -m`` would find it from there.
         ``module_locs``: where each entry of ``modules:`` stands (errors point there)."""
         blocks = dict(builtin_blocks(dialect))
+        files: list[InputFile] = []
         for i, path in enumerate(modules):
             loc_i = module_locs[i] if i < len(module_locs) else loc
             try:
@@ -84,6 +87,9 @@ class Catalogue:
                 raise SpecError(loc_i, f"cannot import plugin module {path!r}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - the plugin's own code failed while importing
                 raise SpecError(loc_i, f"plugin module {path!r} failed to import: {type(exc).__name__}: {exc}") from None
+            source = getattr(module, "__file__", None)
+            if source:
+                files.append(InputFile(Path(source).resolve(), loc_i, "plugin module"))
             found = blocks_in(module)
             if not found:
                 raise SpecError(loc_i, f"plugin module {path!r} defines no Block subclass")
@@ -91,7 +97,7 @@ class Catalogue:
                 if block.name in blocks:
                     raise SpecError(loc_i, f"plugin block {block.name!r} from {path!r} clashes with an existing block")
                 blocks[block.name] = block
-        return cls(MappingProxyType(blocks), refused_blocks(dialect))
+        return cls(MappingProxyType(blocks), refused_blocks(dialect), tuple(files))
 
 
 def import_plugin(path: str, search_dirs: tuple[Path, ...]) -> ModuleType:

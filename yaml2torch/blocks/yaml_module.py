@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from yaml2torch.blocks.args import Arg, ArgType, Bool, BoundArgs
 from yaml2torch.blocks.base import Block, BuildContext
 from yaml2torch.errors import Diagnostics, SpecError, printable, suggest
-from yaml2torch.ir.nodes import Call, ClassSource, ModuleInstance, Shape, check_identifier
+from yaml2torch.ir.nodes import Call, ClassSource, InputFile, ModuleInstance, Shape, check_identifier
 from yaml2torch.spec.limits import MAX_INCLUDE_DEPTH
 from yaml2torch.spec.yaml_nodes import Node, type_name
 
@@ -102,6 +102,8 @@ class YamlModule(Block):
         values = {
             int(arg.name[3:]): a.values[arg.name] for arg in self.signature[1:-1] if a.values[arg.name] is not _UNSET
         }
+        if all(path != known.path for known in loader.read):
+            loader.read.append(InputFile(path, file_loc, "YamlModule file"))
         try:
             sub_ir = lower_sub_spec(path, values, x, ctx, loader)
         except SpecError as exc:

@@ -6,6 +6,7 @@ import keyword
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from yaml2torch.errors import Location
 
@@ -150,6 +151,15 @@ class ClassSource:
 
 
 @dataclass(frozen=True)
+class InputFile:
+    """A file read to build the model besides the spec (``kind``), and where a spec names it."""
+
+    path: Path
+    loc: Location | None
+    kind: str  # "YamlModule file" | "plugin module"
+
+
+@dataclass(frozen=True)
 class ModelIR:
     spec_path: str
     spec_sha256: str
@@ -163,6 +173,8 @@ class ModelIR:
     options: str = ""  # command-line options the spec was compiled with (--scale n --nc 10)
     # (mean, std) per input channel: the model normalizes inputs in [0, 1] first; None: it does not
     normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    # the files read to build it besides the spec: YamlModule sub-specs, plugin modules (never replaced by an output)
+    inputs: tuple[InputFile, ...] = ()
 
     @property
     def params(self) -> int:

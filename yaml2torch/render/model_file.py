@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import math
 import re
@@ -43,6 +44,7 @@ def display_name(file_name: str) -> str:
     return printable(file_name).replace("\\", "\\\\").replace('"', '\\"')
 
 
+_BUILTIN_NAMES = frozenset(name for name in vars(builtins) if name != "_")  # "_" is set only by the REPL
 _RESERVED_NAMES = {"torch", "nn", "BN_EPS", "BN_MOMENTUM", "INPUT_SHAPE", "INPUT_MEAN", "INPUT_STD"}
 
 
@@ -71,6 +73,8 @@ def check_class_name(class_name: str, classes: tuple[ClassSource, ...]) -> None:
         raise SpecError(None, f"class name {class_name!r} is not a Python identifier")
     if unicodedata.normalize("NFKC", class_name) != class_name:  # Python would read another name
         raise SpecError(None, f"class name {class_name!r} reads as {unicodedata.normalize('NFKC', class_name)!r} in Python")
+    if class_name in _BUILTIN_NAMES:  # super, int, range ...: the generated file (or its user) needs them
+        raise SpecError(None, f"class name {class_name!r} would shadow the Python built-in {class_name!r}; choose another")
     taken = _RESERVED_NAMES | {m for c in classes for m in re.findall(r"^class (\w+)", c.source, re.MULTILINE)}
     if class_name in taken:
         raise SpecError(None, f"class name {class_name!r} clashes with a name the generated file defines or imports")

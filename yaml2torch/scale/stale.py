@@ -33,6 +33,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from yaml2torch.scale import _optuna
+from yaml2torch.scale.budget import retried_numbers
 from yaml2torch.study_record import TrialRecord, TrialStatus, record_heartbeat, record_outcome, retry_attrs
 
 
@@ -154,6 +155,7 @@ def reap_stale_trials(study: optuna.Study, *, grace_period: float, now: float | 
             if reason is not None:
                 stale.append((trial, reason))
     reaped = []
+    queued = retried_numbers(study.get_trials(deepcopy=False)) if stale else set()
     for trial, reason in stale:
         trial_id = _optuna.trial_id_of(trial)
         try:
@@ -163,7 +165,7 @@ def reap_stale_trials(study: optuna.Study, *, grace_period: float, now: float | 
         if not _optuna.fail_trial(study, trial_id):
             continue  # another worker reaped it first (or it just finished)
         retried = not TrialRecord.of(trial).is_retry
-        if retried:
+        if retried and trial.number not in queued:  # queued already by a worker that could not fail it
             enqueue_retry(study, trial, reason)
         reaped.append(ReapedTrial(trial.number, reason, retried))
     return reaped

@@ -12,18 +12,23 @@ Accepted storage forms:
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import stat
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 
-from yaml2torch.errors import StorageUnreachable, StudyError, UsageError
+from yaml2torch.errors import CannotWrite, StorageUnreachable, StudyError, UsageError
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 
 JOURNAL_SCHEME = "journal://"
@@ -100,6 +105,25 @@ def check_storage_file(url: str) -> None:
         raise UsageError(f"storage {url}: {path} is not a regular file")
     if kind == "sqlite":
         _check_sqlite_header(url, path)
+    elif kind == "journal":
+        _check_journal_header(url, path)
+
+
+def _check_journal_header(url: str, path: Path) -> None:
+    """A journal starts with a record (or is empty: Optuna creates it so); anything else is refused
+    here, since Optuna skips a last line it cannot read and would report "no such study"."""
+    from yaml2torch.scale.journal import RECORD_PREFIX
+
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(RECORD_PREFIX))
+    except OSError as exc:
+        raise UsageError(f"storage {url}: cannot read {path}: {exc.strerror or exc}") from None
+    if not RECORD_PREFIX.startswith(head):
+        raise StudyError(
+            f"storage {url}: {path} is not an Optuna journal file (it does not start with a journal record); "
+            "pass the study's journal file, or move this file away to start a new study"
+        )
 
 
 def _check_sqlite_header(url: str, path: Path) -> None:
@@ -157,7 +181,8 @@ def make_storage(
 ) -> optuna.storages.BaseStorage:
     """Open the storage a URL names (see the module docstring for the forms)."""
     from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
+
+    from yaml2torch.scale.journal import JournalFile
 
     kind = classify_storage(url)
     check_storage_file(url)
@@ -167,7 +192,7 @@ def make_storage(
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"storage {url}: cannot create the folder {path.parent}: {exc.strerror or exc}") from None
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFile(str(path)))
     if kind.kind == "sqlite":
         # A busy timeout so a second local process waits for the lock instead of failing.
         return _refuse_bad_url(url, lambda: RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}))
@@ -205,6 +230,8 @@ def _refuse_bad_url(url: str, open_storage: Callable[[], T]) -> T:
     except (ArgumentError, ImportError) as exc:
         raise UsageError(f"storage {url!r}: {_first_line(exc)}; expected {URL_FORMS}") from None
     except DatabaseError as exc:
+        if (cannot_write := as_cannot_write(exc, "opening it", f"the study storage {url}")) is not None:
+            raise cannot_write from None
         if url.startswith("sqlite:") and not (isinstance(exc, OperationalError) and "locked" in str(exc)):
             raise StudyError(f"storage {url}: SQLite cannot use it ({_first_line(exc.orig or exc)})") from None
         raise
@@ -227,15 +254,40 @@ def _is_schema_race(exc: BaseException | None) -> bool:
 
 # SQLite's words for "this file cannot be written": no retry fixes a full disk or a read-only file.
 _CANNOT_WRITE = ("database or disk is full", "readonly database", "read-only file system", "no space left")
+_CANNOT_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG}
 
 
 def is_cannot_write_error(exc: BaseException) -> bool:
     """The storage (or the disk under it) cannot be written: disk full, read-only. Not transient."""
+    return _cannot_write_cause(exc) is not None
+
+
+def _cannot_write_cause(exc: BaseException | None) -> BaseException | None:
+    """The innermost exception in ``exc``'s chain that says the disk cannot be written, or None."""
+    found = None
     while exc is not None:
-        if any(words in str(exc).lower() for words in _CANNOT_WRITE):
-            return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]  # None ends the loop
-    return False
+        by_errno = isinstance(exc, OSError) and exc.errno in _CANNOT_WRITE_ERRNOS
+        if by_errno or any(words in str(exc).lower() for words in _CANNOT_WRITE):
+            found = exc
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+def as_cannot_write(exc: BaseException, what: str = "", where: str = "the study storage") -> CannotWrite | None:
+    """``exc`` as one line when it means the disk cannot be written (else None): ``cannot write
+    PATH: REASON`` for a file, else the storage's own words (SQLite's "database or disk is full")."""
+    if isinstance(exc, CannotWrite):
+        return exc
+    cause = _cannot_write_cause(exc)
+    if cause is None:
+        return None
+    if isinstance(cause, OSError) and cause.filename:
+        return CannotWrite(f"cannot write {cause.filename}: {cause.strerror}")
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else _first_line(cause)
+    while_ = f" while {what}" if what else ""
+    return CannotWrite(
+        f"cannot write {where}{while_}: {reason}; free space (or make it writable) and run the same command again"
+    )
 
 
 def is_transient_storage_error(exc: BaseException) -> bool:
@@ -293,6 +345,8 @@ def with_storage_retries(
         try:
             return call()
         except Exception as exc:
+            if (cannot_write := as_cannot_write(exc, what)) is not None:
+                raise cannot_write from None  # disk full, read-only: no retry fixes it
             if not is_transient_storage_error(exc):
                 raise
             if reset is not None:
@@ -313,13 +367,42 @@ def with_storage_retries(
 # --- artifacts: files (weights) stored beside the study -----------------------------------------
 
 
-def make_artifact_store(location: str | Path) -> optuna.artifacts.FileSystemArtifactStore:
+def make_artifact_store(location: str | Path) -> FileSystemArtifactStore:
     """A folder artifact store (created when missing). Other Optuna stores can be passed directly."""
-    from optuna.artifacts import FileSystemArtifactStore
-
     folder = Path(location)
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(folder))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CannotWrite(f"cannot create the artifact folder {folder}: {exc.strerror or exc}") from None
+    return ArtifactFolder(folder)
+
+
+class ArtifactFolder(FileSystemArtifactStore):
+    """Optuna's folder store, whose files are whole or absent: written to a temporary file and
+    renamed, so a full or read-only disk leaves no partial artifact (``CannotWrite``)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.folder = folder
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        if not artifact_id or Path(artifact_id).name != artifact_id or artifact_id.startswith("."):
+            raise ValueError(f"Invalid artifact_id: {artifact_id}")  # as Optuna's store says it
+        path = self.folder / artifact_id
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{artifact_id}.", suffix=".tmp", dir=self.folder)
+        except OSError as exc:
+            raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                shutil.copyfileobj(content_body, handle)
+            os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def upload_file(trial: optuna.Trial, path: Path, artifact_store: Any) -> str:

@@ -29,7 +29,7 @@ from yaml2torch.scale.faults import describe_failure, release_accelerator_memory
 from yaml2torch.scale.isolation import TrialFailed
 from yaml2torch.scale.signals import StopRequested
 from yaml2torch.scale.stale import Heartbeat, WorkerIdentity, enqueue_retry, reap_stale_trials
-from yaml2torch.scale.storage import Backoff, is_transient_storage_error, with_storage_retries
+from yaml2torch.scale.storage import Backoff, as_cannot_write, is_transient_storage_error, with_storage_retries
 from yaml2torch.study_record import (
     TRIAL_REASON,
     TrialRecord,
@@ -157,6 +157,8 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
         state, reason = TrialState.FAIL, describe_failure(exc)
         # The storage went away under the trial: not the architecture's fault, run it again.
         requeue = is_transient_storage_error(exc)
+        if (cannot_write := as_cannot_write(exc)) is not None:  # the storage's disk is full or read-only
+            reason, requeue, stop = str(cannot_write), True, cannot_write
     if state == TrialState.FAIL:
         release_accelerator_memory()
     if isinstance(stop, CannotWrite):
@@ -183,16 +185,18 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
 
 
 def _record_cannot_write(study, trial, reason, retrying, say) -> None:
-    """Fail the trial and queue its parameters again, as far as the storage still takes writes
-    (it may live on the same full disk: then the trial stays RUNNING and turns stale on resume)."""
+    """Queue the trial's parameters again, then fail it, as far as the storage still takes writes
+    (it may live on the same full disk). In that order, no outcome loses the trial: when the retry
+    cannot be queued, the trial stays RUNNING and turns stale on resume (and is retried then); when
+    it is queued but the trial cannot be failed, the reaper on resume fails it without a second retry."""
     say(f"yaml2torch: trial {trial.number} stopped: {reason}")
     try:
-        _finish(study, trial, None, TrialState.FAIL, reason, retrying, status=TrialStatus.INTERRUPTED)
         frozen = _optuna.get_trial(study, _optuna.trial_id_of(trial))
         retrying(lambda: enqueue_retry(study, frozen, reason or "re-queued"), "re-queueing the trial")
         say(f"yaml2torch: trial {trial.number}'s parameters are queued again")
+        _finish(study, trial, None, TrialState.FAIL, reason, retrying, status=TrialStatus.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the write error below is what the user must fix
-        say(f"yaml2torch: trial {trial.number} could not be recorded either ({type(exc).__name__}); a resume retries it")
+        say(f"yaml2torch: trial {trial.number} could not be recorded ({type(exc).__name__}); a resume retries it")
 
 
 def _finish(study, trial, values, state, reason, retrying, status=TrialStatus.FAILED) -> TrialState:

@@ -168,9 +168,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from yaml2torch.search.trainone import TrainRequest, train_spec_file
+    from yaml2torch.search.trainone import TRAIN_OUTPUTS, TrainRequest, train_spec_file
 
-    outputs = [args.output / name for name in ("spec.yaml", "model.py", "model.pt", "metrics.json")]
+    outputs = [args.output / name for name in TRAIN_OUTPUTS]
     refuse_overwriting_inputs([args.output, *outputs], [args.spec, args.config, args.data_path])
     request = TrainRequest(
         out_dir=args.output,

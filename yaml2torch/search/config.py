@@ -495,15 +495,53 @@ def _component(node: Node | None, what: str, types: tuple[str, ...], default: st
         raise SpecError(node.loc, f"{what} none takes no arguments")
     kwargs = []
     if fields:
-        allowed = _component_args(what, name)
+        allowed = _component_arg_types(what, name)
         for key, value in fields.items():
             if key not in allowed:
                 raise SpecError(node.key_loc(key), f"{name} has no argument {key!r}{suggest(key, allowed)}")
-            plain = value.plain()
-            if isinstance(plain, dict):
-                raise SpecError(value.loc, f"{what} arguments must be plain values or lists")
-            kwargs.append((key, plain))
+            kwargs.append((key, _component_value(value, name, key, allowed[key])))
+    _check_component(what, name, dict(kwargs), node.loc)
     return Component(name, tuple(kwargs), node.loc)
+
+
+# Lower bounds of the integer arguments (Optuna checks some, not all: a negative n_startup_trials
+# would be taken as is); every other integer must be at least 0.
+_COMPONENT_MINIMUM = {"n_ei_candidates": 1, "interval_steps": 1, "n_min_trials": 1, "min_resource": 1, "population_size": 2}
+_PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+
+
+def _component_value(value: Node, name: str, key: str, types: tuple[str, ...]) -> object:
+    """A sampler/pruner argument checked against the type Optuna declares for it (and a range)."""
+    plain = value.value
+    fits = (
+        ("bool" in types and isinstance(plain, bool))
+        or (not isinstance(plain, bool) and isinstance(plain, int) and ("int" in types or "float" in types))
+        or (isinstance(plain, float) and "float" in types and math.isfinite(plain))
+        or (isinstance(plain, str) and "str" in types)
+        or (plain is None and "None" in types)
+    )
+    if not fits:
+        words = {"None": "null", "float": "a finite float", "int": "an int", "bool": "a bool", "str": "a string"}
+        wanted = " or ".join(words[t] for t in types)
+        raise SpecError(value.loc, f"{name} argument {key} must be {wanted}, not {type_name(value)}")
+    if isinstance(plain, int) and not isinstance(plain, bool) and "int" in types:
+        least = _COMPONENT_MINIMUM.get(key, 0)
+        if plain < least:
+            raise SpecError(value.loc, f"{name} argument {key} must be at least {least}, got {plain}")
+    return plain
+
+
+def _check_component(what: str, name: str, kwargs: dict[str, object], loc: Location | None) -> None:
+    """Build the sampler/pruner once, so the values Optuna itself refuses are refused here, at the file."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental samplers say so on every construction
+        try:
+            component_class(what, name)(**kwargs)
+        except (ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SpecError(loc, f"{what} {name}: {first}") from None
 
 
 def component_class(what: str, name: str):
@@ -523,16 +561,40 @@ def component_class(what: str, name: str):
         "Percentile": optuna.pruners.PercentilePruner,
         "Hyperband": optuna.pruners.HyperbandPruner,
         "SuccessiveHalving": optuna.pruners.SuccessiveHalvingPruner,
-        "Patient": optuna.pruners.PatientPruner,
+        "Patient": patient_pruner,
         "Threshold": optuna.pruners.ThresholdPruner,
     }[name]
 
 
+def patient_pruner(patience: int, min_delta: float = 0.0) -> Any:
+    """``Patient``: Optuna's PatientPruner around a MedianPruner (a pruner object cannot be written
+    in YAML, so the wrapped one is fixed)."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # chosen on purpose
+        return optuna.pruners.PatientPruner(optuna.pruners.MedianPruner(), patience, min_delta)
+
+
 def _component_args(what: str, name: str) -> tuple[str, ...]:
+    """The arguments a search file may give a sampler/pruner (the JSON Schema lists them too)."""
+    return tuple(_component_arg_types(what, name))
+
+
+def _component_arg_types(what: str, name: str) -> dict[str, tuple[str, ...]]:
+    """The arguments a search file may give a sampler/pruner, with the plain types Optuna declares."""
     params = inspect.signature(component_class(what, name)).parameters
-    # The seed comes from the file's top-level seed; callables cannot be written in YAML.
+    # The seed comes from the file's top-level seed; callables and objects cannot be written in YAML.
     excluded = {"seed", "self", "constraints_func", "gamma", "weights", "wrapped_pruner", "independent_sampler"}
-    return tuple(p for p in params if p not in excluded and params[p].kind is not inspect.Parameter.VAR_KEYWORD)
+    found = {}
+    for key, param in params.items():
+        annotation = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+        types = tuple(part.strip() for part in annotation.split("|"))
+        if key not in excluded and param.kind is not inspect.Parameter.VAR_KEYWORD and all(t in _PLAIN_TYPES for t in types):
+            found[key] = types
+    return found
 
 
 def parse_train(node: Node) -> TrainSettings:

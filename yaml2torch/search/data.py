@@ -208,6 +208,22 @@ def _check_limit(settings: DataSettings, classes: int, in_train: int) -> None:
         )
 
 
+def _split_indices(
+    y: np.ndarray, settings: DataSettings, own_test: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Train, validation and test indices (test is None when the data has its own test set)."""
+    indices = np.arange(len(y))
+    if settings.limit is not None and settings.limit < len(y):
+        indices, _ = _split(indices, y, 1 - settings.limit / len(y), settings.split_seed)
+    if own_test:
+        rest, test = indices, None
+    else:
+        rest, test = _split(indices, y[indices], settings.test_fraction, settings.split_seed)
+    val_share = settings.val_fraction / (1 - (0 if test is None else settings.test_fraction))
+    train, val = _split(rest, y[rest], val_share, settings.split_seed + 1)
+    return train, val, test
+
+
 def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
     """Fixed train/val/test splits by ``settings.split_seed``; the per-channel statistics of the train split.
 
@@ -215,16 +231,13 @@ def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
     model normalizes its own inputs and the exported file needs no preprocessing beside it.
     """
     y = arrays.y.numpy()
-    indices = np.arange(len(y))
-    if settings.limit is not None and settings.limit < len(y):
-        indices, _ = _split(indices, y, 1 - settings.limit / len(y), settings.split_seed)
-    if arrays.x_test is not None:
-        rest, test = indices, None
-    else:
-        rest, test = _split(indices, y[indices], settings.test_fraction, settings.split_seed)
-    val_share = settings.val_fraction / (1 - (0 if test is None else settings.test_fraction))
-    train, val = _split(rest, y[rest], val_share, settings.split_seed + 1)
+    try:
+        train, val, test = _split_indices(y, settings, arrays.x_test is not None)
+    except ValueError:  # scikit-learn: a split would be empty
+        train = val = np.arange(0)
     if len(train) == 0 or len(val) == 0:
+        if settings.limit is not None:
+            _check_limit(settings, len(np.unique(y)), 0)
         raise DataError(settings.path, f"too few samples ({len(y)}) for train/val/test splits")
     _check_limit(settings, len(np.unique(y)), len(np.unique(y[train])))
     x_train = arrays.x[train]

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yaml2torch.errors import CannotWrite
 from yaml2torch.files import import_model_class, load_state_dict, write_atomic
 from yaml2torch.search.config import SearchConfig, TrainSettings
 from yaml2torch.study_record import TrialRecord, TrialStatus, write_picked_test
+
+if TYPE_CHECKING:
+    from yaml2torch.compiler import CompiledModel
 
 
 def completed(study: Any) -> list[Any]:
@@ -108,12 +111,36 @@ def fetch_trial_files(trial: Any, artifact_store: Any, trials_root: Path) -> Pat
     return folder
 
 
-def compile_beside(spec_yaml: str, yaml_path: Path, base_dir: Path) -> str:
-    """The model file ``yaml2torch compile`` makes from ``yaml_path`` (header naming that file), so
+def compile_beside(spec_yaml: str, yaml_path: Path, base_dir: Path) -> CompiledModel:
+    """The model ``yaml2torch compile`` makes from ``yaml_path`` (header naming that file), so
     ``compile YAML -o PY --check`` holds on what the search hands over."""
     from yaml2torch.compiler import compile_text
 
-    return compile_text(spec_yaml, str(yaml_path), base_dir=base_dir).source
+    return compile_text(spec_yaml, str(yaml_path), base_dir=base_dir)
+
+
+def spec_files(best: Any, front: list[Any], config: SearchConfig, out_dir: Path, option: str) -> dict[Path, str]:
+    """best.yaml / best_model.py and pareto/NNNN.yaml / .py, compiled before anything is written;
+    refused (one line) when an output, or a file in the pareto/ folder that is replaced, is a file
+    a spec reads (a YamlModule sub-spec, a plugin module)."""
+    files: dict[Path, str] = {}
+    models = []
+    named = [(out_dir / "best.yaml", best)] if best is not None else []
+    named += [(out_dir / "pareto" / f"{trial.number:04d}.yaml", trial) for trial in front]
+    for yaml_path, trial in named:
+        spec_yaml = TrialRecord.of(trial).spec_yaml
+        if spec_yaml is None:
+            continue
+        compiled = compile_beside(spec_yaml, yaml_path, config.base_dir)
+        models.append((compiled, f"the spec of trial {trial.number}"))
+        python = out_dir / "best_model.py" if yaml_path.parent == out_dir else yaml_path.with_suffix(".py")
+        files.update({yaml_path: spec_yaml, python: compiled.source})
+    pareto = out_dir / "pareto"
+    replaced = [*files, out_dir / "best_model.pt", out_dir / "summary.json"]
+    replaced += sorted(pareto.rglob("*")) if config.multi_objective and pareto.is_dir() else []
+    for compiled, reader in models:
+        compiled.refuse_overwriting_inputs(replaced, option, reader)
+    return files
 
 
 def _pareto_entry(trial: Any) -> dict[str, Any]:
@@ -152,7 +179,7 @@ def _picked_entry(best: Any, test: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def export_study(
-    study: Any, config: SearchConfig, out_dir: Path, data: Any, trials_root: Path | None = None
+    study: Any, config: SearchConfig, out_dir: Path, data: Any, trials_root: Path | None = None, option: str = "-o"
 ) -> dict[str, Any]:
     """Write best.yaml, best_model.py, pareto/, summary.json (with the test score) to ``out_dir``.
 
@@ -161,12 +188,14 @@ def export_study(
     """
     from optuna.trial import TrialState
 
+    best, note = pick(study, config)
+    front = sorted(pareto_trials(study, config), key=lambda t: t.number) if config.multi_objective else []
+    files = spec_files(best, front, config, out_dir, option)  # compiled (and checked) before anything is written
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file in the way, no permission: the user's to fix
         raise CannotWrite(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
     trials_root = trials_root or out_dir
-    best, note = pick(study, config)
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
@@ -182,11 +211,10 @@ def export_study(
         "pareto": [],
     }
     if best is not None:
-        record = TrialRecord.of(best)
-        if record.spec_yaml is not None:
-            write_atomic(out_dir / "best.yaml", record.spec_yaml)
-            write_atomic(out_dir / "best_model.py", compile_beside(record.spec_yaml, out_dir / "best.yaml", config.base_dir))
-        folder = _trial_folder(trials_root, record)
+        for path in (out_dir / "best.yaml", out_dir / "best_model.py"):
+            if path in files:
+                write_atomic(path, files[path])
+        folder = _trial_folder(trials_root, TrialRecord.of(best))
         if folder is not None and (folder / "model.pt").is_file():
             write_atomic(out_dir / "best_model.pt", (folder / "model.pt").read_bytes())  # regular files only
         test = test_score(best, config, trials_root, data)
@@ -196,11 +224,11 @@ def export_study(
         pareto_dir = out_dir / "pareto"
         if pareto_dir.exists():
             shutil.rmtree(pareto_dir)  # the front changes as trials are added
-        for trial in sorted(pareto_trials(study, config), key=lambda t: t.number):
-            spec_yaml = TrialRecord.of(trial).spec_yaml or ""
+        for trial in front:
             yaml_path = pareto_dir / f"{trial.number:04d}.yaml"
-            write_atomic(yaml_path, spec_yaml)
-            write_atomic(yaml_path.with_suffix(".py"), compile_beside(spec_yaml, yaml_path, config.base_dir))
+            for path in (yaml_path, yaml_path.with_suffix(".py")):
+                if path in files:
+                    write_atomic(path, files[path])
             summary["pareto"].append(_pareto_entry(trial))
     write_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary

@@ -9,6 +9,7 @@ processes on this machine instead and follows their progress.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import sys
@@ -196,10 +197,59 @@ def _load_existing(name: str, storage: Any, options: RunOptions) -> optuna.Study
 
 
 def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
-    """Create or resume the study; a study holds its search file, and a different file is refused."""
+    """Create or resume the study; a study holds its search file, and a different file is refused.
+
+    When it fails before the study is stored (a storage refused or away, a full disk), what it made
+    and left empty goes again (``NewPaths``); anything that was there before stays."""
     path = storage_file(options.storage) if options.storage is not None else None
     if options.storage is not None and (path is None or not path.resolve().is_relative_to(options.out_dir.resolve())):
         check_storage_file(options.storage)  # a bad --storage is refused before OUT is made (unless OUT holds it)
+    made = NewPaths.before(options.out_dir, storage_file(options.storage_url))
+    try:
+        return _open_or_create(config, options)
+    except BaseException:
+        made.remove_if_empty()
+        raise
+
+
+@dataclass(frozen=True)
+class NewPaths:
+    """The folders (deepest first), storage file and trials marker that did not exist before."""
+
+    folders: tuple[Path, ...]
+    storage: Path | None
+    marker: Path | None  # OUT/trials/.yaml2torch-study, when this run writes it
+
+    @classmethod
+    def before(cls, out_dir: Path, storage: Path | None) -> NewPaths:
+        folders = []
+        folder = out_dir.absolute()
+        while not folder.exists() and folder != folder.parent:
+            folders.append(folder)
+            folder = folder.parent
+        trials = out_dir.absolute() / "trials"
+        if not trials.exists():
+            folders.insert(0, trials)
+        marker = trials / TRIALS_MARKER
+        new_storage = storage if storage is not None and not storage.exists() else None
+        return cls(tuple(folders), new_storage, None if marker.exists() else marker)
+
+    def remove_if_empty(self) -> None:
+        """Remove the trials marker this run wrote, the storage file it made if still empty, and
+        the folders it made if empty; never anything else (best effort: the error raised is what counts)."""
+        if self.marker is not None:
+            with contextlib.suppress(OSError):
+                self.marker.unlink(missing_ok=True)
+        if self.storage is not None:
+            with contextlib.suppress(OSError):
+                if self.storage.is_file() and self.storage.stat().st_size == 0:
+                    self.storage.unlink()
+        for folder in self.folders:
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                folder.rmdir()
+
+
+def _open_or_create(config: SearchConfig, options: RunOptions) -> optuna.Study:
     _make_out_dir(options.out_dir)
     name = options.study or config.study
     # journal files, PostgreSQL heartbeats; a server that stays away ends as one line (StorageUnreachable)
@@ -251,7 +301,8 @@ def resolve_storage(text: str) -> str:
         if not path.is_file():
             raise UsageError(f"{path}: no such database file")
         return f"sqlite:///{path.resolve()}"
-    return text  # a journal file path, or an error from the storage layer naming the forms
+    # a journal file path (the folder's study.log), or an error from the storage layer naming the forms
+    return str(path) if path != Path(text) else text
 
 
 def _study_names(storage: Any) -> tuple[list[str], str]:
@@ -513,7 +564,7 @@ def run_search(config: SearchConfig, options: RunOptions) -> SearchResult:
                 run_local_workers(study, options, progress, _say)
             else:
                 run_trials(study, config, options, settings, data, progress)
-        summary = export_study(study, config, options.out_dir, data)
+        summary = export_study(study, config, options.out_dir, data, option="--out")
         progress.closing_table(study, config, summary)
     return SearchResult(study, options.out_dir, summary)
 

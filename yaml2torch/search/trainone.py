@@ -25,6 +25,8 @@ from yaml2torch.search.config import (
 )
 from yaml2torch.spec.yaml_nodes import Node, load_text, read_text
 
+TRAIN_OUTPUTS = ("spec.yaml", "model.py", "model.pt", "metrics.json")  # written into -o OUT
+
 
 @dataclass(frozen=True)
 class TrainRequest:
@@ -129,6 +131,7 @@ def train_spec_file(request: TrainRequest) -> dict[str, Any]:
     splits = data.splits
     node, train = fit_to_data(found.node, found.train, splits.channels, splits.size, (splits.mean, splits.std))
     spec_yaml, compiled = compile_node(node, found.filename, found.base_dir)
+    compiled.refuse_overwriting_inputs(request.out_dir / name for name in TRAIN_OUTPUTS)  # sub-specs, plugins
     write_trial_files(request.out_dir, spec_yaml, compiled.source)
     model = seeded_model(import_model_class(request.out_dir / "model.py"), request.seed)
     staged = data.staged(train.image_size)
