@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from yaml2torch.errors import Location, SpecError, suggest
+from yaml2torch.search import early_stop
 from yaml2torch.search import space as sp
 from yaml2torch.spec.model_spec import expect_int, expect_positive_float, expect_str
 from yaml2torch.spec.yaml_nodes import Node, load_text, read_text, type_name
@@ -71,7 +72,8 @@ CONSTRAINT_KEYS = ("max_params", "max_macs", "min_spatial", "max_latency_ms")
 PICK_KEYS = ("metric", "max_params", "max_macs")
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("TPE", "Random", "NSGAII", "GP", "QMC")
-PRUNERS = ("none", "Median", "Percentile", "Hyperband", "SuccessiveHalving", "Patient", "Threshold")
+PRUNERS = ("none", "Median", "Percentile", "Hyperband", "SuccessiveHalving", "Patient", "Threshold", early_stop.NAME)
+OPTUNA_PRUNERS = PRUNERS[1:-1]  # need trial.report: one objective only
 
 
 # --- settings dataclasses -------------------------------------------------------------------
@@ -265,13 +267,27 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
         constraints=_constraints(fields.get("constraints")),
         pick=_pick(fields.get("pick"), objectives),
         sampler=_component(fields.get("sampler"), "sampler", SAMPLERS, "TPE"),
-        pruner=_component(fields.get("pruner"), "pruner", PRUNERS, "Median" if len(objectives) == 1 else "none"),
+        pruner=_component(fields.get("pruner"), "pruner", PRUNERS, "Median" if len(objectives) == 1 else early_stop.NAME),
     )
-    if config.multi_objective and config.pruner.type != "none":
-        raise SpecError(config.pruner.loc, "pruners work with one objective only; use pruner: none")
+    _check_pruner(config)
     check_train_space(config)
     check_model_space(config)
     return config
+
+
+def _check_pruner(config: SearchConfig) -> None:
+    kind = config.pruner.type
+    if config.multi_objective and kind in OPTUNA_PRUNERS:
+        raise SpecError(
+            config.pruner.loc,
+            f"Optuna's pruners work with one objective only; with several objectives use pruner: {early_stop.NAME} "
+            "(the default) or none",
+        )
+    if not config.multi_objective and kind == early_stop.NAME:
+        raise SpecError(
+            config.pruner.loc,
+            f"the {early_stop.NAME} rule is for several objectives; with one objective use {', '.join(OPTUNA_PRUNERS)} or none",
+        )
 
 
 def _model_space(node: Node, names) -> sp.SpaceNode:
@@ -500,6 +516,8 @@ def _component(node: Node | None, what: str, types: tuple[str, ...], default: st
             if key not in allowed:
                 raise SpecError(node.key_loc(key), f"{name} has no argument {key!r}{suggest(key, allowed)}")
             plain = value.plain()
+            if (what, name) == ("pruner", early_stop.NAME):
+                plain = expect_int(value, f"{name} {key}", early_stop.ARG_MINIMUMS[key])
             if isinstance(plain, dict):
                 raise SpecError(value.loc, f"{what} arguments must be plain values or lists")
             kwargs.append((key, plain))
@@ -507,6 +525,7 @@ def _component(node: Node | None, what: str, types: tuple[str, ...], default: st
 
 
 def component_class(what: str, name: str):
+    """The class a sampler or pruner name stands for (its signature lists the arguments)."""
     import optuna
 
     if what == "sampler":
@@ -525,6 +544,7 @@ def component_class(what: str, name: str):
         "SuccessiveHalving": optuna.pruners.SuccessiveHalvingPruner,
         "Patient": optuna.pruners.PatientPruner,
         "Threshold": optuna.pruners.ThresholdPruner,
+        early_stop.NAME: early_stop.Dominance,  # applied by the trial itself (search/trial.py)
     }[name]
 
 
