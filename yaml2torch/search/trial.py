@@ -430,7 +430,7 @@ class Objective:
     def _stopper(self, trial: Any, plan: TrialPlan, latency: float | None) -> Callable[[EpochResult], None] | None:
         """The Dominance rule of a multi-objective study (``search/early_stop.py``): records each
         epoch's metrics on the trial, then compares the trial with the study's trials at that
-        epoch (one read of the study per epoch, after the warm-up epochs)."""
+        epoch (one read of the study per epoch, after the warm-up epochs and before the last)."""
         import optuna
         from optuna.trial import TrialState
 
@@ -444,8 +444,8 @@ class Objective:
         def stop_if_dominated(result: EpochResult) -> None:
             epochs.append(dict(result.metrics))
             record_epochs(trial.set_user_attr, epochs)
-            if len(epochs) <= rule.n_warmup_epochs:
-                return
+            if len(epochs) <= rule.n_warmup_epochs or len(epochs) >= plan.train.epochs:
+                return  # warming up, or the last epoch: nothing left to save
             own = TrialRecord(trial.number, params=plan.ir.params, macs=plan.ir.macs, latency_ms=latency, epoch_metrics=epochs)
             stop = early_stop.decide(rule, objectives, own, trial.study.get_trials(deepcopy=False, states=live))
             if stop is None:
