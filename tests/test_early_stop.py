@@ -81,11 +81,11 @@ def test_not_stopped_when_the_rule_does_not_apply():
     assert decide(rule, F1_MACS, me(5000, [0.5, 0.7], number=1), [*STUDY, duplicate]) is None
 
 
-def test_equal_points_do_not_dominate_and_a_cheaper_equal_one_does():
+def test_a_dominator_must_score_better_not_only_cost_less():
     rule = Dominance(n_startup_trials=1, n_warmup_epochs=0, min_dominators=1)
-    same = [frozen(0, 1000, [0.8])]
-    assert decide(rule, F1_MACS, me(1000, [0.8]), same) is None
-    assert decide(rule, F1_MACS, me(1001, [0.8]), same) is not None
+    assert decide(rule, F1_MACS, me(1000, [0.8]), [frozen(0, 1000, [0.8])]) is None
+    assert decide(rule, F1_MACS, me(5000, [0.8]), [frozen(0, 1000, [0.8])]) is None  # ties at chance level are common
+    assert decide(rule, F1_MACS, me(1000, [0.8]), [frozen(0, 1000, [0.81])]) is not None
 
 
 def test_every_static_objective_must_be_no_worse_and_directions_are_followed():
@@ -104,6 +104,7 @@ def test_rule_arguments_and_defaults():
     assert tuple(early_stop.ARG_MINIMUMS) == tuple(f.name for f in dataclasses.fields(Dominance))
     config = parse_config("model: {backbone: []}\nobjectives: {f1: maximize, macs: minimize}\n", "s.yaml", Path("."))
     assert config.pruner.type == "Dominance" and config.pruner.kwargs == ()  # the default with several objectives
+    assert Dominance() == Dominance(n_startup_trials=5, n_warmup_epochs=1, min_dominators=3)
     assert isinstance(make_pruner(config), optuna.pruners.NopPruner)  # the trial applies it, not Optuna
     assert parse_config("model: {backbone: []}\n", "s.yaml", Path(".")).pruner.type == "Median"
     given = "model: {backbone: []}\nobjectives: [f1, macs]\npruner: {type: Dominance, min_dominators: 3}\n"

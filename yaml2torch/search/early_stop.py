@@ -3,10 +3,10 @@
 Optuna's pruners need ``trial.report``, which multi-objective studies refuse. But the static
 objectives (params, MACs, latency) are known before a trial trains, so a trial can be judged
 at epoch k against the other trials at epoch k: its point (static objectives, measured
-objectives at epoch k) is compared with theirs, and a trial whose point is Pareto-dominated by
-at least ``min_dominators`` of them is stopped. A dominator is no more expensive in every static
-objective and no worse in every measured one at that epoch (and better in one objective), so
-the cheapest trials are never stopped and a trial stays while it may still reach the front.
+objectives at epoch k) is compared with theirs, and a trial whose point is dominated by at
+least ``min_dominators`` of them is stopped. A dominator is no more expensive in every static
+objective and, at that epoch, no worse in every measured one and better in one, so the cheapest
+trials are never stopped and a trial stays while few cheaper trials beat it.
 
 Each trial's per-epoch metrics are recorded on the trial (``study_record.record_epochs``), so
 the rule reads the other trials' values from the study: one ``get_trials`` per epoch, and the
@@ -39,7 +39,7 @@ class Dominance:
 
     n_startup_trials: int = 5
     n_warmup_epochs: int = 1
-    min_dominators: int = 2
+    min_dominators: int = 3
 
 
 # name -> minimum; every argument is an int (checked at load, search/config.py)
@@ -120,16 +120,17 @@ def point_at(record: TrialRecord, objectives: Sequence[tuple[str, str]], epoch: 
 
 
 def dominates(a: Point, b: Point, objectives: Sequence[tuple[str, str]]) -> bool:
-    """``a`` is no worse than ``b`` in every objective and better in one (unknown values: no)."""
+    """``a`` is no worse than ``b`` in every objective and better in a measured one (unknown values:
+    no). Being cheaper at an equal score is not enough: early scores tie at chance level."""
     better = False
-    for x, y, (_, direction) in zip(a.values, b.values, objectives, strict=True):
+    for x, y, (metric, direction) in zip(a.values, b.values, objectives, strict=True):
         if x is None or y is None:
             return False
         if direction == "minimize":
             x, y = -x, -y
         if x < y:
             return False
-        better = better or x > y
+        better = better or (x > y and metric not in STATIC_METRICS)
     return better
 
 
