@@ -8,7 +8,9 @@ same time budget, once with ``pruner: none`` and once with ``pruner: Dominance``
 
 Why a time budget: early stopping buys more trials per hour; with a trial budget the rule run
 just ends sooner with at best the same front. Both runs get ``--budget`` seconds (no trial
-starts later; a trial still running at the budget is not counted).
+starts later; a trial still running at the budget is not counted). By default the two runs of
+a seed go side by side, each in its own process with half the cores (one each on 2 cores), so
+both see the same machine, load included; ``--one-at-a-time`` runs them in turn with all cores.
 
 Hypervolume (our own 2-D function, ``hypervolume``): the area dominated by the completed trials'
 (F1, MACs) points inside the box F1 in [0, 1], MACs in [0, REF], REF = ``--ref-macs`` (default
@@ -18,20 +20,25 @@ nothing), divided by REF: 1.0 would be F1 = 1 at zero MACs. Pruned trials never 
 Per seed: h* = the no-rule run's HV at the budget; t_none, t_rule = the time each run first
 reached h* (from the trials' completion times, relative to the first trial's start); ratio =
 t_rule / t_none (goal <= 0.7; "> x" when the rule run never reached h*: x is budget / t_none).
-Run: .venv/bin/python bench/mo_early_stop.py [--budget 70] [--limit 500] [--epochs 6] [--seeds 0 1 2]
-Default: 6 runs of 70 s, plus the trials running at the budget and the exports: about 9 minutes on 2 quiet cores.
+Run: .venv/bin/python bench/mo_early_stop.py [--budget 150] [--limit 500] [--epochs 6] [--seeds 0 1 2]
+Default: 3 x 150 s side by side, plus the trials running at the budget and the exports: about
+9 minutes on 2 quiet cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,34 +165,73 @@ def report(runs: dict[tuple[str, int], Run], args: argparse.Namespace) -> None:
         print(f"{arm:>10} " + " ".join(f"{v:14.4f}" for v in row))
 
 
+def run_json(run: Run) -> str:
+    return json.dumps(asdict(run))
+
+
+def run_from_json(text: str) -> Run:
+    fields = json.loads(text)
+    return Run(**{**fields, "points": tuple(tuple(p) for p in fields["points"])})
+
+
+def side_by_side(seed: int, args: argparse.Namespace) -> dict[str, Run]:
+    """Both arms at once, each in its own process with half the cores: the same machine for both."""
+    threads = args.threads or max(1, (os.cpu_count() or 2) // 2)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as logs:
+        procs = {}
+        for arm in ARMS:
+            command = [sys.executable, __file__, "--arm", arm, "--seeds", str(seed), "--budget", str(args.budget)]
+            command += ["--limit", str(args.limit), "--epochs", str(args.epochs), "--threads", str(threads)]
+            command += ["--json", f"{tmp}/{arm}.json", *(["--keep", str(args.keep)] if args.keep else [])]
+            log = logs.enter_context(open(f"{tmp}/{arm}.err", "w"))
+            procs[arm] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        for arm, proc in procs.items():
+            if proc.wait() != 0:
+                raise SystemExit(f"the {arm} run of seed {seed} failed:\n{Path(tmp, arm + '.err').read_text()[-3000:]}")
+        return {arm: run_from_json(Path(tmp, f"{arm}.json").read_text()) for arm in ARMS}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=70.0, help="seconds per search (default 70)")
+    parser.add_argument("--budget", type=float, default=150.0, help="seconds per search (default 150)")
     parser.add_argument("--limit", type=int, default=500, help="stratified digits subset (default 500)")
     parser.add_argument("--epochs", type=int, default=6, help="epochs per trial (default 6; the course file says 10)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ref-macs", type=float, default=2e7, help="hypervolume reference MACs (default 2e7)")
-    parser.add_argument("--threads", type=int, help="torch threads per trial (default: all cores, as the command line)")
+    parser.add_argument("--one-at-a-time", action="store_true", help="run the arms one after the other, all cores each")
+    parser.add_argument("--threads", type=int, help="torch threads per trial (default: the cores each run has)")
     parser.add_argument("--keep", type=Path, help="copy each run's output folder (study.db, trials/) here")
+    parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, for side_by_side
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.arm is not None:
+        args.json.write_text(run_json(run_arm(args.arm, args.seeds[0], args, args.keep)))
+        return 0
 
     import torch
 
     print(f"machine: {machine()}; torch {torch.__version__}, CPU")
+    mode = "one at a time" if args.one_at_a_time else "side by side, half the cores each"
     print(
-        f"course space on digits: limit {args.limit}, {args.epochs} epochs, {args.budget:g} s per search, "
+        f"course space on digits: limit {args.limit}, {args.epochs} epochs, {args.budget:g} s per search ({mode}), "
         f"seeds {args.seeds}; HV reference F1 = 0, MACs = {args.ref_macs:g}"
     )
     runs: dict[tuple[str, int], Run] = {}
     for i, seed in enumerate(args.seeds):
-        for arm in ARMS if i % 2 == 0 else ARMS[::-1]:  # alternate which arm goes first
-            started = time.perf_counter()
-            run = runs[arm, seed] = run_arm(arm, seed, args, args.keep)
+        started = time.perf_counter()
+        if args.one_at_a_time:
+            for arm in ARMS if i % 2 == 0 else ARMS[::-1]:  # alternate which arm goes first
+                runs[arm, seed] = run_arm(arm, seed, args, args.keep)
+        else:
+            runs.update({(arm, seed): run for arm, run in side_by_side(seed, args).items()})
+        for arm in ARMS:
+            run = runs[arm, seed]
             print(
                 f"seed {seed} {arm:>9}: {run.trials} trials ({run.stopped} stopped, {run.infeasible} infeasible), "
-                f"HV {run.hv_at(args.budget, args.ref_macs):.4f}, {time.perf_counter() - started:.0f} s",
+                f"HV {run.hv_at(args.budget, args.ref_macs):.4f}",
                 flush=True,
             )
+        print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
     report(runs, args)
     return 0
 
