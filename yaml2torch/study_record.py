@@ -9,6 +9,7 @@ the output folder, the shared run settings (``RunSettings``) and the yaml2torch 
 
 Trial user attributes (``TrialRecord``): the sampled spec, its architecture hash, size and
 training settings; the generated source and trial folder; metrics, timing and device; the
+per-epoch metrics and the early stop of a multi-objective trial (``search/early_stop.py``); the
 outcome (``status``/``reason``); duplicates and retries; the worker and its heartbeat; the
 weights' artifact id. Retries also carry Optuna's own ``failed_trial``/``retry_history``
 system attributes, so Optuna's retry helpers understand ours.
@@ -17,7 +18,7 @@ system attributes, so Optuna's retry helpers understand ours.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
@@ -213,6 +214,8 @@ TRIAL_RETRY_OF = "retry_of"
 TRIAL_RETRY_REASON = "retry_reason"
 TRIAL_WORKER = "worker"
 TRIAL_HEARTBEAT_AT = "heartbeat_at"
+TRIAL_EPOCH_METRICS = "epoch_metrics"  # [{metric: value} per epoch]: read by the Dominance rule
+TRIAL_EARLY_STOP = "early_stop"  # why the Dominance rule stopped the trial (Stop.as_attr)
 # Optuna's own retry bookkeeping (system attributes), kept compatible with its retry callback.
 SYSTEM_FAILED_TRIAL = "failed_trial"
 SYSTEM_RETRY_HISTORY = "retry_history"
@@ -246,6 +249,8 @@ class TrialRecord:
     retry_reason: str | None = None
     worker: Mapping[str, Any] | None = None
     heartbeat_at: float | None = None
+    epoch_metrics: Sequence[Mapping[str, float]] | None = None
+    early_stop: Mapping[str, Any] | None = None
     retry_history: tuple[int, ...] = ()
 
     @classmethod
@@ -316,6 +321,15 @@ def record_result(
         set_attr(TRIAL_TIMING, dict(timing))
     if device is not None:
         set_attr(TRIAL_DEVICE, device)
+
+
+def record_epochs(set_attr: SetAttr, epochs: Sequence[Mapping[str, float]]) -> None:
+    """Every epoch's validation metrics so far (rewritten after each epoch; a few numbers each)."""
+    set_attr(TRIAL_EPOCH_METRICS, [dict(e) for e in epochs])
+
+
+def record_early_stop(set_attr: SetAttr, stop: Mapping[str, Any]) -> None:
+    set_attr(TRIAL_EARLY_STOP, dict(stop))
 
 
 def record_duplicate(set_attr: SetAttr, earlier: FrozenTrialLike) -> int:

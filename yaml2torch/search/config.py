@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from yaml2torch.errors import Location, SpecError, suggest
+from yaml2torch.search import early_stop
 from yaml2torch.search import space as sp
 from yaml2torch.spec.model_spec import expect_int, expect_positive_float, expect_str
 from yaml2torch.spec.yaml_nodes import Node, load_text, read_text, type_name
@@ -71,7 +72,8 @@ CONSTRAINT_KEYS = ("max_params", "max_macs", "min_spatial", "max_latency_ms")
 PICK_KEYS = ("metric", "max_params", "max_macs")
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("TPE", "Random", "NSGAII", "GP", "QMC")
-PRUNERS = ("none", "Median", "Percentile", "Hyperband", "SuccessiveHalving", "Patient", "Threshold")
+PRUNERS = ("none", "Median", "Percentile", "Hyperband", "SuccessiveHalving", "Patient", "Threshold", early_stop.NAME)
+OPTUNA_PRUNERS = PRUNERS[1:-1]  # need trial.report: one objective only
 
 
 # --- settings dataclasses -------------------------------------------------------------------
@@ -222,7 +224,9 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
         if key not in TOP_KEYS:
             raise SpecError(root.key_loc(key), f"unknown top-level key {key!r}{suggest(key, TOP_KEYS)}")
     if "model" in fields and "python" in fields:
-        raise SpecError(root.key_loc("python"), "give one of 'model' (a model template) or 'python' (file.py:function), not both")
+        raise SpecError(
+            root.key_loc("python"), "give one of 'model' (a model template) or 'python' (file.py:function), not both"
+        )
     # Neither is allowed only for the Python API, which passes search_model to run_search.
 
     names = sp.new_name_table()
@@ -265,13 +269,29 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
         constraints=_constraints(fields.get("constraints")),
         pick=_pick(fields.get("pick"), objectives),
         sampler=_component(fields.get("sampler"), "sampler", SAMPLERS, "TPE"),
-        pruner=_component(fields.get("pruner"), "pruner", PRUNERS, "Median" if len(objectives) == 1 else "none"),
+        pruner=_component(
+            fields.get("pruner"), "pruner", PRUNERS, "Median" if len(objectives) == 1 else early_stop.NAME
+        ),
     )
-    if config.multi_objective and config.pruner.type != "none":
-        raise SpecError(config.pruner.loc, "pruners work with one objective only; use pruner: none")
+    _check_pruner(config)
     check_train_space(config)
     check_model_space(config)
     return config
+
+
+def _check_pruner(config: SearchConfig) -> None:
+    kind = config.pruner.type
+    if config.multi_objective and kind in OPTUNA_PRUNERS:
+        raise SpecError(
+            config.pruner.loc,
+            f"Optuna's pruners work with one objective only; with several objectives use pruner: {early_stop.NAME} "
+            "(the default) or none",
+        )
+    if not config.multi_objective and kind == early_stop.NAME:
+        raise SpecError(
+            config.pruner.loc,
+            f"the {early_stop.NAME} rule is for several objectives; with one objective use {', '.join(OPTUNA_PRUNERS)} or none",
+        )
 
 
 def _model_space(node: Node, names) -> sp.SpaceNode:
@@ -343,7 +363,9 @@ def _keys(node: Node, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
         raise SpecError(node.loc, f"{what} must be a mapping, not {type_name(node)}")
     for key in node.mapping():
         if key not in allowed:
-            raise SpecError(node.key_loc(key), f"unknown {what} key {key!r}{suggest(key, allowed)}; allowed: {', '.join(allowed)}")
+            raise SpecError(
+                node.key_loc(key), f"unknown {what} key {key!r}{suggest(key, allowed)}; allowed: {', '.join(allowed)}"
+            )
     return node.mapping()
 
 
@@ -457,7 +479,9 @@ def _constraints(node: Node | None) -> Constraints:
         max_params=expect_int(fields["max_params"], "max_params", 1) if "max_params" in fields else None,
         max_macs=expect_int(fields["max_macs"], "max_macs", 1) if "max_macs" in fields else None,
         min_spatial=expect_int(fields["min_spatial"], "min_spatial", 1) if "min_spatial" in fields else None,
-        max_latency_ms=expect_positive_float(fields["max_latency_ms"], "max_latency_ms") if "max_latency_ms" in fields else None,
+        max_latency_ms=expect_positive_float(fields["max_latency_ms"], "max_latency_ms")
+        if "max_latency_ms" in fields
+        else None,
     )
 
 
@@ -506,7 +530,14 @@ def _component(node: Node | None, what: str, types: tuple[str, ...], default: st
 
 # Lower bounds of the integer arguments (Optuna checks some, not all: a negative n_startup_trials
 # would be taken as is); every other integer must be at least 0.
-_COMPONENT_MINIMUM = {"n_ei_candidates": 1, "interval_steps": 1, "n_min_trials": 1, "min_resource": 1, "population_size": 2}
+_COMPONENT_MINIMUM = {
+    **early_stop.ARG_MINIMUMS,
+    "n_ei_candidates": 1,
+    "interval_steps": 1,
+    "n_min_trials": 1,
+    "min_resource": 1,
+    "population_size": 2,
+}
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
 
 
@@ -545,6 +576,7 @@ def _check_component(what: str, name: str, kwargs: dict[str, object], loc: Locat
 
 
 def component_class(what: str, name: str):
+    """The class a sampler or pruner name stands for (its signature lists the arguments)."""
     import optuna
 
     if what == "sampler":
@@ -563,6 +595,7 @@ def component_class(what: str, name: str):
         "SuccessiveHalving": optuna.pruners.SuccessiveHalvingPruner,
         "Patient": patient_pruner,
         "Threshold": optuna.pruners.ThresholdPruner,
+        early_stop.NAME: early_stop.Dominance,  # applied by the trial itself (search/trial.py)
     }[name]
 
 
@@ -590,9 +623,15 @@ def _component_arg_types(what: str, name: str) -> dict[str, tuple[str, ...]]:
     excluded = {"seed", "self", "constraints_func", "gamma", "weights", "wrapped_pruner", "independent_sampler"}
     found = {}
     for key, param in params.items():
-        annotation = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+        annotation = (
+            param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+        )
         types = tuple(part.strip() for part in annotation.split("|"))
-        if key not in excluded and param.kind is not inspect.Parameter.VAR_KEYWORD and all(t in _PLAIN_TYPES for t in types):
+        if (
+            key not in excluded
+            and param.kind is not inspect.Parameter.VAR_KEYWORD
+            and all(t in _PLAIN_TYPES for t in types)
+        ):
             found[key] = types
     return found
 
@@ -632,7 +671,10 @@ def _optimizer(node: Node) -> OptimizerSettings:
         raise SpecError(node.loc, "optimizer must be a name (Adam) or a mapping {type: Adam, lr: 0.001, ...}")
     kind = expect_str(node.mapping()["type"], "optimizer type")
     if kind not in OPTIMIZERS:
-        raise SpecError(node.mapping()["type"].loc, f"unknown optimizer {kind!r}{suggest(kind, OPTIMIZERS)}; one of {', '.join(OPTIMIZERS)}")
+        raise SpecError(
+            node.mapping()["type"].loc,
+            f"unknown optimizer {kind!r}{suggest(kind, OPTIMIZERS)}; one of {', '.join(OPTIMIZERS)}",
+        )
     fields = _keys(node, ("type",) + OPTIMIZERS[kind], f"{kind} optimizer")
     lr = _float(fields["lr"], "lr", 0.0, 10.0) if "lr" in fields else (0.01 if kind == "SGD" else 1e-3)
     kwargs: list[tuple[str, object]] = []

@@ -207,6 +207,7 @@ def export_study(
         "pick_rule": note,
         "trials": counts,
         "infeasible": sum(1 for t in pruned if TrialRecord.of(t).status == TrialStatus.INFEASIBLE.value),
+        "stopped_early": sum(1 for t in pruned if TrialRecord.of(t).early_stop is not None),  # search/early_stop.py
         "picked": None,
         "pareto": [],
     }

@@ -50,6 +50,7 @@ from yaml2torch.scale.storage import (
 )
 from yaml2torch.scale.worker import WorkerOptions, WorkerSummary, run_worker
 from yaml2torch.search.config import SearchConfig, component_class, parse_config
+from yaml2torch.search.early_stop import NAME as DOMINANCE
 from yaml2torch.search.threads import ThreadChooser, ThreadMemory, ThreadVerdict, thread_limit
 from yaml2torch.search.train import DataCache, EpochResult, resolve_device, train_model
 from yaml2torch.search.trial import Objective
@@ -133,6 +134,10 @@ def make_sampler(config: SearchConfig, seed_offset: int = 0) -> optuna.samplers.
 
 
 def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    """Optuna's pruner; the Dominance rule of multi-objective studies is applied by the trial
+    itself (``search/early_stop.py``), so the study gets none."""
+    if config.pruner.type == DOMINANCE:
+        return optuna.pruners.NopPruner()
     return component_class("pruner", config.pruner.type)(**dict(config.pruner.kwargs))
 
 

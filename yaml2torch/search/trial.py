@@ -23,6 +23,7 @@ from yaml2torch.compiler import CompiledModel, compile_spec
 from yaml2torch.errors import SpecError, UserError
 from yaml2torch.files import import_file, import_model_class, save_state_dict, write_atomic
 from yaml2torch.ir.nodes import ModelIR
+from yaml2torch.search import early_stop
 from yaml2torch.search import space as sp
 from yaml2torch.search.config import SCORE_METRICS, DataSettings, SearchConfig, TrainSettings, parse_train
 from yaml2torch.search.train import DataCache, EpochResult, measure_latency, seeded_model, train_model
@@ -32,6 +33,8 @@ from yaml2torch.study_record import (
     TrialRecord,
     TrialStatus,
     record_duplicate,
+    record_early_stop,
+    record_epochs,
     record_files,
     record_latency,
     record_outcome,
@@ -364,7 +367,7 @@ class Objective:
         t = time.perf_counter()
         if self.progress is not None:
             self.progress.start_trial(trial.number, plan.train.epochs)
-        history = self.trainer(trial, model, data, plan.train, self.config.seed, self._on_epoch(trial, plan))
+        history = self.trainer(trial, model, data, plan.train, self.config.seed, self._on_epoch(trial, plan, latency))
         timing["train"] = time.perf_counter() - t
         metrics: dict[str, Any] = dict(history[-1].metrics)
         metrics.update(params=plan.ir.params, macs=plan.ir.macs, latency=latency)
@@ -404,16 +407,19 @@ class Objective:
             raise optuna.TrialPruned("infeasible: latency")
         return latency
 
-    def _on_epoch(self, trial: Any, plan: TrialPlan) -> Callable[[EpochResult], None]:
+    def _on_epoch(self, trial: Any, plan: TrialPlan, latency: float | None) -> Callable[[EpochResult], None]:
         import optuna
 
         first = self.config.objectives[0]
         reports = not self.config.multi_objective and first.metric in SCORE_METRICS
         prunes = self.config.pruner.type != "none"
+        stopper = self._stopper(trial, plan, latency)
 
         def on_epoch(result: EpochResult) -> None:
             if self.progress is not None:
                 self.progress.epoch(result.epoch, plan.train.epochs, result.metrics)
+            if stopper is not None:
+                stopper(result)
             if not reports:
                 return
             trial.report(result.metrics[first.metric], result.epoch)
@@ -424,3 +430,34 @@ class Objective:
                 raise optuna.TrialPruned(f"epoch {result.epoch}")
 
         return on_epoch
+
+    def _stopper(self, trial: Any, plan: TrialPlan, latency: float | None) -> Callable[[EpochResult], None] | None:
+        """The Dominance rule of a multi-objective study (``search/early_stop.py``): records each
+        epoch's metrics on the trial, then compares the trial with the study's trials at that
+        epoch (one read of the study per epoch, after the warm-up epochs and before the last)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        if not self.config.multi_objective or self.config.pruner.type != early_stop.NAME:
+            return None
+        rule = early_stop.Dominance(**dict(self.config.pruner.kwargs))  # type: ignore[arg-type]  # ints: parse_config checks them
+        objectives = [(o.metric, o.direction) for o in self.config.objectives]
+        epochs: list[dict[str, float]] = []
+        live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+        def stop_if_dominated(result: EpochResult) -> None:
+            epochs.append(dict(result.metrics))
+            record_epochs(trial.set_user_attr, epochs)
+            if len(epochs) <= rule.n_warmup_epochs or len(epochs) >= plan.train.epochs:
+                return  # warming up, or the last epoch: nothing left to save
+            own = TrialRecord(trial.number, params=plan.ir.params, macs=plan.ir.macs, latency_ms=latency, epoch_metrics=epochs)
+            stop = early_stop.decide(rule, objectives, own, trial.study.get_trials(deepcopy=False, states=live))
+            if stop is None:
+                return
+            reason = stop.reason(rule)
+            record_outcome(trial.set_user_attr, TrialStatus.PRUNED, reason)
+            record_early_stop(trial.set_user_attr, stop.as_attr())
+            record_result(trial.set_user_attr, result.metrics, None)
+            raise optuna.TrialPruned(reason)
+
+        return stop_if_dominated

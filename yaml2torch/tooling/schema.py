@@ -490,6 +490,11 @@ def component_schema(what: str, types: tuple[str, ...]) -> Schema:
         ("type",),
     )
     mapping["allOf"] = _per_type(args)
+    if what == "pruner":  # yaml2torch's own rule: its arguments' types are known (search/early_stop.py)
+        from yaml2torch.search import early_stop
+
+        own = next(rule for rule in mapping["allOf"] if rule["if"]["properties"]["type"]["const"] == early_stop.NAME)
+        own["then"]["properties"] = {name: integer(low) for name, low in early_stop.ARG_MINIMUMS.items()}
     names: list[Schema] = [{"enum": list(types)}] + ([{"type": "null"}] if "none" in types else [])
     return {"description": f"the {what}: a name or {{type: Name, ...its arguments}}", "anyOf": [*names, mapping]}
 
