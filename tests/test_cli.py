@@ -73,7 +73,7 @@ def test_compile_into_a_folder_in_the_way_is_an_error(tiny: Path, tmp_path: Path
     folder.mkdir()
     result = run_cli("compile", tiny, "-o", folder)
     assert result.status == 2
-    assert result.stderr == f"yaml2torch: error: cannot write {folder}: it is a folder; yaml2torch only replaces regular files\n"
+    assert result.stderr == f"yaml2torch: error: {folder}: cannot write: it is a folder; yaml2torch only replaces regular files\n"
     assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["taken", "tiny.yaml"]
 
 

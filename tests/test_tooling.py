@@ -171,10 +171,36 @@ def test_blocks_listing(run_cli) -> None:
     assert ("C3k2", "ultralytics") in names
     assert all(b["origin"] for b in listed), [b["name"] for b in listed if not b["origin"]]
     conv = next(b for b in listed if b["name"] == "Conv" and b["dialect"] == "yaml2torch")
-    assert conv["args"][0] == {"name": "c", "type": "a positive int", "default": None, "kwargs": ["c", "out_channels", "channels"]}
+    assert conv["args"][0] == {
+        "name": "c", "type": "a positive int", "required": True, "default": None, "kwargs": ["c", "out_channels", "channels"]
+    }
+    args = {(b["name"], a["name"]): a for b in listed if b["dialect"] == "yaml2torch" for a in b["args"]}
+    assert (args["Conv", "k"]["required"], args["Conv", "k"]["default"]) == (False, 1)  # JSON values, not strings
+    assert (args["Dropout", "p"]["default"], args["SPP", "ks"]["default"]) == (0.5, [5, 9, 13])
+    assert (args["UpSample", "scale"]["required"], args["UpSample", "scale"]["default"]) == (False, None)  # a None default
+    assert args["Conv", "act"]["default"] == "ReLU" and args["Focus", "act"]["required"] is False  # an activation by name
     assert next(b for b in listed if b["name"] == "ResBottleneck")["twin_of"] == "torchvision.models.resnet.Bottleneck"
     table = run_cli("blocks")
     assert table.status == 0 and "InvertedResidualv3" in table.stdout
+
+
+def test_block_summaries_agree_with_the_defaults() -> None:
+    """A summary that spells the signature (``[c, k=1, ...]``) gives each default as the code does,
+    and the reference names no internals."""
+    from yaml2torch.tooling.block_list import all_blocks
+
+    spelt = 0
+    for info in all_blocks():
+        match = re.match(r"``\[(.*?)\]``", info.summary)
+        args = {arg.name: arg for arg in info.args}
+        for part in match.group(1).split(", ") if match else []:
+            name, _, default = part.partition("=")
+            if name in args:
+                spelt += 1
+                assert (args[name].required, args[name].default_text) == (not default, default), (info.name, part)
+    assert spelt > 20
+    assert "for_row" not in DOC.read_text(encoding="utf-8")
+    assert "`[size=null, scale=null, mode=nearest]`" in DOC.read_text(encoding="utf-8")
 
 
 # --- fmt ----------------------------------------------------------------------------------------
@@ -423,6 +449,7 @@ def test_fmt_on_a_folder(tmp_path: Path, run_cli) -> None:
     folder = tmp_path / "specs"
     shutil.copytree(ROOT / "examples", folder)
     (folder / "ci.yml").write_text("jobs: {build: {runs-on: ubuntu}}\n", encoding="utf-8")
+    (folder / "models" / "unformatted.yaml").write_text(UNFORMATTED, encoding="utf-8")
     (folder / ".hidden").mkdir()
     (folder / ".hidden" / "broken.yaml").write_text("backbone: [\n", encoding="utf-8")
     texts = {p: p.read_text(encoding="utf-8") for p in folder.rglob("*.y*ml")}
@@ -438,6 +465,187 @@ def test_fmt_on_a_folder(tmp_path: Path, run_cli) -> None:
     assert (folder / "ci.yml").read_text(encoding="utf-8") == texts[folder / "ci.yml"]
     missing = run_cli("fmt", tmp_path / "absent")
     assert (missing.status, missing.stderr) == (2, f"yaml2torch: error: {tmp_path / 'absent'}: no such file or folder\n")
+
+
+# YAML files a folder may hold that are not specs: each left alone with a note, never an error.
+NOT_SPECS: dict[str, bytes] = {
+    "workflow.yml": b"on: [push]\njobs:\n  build: {runs-on: ubuntu-latest}\n",  # `on` is read as a bool key
+    "mkdocs.yml": b"markdown_extensions:\n  - emoji: {emoji_index: !!python/name:material.extensions.emoji.twemoji}\n",
+    "gitlab-ci.yml": b"test:\n  script: [!reference [.setup, script], make]\n",
+    "k8s.yaml": b"kind: Service\n---\nkind: Deployment\n",
+    "chart.yaml": b"metadata:\n  labels: {{ include \"app.labels\" . | nindent 4 }}\n",
+    "empty.yaml": b"",
+    "dup.yaml": b"name: a\nname: b\n",
+    "latin1.yaml": b"# caf\xe9\nname: a\n",
+}
+
+
+def test_fmt_on_a_folder_leaves_other_yaml_files_alone_with_a_note(tmp_path: Path, run_cli) -> None:
+    """Given a folder, a YAML file that is not a spec (no top-level backbone:, module:, model: or
+    python: key, even when it cannot be read as YAML) is left alone with a note; one that looks
+    like a spec and fails is an error. Named one by one, each is an error."""
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    for name, data in NOT_SPECS.items():
+        (folder / name).write_bytes(data)
+    spec = folder / "net.yaml"
+    spec.write_text("backbone: [[-1, 1, Conv, [8, 3]]]\ninput_channel: 3\n", encoding="utf-8")
+    result = run_cli("fmt", folder)
+    assert result.status == 0, result.stderr
+    notes = result.stderr.splitlines()
+    assert sorted(line.split(":")[2].strip().rsplit("/", 1)[-1] for line in notes if line.startswith("yaml2torch: note: ")) == sorted(
+        NOT_SPECS
+    )
+    assert notes[-1] == f"reformatted {spec}" and len(notes) == len(NOT_SPECS) + 1
+    assert {name: (folder / name).read_bytes() for name in NOT_SPECS} == NOT_SPECS
+    assert spec.read_text(encoding="utf-8") == "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8, 3]]\n"
+    for name in NOT_SPECS:
+        named = run_cli("fmt", folder / name)
+        assert named.status == 2 and named.stderr.startswith(f"yaml2torch: error: {folder / name}") and named.stderr.count("\n") == 1
+    for broken in (b"backbone: [\n", b"model: {a: 1}\nmodel: {a: 2}\n", b"# \xe9\nbackbone: []\n", b"python: !!python/name:os.system\n"):
+        (folder / "broken.yaml").write_bytes(broken)
+        result = run_cli("fmt", "--check", folder)
+        assert result.status == 2 and result.stderr.startswith(f"yaml2torch: error: {folder / 'broken.yaml'}:"), (broken, result.stderr)
+
+
+def test_fmt_on_what_is_not_a_regular_file(tmp_path: Path, run_cli) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    result = run_cli("fmt", fifo)
+    assert (result.status, result.stderr) == (
+        2, f"yaml2torch: error: {fifo}: not a regular file (a FIFO, socket or device); fmt rewrites regular files only\n"
+    )
+    (tmp_path / "dangling.yaml").symlink_to(tmp_path / "gone.yaml")
+    result = run_cli("fmt", tmp_path / "dangling.yaml")
+    assert (result.status, result.stderr) == (2, f"yaml2torch: error: {tmp_path / 'dangling.yaml'}: a symbolic link to a missing file\n")
+
+
+def test_fmt_keeps_the_order_of_comments_at_the_end_of_a_block(tmp_path: Path, run_cli) -> None:
+    """Comments after a block's last entry keep their order, whatever their indentation: once one
+    goes to an outer block, the ones after it follow it there."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("input_channel: 3\nbackbone:\n  - [1, Conv, [8, 3]]  #c1\n  #c2\n#c3\n   #c4\n", encoding="utf-8")
+    assert run_cli("fmt", spec).status == 0
+    assert spec.read_text(encoding="utf-8") == "input_channel: 3\nbackbone:\n  - [1, Conv, [8, 3]]  #c1\n  #c2\n#c3\n#c4\n"
+    spec.write_text("input_channel: 3\nbackbone:\n  - [1, Conv, [8, 3]]\n    #c2\n  #c3\n    #c4\nhead: []\n", encoding="utf-8")
+    assert run_cli("fmt", spec).status == 0
+    assert comments_in_order(spec) == ["#c2", "#c3", "#c4"]
+    assert run_cli("fmt", "--check", spec).status == 0
+
+
+def comments_in_order(path: Path) -> list[str]:
+    from yaml2torch.tooling.fmt import comments_of
+
+    return comments_of(path.read_text(encoding="utf-8"))
+
+
+def test_fmt_keeps_the_line_ending_of_the_file(tmp_path: Path, run_cli) -> None:
+    """CRLF in, CRLF out (the ending of the file's first line); --check passes on a formatted CRLF file."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(b"# header\r\nbackbone: [[-1, 1, Conv, [8, 3]]]  # c\r\ninput_channel: 3\r\n")
+    assert run_cli("fmt", "--check", spec).status == 1
+    assert run_cli("fmt", spec).status == 0
+    assert spec.read_bytes() == b"# header\r\ninput_channel: 3\r\nbackbone:\r\n  - [-1, 1, Conv, [8, 3]]   # c\r\n"
+    assert run_cli("fmt", "--check", spec).status == 0
+    lf = tmp_path / "lf.yaml"
+    lf.write_bytes(spec.read_bytes().replace(b"\r\n", b"\n"))
+    assert run_cli("fmt", "--check", lf).status == 0
+
+
+UNFORMATTED = "backbone: [[-1, 1, Conv, [8, 3]]]\ninput_channel: 3\n"
+FORMATTED = "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8, 3]]\n"
+
+
+def test_fmt_writes_through_symbolic_and_hard_links(tmp_path: Path, run_cli) -> None:
+    """A symbolic link stays a link and its target is formatted; a file with several hard links is
+    rewritten in place, so every name shows the new text; a file reached by several names is
+    formatted once; no temporary file is left."""
+    real = tmp_path / "real.yaml"
+    real.write_text(UNFORMATTED, encoding="utf-8")
+    link = tmp_path / "link.yaml"
+    link.symlink_to(real.name)
+    result = run_cli("fmt", link)
+    assert (result.status, result.stderr) == (0, f"reformatted {link}\n")
+    assert link.is_symlink() and os.readlink(link) == real.name and real.read_text(encoding="utf-8") == FORMATTED
+
+    real.write_text(UNFORMATTED, encoding="utf-8")
+    real.chmod(0o640)
+    hard = tmp_path / "hard.yaml"
+    os.link(real, hard)
+    inode = real.stat().st_ino
+    result = run_cli("fmt", tmp_path)  # real, hard and link: one file, formatted once
+    assert result.status == 0 and result.stderr.count("reformatted") == 1, result.stderr
+    assert real.stat().st_ino == hard.stat().st_ino == inode and real.stat().st_nlink == 2
+    assert hard.read_text(encoding="utf-8") == FORMATTED and real.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hard.yaml", "link.yaml", "real.yaml"]
+
+
+@pytest.fixture
+def immutable(tmp_path: Path):
+    """``immutable(path)``: makes a file that even root cannot write (chattr +i); undone after the test."""
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        chattr = shutil.which("chattr")
+        if chattr is None or subprocess.run([chattr, "+i", str(path)], capture_output=True, check=False).returncode != 0:
+            pytest.skip("needs chattr +i (an immutable file) on this file system")
+        made.append(path)
+
+    yield make
+    for path in made:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
+
+
+def test_fmt_writes_nothing_when_a_file_cannot_be_written(tmp_path: Path, run_cli, immutable) -> None:
+    """Every target is checked before any is written: one that cannot be written stops fmt with
+    one line, and the others stay as they were."""
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    for path in (first, second):
+        path.write_text(UNFORMATTED, encoding="utf-8")
+    immutable(second)
+    result = run_cli("fmt", first, second)
+    assert result.status == 2
+    assert re.fullmatch(rf"yaml2torch: error: {re.escape(str(second))}: cannot write: [^\n]+\n", result.stderr), result.stderr
+    assert first.read_text(encoding="utf-8") == second.read_text(encoding="utf-8") == UNFORMATTED
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "b.yaml"]
+
+
+def test_fmt_names_the_files_written_before_a_write_that_fails(tmp_path: Path) -> None:
+    """A write that fails midway (here: over the file size limit, RLIMIT_FSIZE) names the files
+    already written; the failed one is left as it was, with no temporary file."""
+    import resource
+    import signal
+
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(UNFORMATTED, encoding="utf-8")
+    rows = "".join(f"  [-1, 1, Conv, [8, 3]],  # row {i}\n" for i in range(400))
+    second.write_text(f"backbone: [\n{rows}]\ninput_channel: 3\n", encoding="utf-8")
+    before = second.read_bytes()
+    limit = 8192
+    assert len(before) > limit
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [sys.executable, "-B", "-m", "yaml2torch", "fmt", str(first), str(second)],
+        capture_output=True, text=True, timeout=120, check=False, preexec_fn=small_files, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"reformatted {first}",
+        f"yaml2torch: error: {second}: cannot write: File too large; already written: {first}",
+    ]
+    assert first.read_text(encoding="utf-8") == FORMATTED and second.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "b.yaml"]
+
+
+def test_every_example_is_in_the_canonical_layout(run_cli) -> None:
+    """The examples are what fmt writes (after editing one: yaml2torch fmt examples/, then
+    regenerate generated/ as tests/test_golden.py says)."""
+    result = run_cli("fmt", "--check", ROOT / "examples")
+    assert result.status == 0, result.stderr
 
 
 # --- pre-commit hooks and textconv on temporary git repositories --------------------------------
@@ -458,27 +666,40 @@ def new_repo(path: Path) -> Path:
     return path
 
 
-def hook_command(hook_id: str) -> list[str]:
-    """A hook's entry from .pre-commit-hooks.yaml, run with this interpreter's yaml2torch."""
+def hooks() -> dict[str, dict]:
     import yaml
 
-    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))}
-    assert hooks[hook_id]["language"] == "python"
-    entry = hooks[hook_id]["entry"].split()
+    return {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))}
+
+
+def hook_command(hook_id: str) -> list[str]:
+    """A hook's entry from .pre-commit-hooks.yaml, run with this interpreter's yaml2torch."""
+    hook = hooks()[hook_id]
+    assert hook["language"] == ("system" if hook_id.endswith("-system") else "python")
+    entry = hook["entry"].split()
     assert entry[0] == "yaml2torch"
     return [sys.executable, "-m", "yaml2torch", *entry[1:]]
 
 
-def run_hook(repo: Path, hook_id: str) -> subprocess.CompletedProcess:
-    """As pre-commit runs it: the entry plus the staged files its `files:` pattern matches."""
-    import re
+def run_hook(repo: Path, hook_id: str, files: str | None = None) -> subprocess.CompletedProcess:
+    """As pre-commit runs it: the entry plus the staged files its `files:` pattern (or the one a
+    user's config sets) matches."""
+    pattern = files or hooks()[hook_id]["files"]
+    staged = [f for f in git(repo, "diff", "--cached", "--name-only").split() if re.search(pattern, f)]
+    assert staged
+    return subprocess.run([*hook_command(hook_id), *staged], cwd=repo, capture_output=True, text=True, timeout=300, check=False)
 
-    import yaml
 
-    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))}
-    files = [f for f in git(repo, "diff", "--cached", "--name-only").split() if re.search(hooks[hook_id]["files"], f)]
-    assert files
-    return subprocess.run([*hook_command(hook_id), *files], cwd=repo, capture_output=True, text=True, timeout=300, check=False)
+def test_every_hook_has_a_system_twin() -> None:
+    """`language: python` hooks install yaml2torch and torch; each has a `-system` twin that runs
+    the yaml2torch on PATH, the same command on the same files."""
+    listed = hooks()
+    python = {hook_id: hook for hook_id, hook in listed.items() if hook["language"] == "python"}
+    assert set(python) == {"yaml2torch-fresh", "yaml2torch-check", "yaml2torch-fmt"}
+    for hook_id, hook in python.items():
+        twin = listed[f"{hook_id}-system"]
+        assert twin["language"] == "system" and (twin["entry"], twin["files"]) == (hook["entry"], hook["files"])
+    assert len(listed) == 2 * len(python)
 
 
 def test_pre_commit_hooks_on_a_git_repository(tmp_path: Path) -> None:
@@ -501,8 +722,96 @@ def test_pre_commit_hooks_on_a_git_repository(tmp_path: Path) -> None:
 
     spec.write_text(spec.read_text(encoding="utf-8").replace("Linear, [10]", "Linaer, [10]"), encoding="utf-8")
     git(repo, "add", spec.name)
-    broken = run_hook(repo, "yaml2torch-check")
-    assert broken.returncode == 1 and "unknown block 'Linaer'" in broken.stderr
+    broken = run_hook(repo, "yaml2torch-check-system")
+    assert broken.returncode == 2 and "unknown block 'Linaer'" in broken.stderr  # 2: an error; 1: stale
+
+
+def make_yaml_module_repo(path: Path, name: str = "net.yaml") -> Path:
+    """A repository with models/NAME including models/modules/{inception,residual}.yaml (the
+    example, residual including inception), committed."""
+    repo = new_repo(path)
+    models = repo / "models"
+    (models / "modules").mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "models" / "yaml_module.yaml", models / name)
+    for sub in ("inception.yaml", "residual.yaml"):
+        shutil.copy(ROOT / "examples" / "models" / "modules" / sub, models / "modules" / sub)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "net")
+    return repo
+
+
+def test_fresh_hook_checks_the_specs_that_include_a_changed_sub_spec(tmp_path: Path) -> None:
+    """Only a sub-spec is staged: the hook checks it, then the specs of the repository that include
+    it (here through another sub-spec), whose model files are stale."""
+    repo = make_yaml_module_repo(tmp_path / "repo", "net.y2t.yaml")
+    subprocess.run([sys.executable, "-m", "yaml2torch", "compile", "models/net.y2t.yaml", "-o", "models/net.py"], cwd=repo, check=True)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "model file")
+    inception = repo / "models" / "modules" / "inception.yaml"
+    inception.write_text(inception.read_text(encoding="utf-8").replace("[arg1, 5, 1]", "[arg1, 7, 1]"), encoding="utf-8")
+    git(repo, "add", ".")
+    pattern = r"^models/.*\.ya?ml$"  # a user's `files:` that takes in the sub-specs
+    assert git(repo, "diff", "--cached", "--name-only").split() == ["models/modules/inception.yaml"]
+    stale = run_hook(repo, "yaml2torch-fresh", pattern)
+    assert stale.returncode == 1, stale.stderr
+    assert stale.stderr == (
+        "yaml2torch: models/net.py is stale (models/net.y2t.yaml includes models/modules/inception.yaml): "
+        "run 'yaml2torch compile models/net.y2t.yaml -o models/net.py'\n"
+    )
+    assert run_hook(repo, "yaml2torch-check", pattern).returncode == 0
+    subprocess.run([sys.executable, "-m", "yaml2torch", "compile", "models/net.y2t.yaml", "-o", "models/net.py"], cwd=repo, check=True)
+    assert run_hook(repo, "yaml2torch-fresh", pattern).returncode == 0
+
+    inception.write_text(inception.read_text(encoding="utf-8").replace("Conv", "Conb", 1), encoding="utf-8")
+    git(repo, "add", ".")
+    broken = run_hook(repo, "yaml2torch-check", pattern)
+    assert broken.returncode == 2 and broken.stderr.startswith("yaml2torch: error: ") and broken.stderr.count("\n") == 1
+    assert "models/modules/inception.yaml:" in broken.stderr and "unknown block 'Conb'" in broken.stderr
+
+
+def test_check_on_a_sub_spec(tmp_path: Path, run_cli) -> None:
+    """A sub-spec on its own: its keys and rows are checked (args without a default are the
+    includer's); outside a repository a note says its includers are not checked."""
+    sub = tmp_path / "block.yaml"
+    sub.write_text("args: [16]\nmodule:\n  - [-1, arg1, Conv, [arg0, 3]]\n  - [-1, 1, Conv, [arg0, 1]]\n", encoding="utf-8")
+    result = run_cli("check", "--fresh", sub)
+    assert (result.status, result.stderr) == (
+        0, f"yaml2torch: note: {sub} is a YamlModule sub-spec outside a git repository: the specs that include it are not checked\n"
+    )
+    sub.write_text("args: [16]\nmodul:\n  - [-1, 1, Conv, [arg0, 3]]\n", encoding="utf-8")
+    result = run_cli("check", sub, ROOT / "examples" / "models" / "modules" / "residual.yaml")
+    assert (result.status, result.stderr) == (2, f"yaml2torch: error: {sub}:2:1: unknown YamlModule key 'modul' (did you mean 'module'?); a sub-spec has args: and module:\n")
+    sub.write_text("module:\n  - [-1, 1, Conv, [8, 3], {}, 7]\n", encoding="utf-8")
+    result = run_cli("check", sub)
+    assert result.status == 2 and "a row has 3 elements" in result.stderr
+
+
+def test_check_fresh_exit_status_and_model_files_in_the_way(tmp_path: Path, run_cli) -> None:
+    """0 fresh, 1 stale or missing (a model file that is not UTF-8 is stale), 2 an error: a spec
+    that does not compile, a folder or a FIFO where the model file goes (regenerating would not fix it)."""
+    spec = tmp_path / "n.yaml"
+    shutil.copy(ROOT / "examples" / "models" / "lenet.yaml", spec)
+    out = tmp_path / "n.py"
+    assert run_cli("check", "--fresh", spec).status == 1
+    assert run_cli("compile", spec, "-o", out).status == 0
+    assert run_cli("check", "--fresh", spec).status == 0
+    out.write_bytes(b"# caf\xe9\n")
+    result = run_cli("check", "--fresh", spec)
+    assert (result.status, result.stderr) == (1, f"yaml2torch: {out} is stale: run 'yaml2torch compile {spec} -o {out}'\n")
+    out.unlink()
+    out.mkdir()
+    result = run_cli("check", "--fresh", spec)
+    assert (result.status, result.stderr) == (
+        2, f"yaml2torch: error: {out}: is a folder where the model file of {spec} goes; move it away, or choose --out-dir\n"
+    )
+    out.rmdir()
+    os.mkfifo(out)
+    result = run_cli("check", "--fresh", spec)
+    assert result.status == 2 and "not a regular file" in result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input_channel: 3\nbackbone: [[1, Conb, []]]\n", encoding="utf-8")
+    result = run_cli("check", bad, spec)
+    assert (result.status, result.stderr.splitlines()) == (2, [f"yaml2torch: error: {bad}:2:16: unknown block 'Conb' (did you mean 'Conv'?)"])
 
 
 def test_textconv_makes_git_diff_show_generated_code(tmp_path: Path) -> None:
@@ -546,3 +855,85 @@ def test_textconv_shows_a_broken_spec_as_text_and_error(tmp_path: Path, run_cli)
     result = run_cli("textconv", spec)
     assert result.status == 0
     assert result.stdout.startswith("input_channel: 3\n") and "# yaml2torch: error:" in result.stdout
+    for odd in (tmp_path / "absent.yaml", tmp_path / "pipe.yaml", tmp_path):
+        if odd.name == "pipe.yaml":
+            os.mkfifo(odd)
+        result = run_cli("textconv", odd)
+        assert result.status == 0 and result.stdout.startswith(f"# yaml2torch: error: {odd}") and result.stdout.count("\n") == 1
+
+
+def textconv_repo(path: Path, name: str = "net.yaml") -> Path:
+    """make_yaml_module_repo with every *.yaml diffed through `yaml2torch textconv`."""
+    repo = make_yaml_module_repo(path, name)
+    (repo / ".gitattributes").write_text("*.yaml diff=yaml2torch\n", encoding="utf-8")
+    git(repo, "config", "diff.yaml2torch.textconv", f"{sys.executable} -m yaml2torch textconv")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "textconv")
+    return repo
+
+
+def test_textconv_never_makes_git_fail(tmp_path: Path) -> None:
+    """A committed file that is not UTF-8, one over the size limit, one whose YamlModule file is
+    missing: git show and git log -p still succeed, each file shown as its text and one error line."""
+    repo = textconv_repo(tmp_path / "repo")
+    (repo / "latin1.yaml").write_bytes(b"# caf\xe9\ninput_channel: 3\nbackbone: [[1, Conv, [8, 3]]]\n")
+    lenet = (ROOT / "examples" / "models" / "lenet.yaml").read_text(encoding="utf-8")
+    (repo / "big.yaml").write_text(lenet + ("# padding\n" * 110_000), encoding="utf-8")
+    shutil.copy(ROOT / "examples" / "models" / "yaml_module.yaml", repo / "orphan.yaml")  # no modules/ beside it
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "odd files")
+    for command in (["show", "HEAD"], ["log", "-p"]):
+        shown = git(repo, *command)
+        assert "+# caf\ufffd\n" in shown and "+# yaml2torch: error: latin1.yaml:1:6: not valid UTF-8 (byte 0xe9)" in shown
+        assert "+# yaml2torch: error: big.yaml:1:1: the file is larger than 1,000,000 bytes" in shown
+        assert "+# yaml2torch: error: orphan.yaml:" in shown and "YamlModule file 'modules/inception.yaml' not found" in shown
+        assert "+input_channel: 3\n" in shown  # the text itself, before the error line
+    assert "Traceback" not in git(repo, "log", "-p")
+
+
+def test_textconv_finds_the_folder_of_a_renamed_spec(tmp_path: Path) -> None:
+    """After `git mv`, older commits' versions of a spec still find their YamlModule files (the one
+    folder that holds them all); a sub-spec's own diff is its YAML."""
+    repo = textconv_repo(tmp_path / "repo")
+    spec = repo / "models" / "net.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace("[-1, 1, Conv, [64, 3, 2]]", "[-1, 1, Conv, [96, 3, 2]]"), encoding="utf-8")
+    git(repo, "commit", "-qam", "wider")
+    git(repo, "mv", "models/net.yaml", "models/net2.yaml")
+    residual = repo / "models" / "modules" / "residual.yaml"
+    residual.write_text(residual.read_text(encoding="utf-8").replace("{activation: null}", "{activation: ReLU}"), encoding="utf-8")
+    git(repo, "commit", "-qam", "renamed")
+    log = git(repo, "log", "-p")
+    assert "yaml2torch: error" not in log
+    assert log.count("class InceptionModule") >= 2 and any(line.startswith("+") and "96" in line for line in log.splitlines())
+    assert any(line.startswith("+") and "{activation: ReLU}" in line for line in log.splitlines())  # a sub-spec's diff: its YAML
+
+
+@pytest.mark.parametrize("name", ["net.yaml", "resnet_ym.yaml", "yolov8_cls.yaml"])
+def test_textconv_on_the_temporary_names_of_every_git(tmp_path: Path, name: str) -> None:
+    """git >= 2.37 copies a committed version to $TMPDIR/git-blob-XXXXXX/NAME, older gits to
+    $TMPDIR/XXXXXX_NAME: both find the tracked spec, and a name that only looks like a prefix
+    (resnet_ym.yaml) keeps it."""
+    import tempfile
+
+    from yaml2torch.tooling.repo import find_repo
+    from yaml2torch.tooling.textconv import tracked_name
+
+    repo = textconv_repo(tmp_path / "repo", name)
+    found = find_repo(repo)
+    assert found is not None
+    temp = Path(tempfile.gettempdir())
+    assert tracked_name(temp / f"Qw3rT7_{name}", found) == name
+    assert tracked_name(temp / name, found) == name
+    assert tracked_name(temp / "git-blob-Qw3rT7" / f"Ab12cd_{name}", found) == f"Ab12cd_{name}"
+    copies = [temp / f"Qw3rT7_{name}", Path(tempfile.mkdtemp(prefix="git-blob-", dir=tmp_path)) / name]
+    copies[1] = copies[1].parent.rename(copies[1].parent.with_name("git-blob-Zx9Yw8")) / name
+    try:
+        for copy in copies:
+            shutil.copy(repo / "models" / name, copy)
+            result = subprocess.run(
+                [sys.executable, "-m", "yaml2torch", "textconv", str(copy)], cwd=repo, capture_output=True, text=True, timeout=120, check=False
+            )
+            assert result.returncode == 0 and "class InceptionModule" in result.stdout, result.stdout[-500:]
+            assert f"from {name} " in result.stdout.splitlines()[0]
+    finally:
+        copies[0].unlink(missing_ok=True)

@@ -154,50 +154,36 @@ def cmd_blocks(args: argparse.Namespace) -> int:
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
-    from yaml2torch.spec.yaml_nodes import read_text
-    from yaml2torch.tooling.fmt import NotASpec, format_text, yaml_files
+    from yaml2torch.tooling.fmt import format_files, write_files
 
-    rewrites = []  # every file is formatted before any is written: an error leaves all as they were
-    for path in args.files:
-        if path.is_dir():
-            files, others = yaml_files(path), True  # a folder: its YAML files that are specs
-        elif path.is_file():
-            files, others = [path], False
-        else:
-            raise UsageError(f"{path}: no such file or folder")
-        for file in files:
-            text = read_text(file)
-            try:
-                formatted = format_text(text, str(file))
-            except NotASpec:
-                if not others:
-                    raise
-                continue
-            if formatted != text:
-                rewrites.append((file, formatted))
-    for file, formatted in rewrites:
-        if not args.check:
-            write_atomic(file, formatted)
-        print(f"{'would reformat' if args.check else 'reformatted'} {file}", file=sys.stderr)
-    return 1 if args.check and rewrites else 0
+    rewrites = format_files(args.files, note=lambda message: print(f"yaml2torch: note: {message}", file=sys.stderr))
+    if args.check:
+        for file, _text in rewrites:
+            print(f"would reformat {file}", file=sys.stderr)
+        return 1 if rewrites else 0
+    write_files(rewrites, written=lambda file: print(f"reformatted {file}", file=sys.stderr))
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from yaml2torch.tooling.checks import check_spec
+    """Exit 0 when every spec compiles (and with --fresh, every model file is current), 1 when a
+    model file is stale or missing, 2 on an error (a spec that does not compile, a folder in a
+    model file's place)."""
+    from yaml2torch.tooling.checks import check_files, exit_status
 
-    failed = 0
-    for spec in args.specs:
-        result = check_spec(spec, args.fresh, args.out_dir)
-        if not result.ok:
-            failed += 1
-            print(f"yaml2torch: {result.problem}", file=sys.stderr)
-    return 1 if failed else 0
+    results = check_files(args.specs, args.fresh, args.out_dir)
+    for result in results:
+        if result.line:
+            print(result.line, file=sys.stderr)
+    return exit_status(results)
 
 
 def cmd_textconv(args: argparse.Namespace) -> int:
-    from yaml2torch.tooling.checks import textconv
+    from yaml2torch.tooling.textconv import textconv
 
-    sys.stdout.write(textconv(args.file, args.base_dir))
+    sys.stdout.flush()
+    sys.stdout.buffer.write(textconv(args.file, args.base_dir).encode("utf-8", errors="replace"))
+    sys.stdout.buffer.flush()
     return 0
 
 
@@ -307,8 +293,11 @@ def _add_tooling_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
     p.set_defaults(handler=cmd_fmt)
 
-    p = commands.add_parser("check", help="compile specs in memory (nothing written); --fresh: their model files are current")
-    p.add_argument("specs", type=Path, nargs="+")
+    p = commands.add_parser(
+        "check",
+        help="compile specs in memory (nothing written); --fresh: their model files are current; exit 0 fine, 1 stale, 2 error",
+    )
+    p.add_argument("specs", type=Path, nargs="+", help="specs; a YamlModule sub-spec also checks the specs of its repository that include it")
     p.add_argument("--fresh", action="store_true", help="also compare <stem>.py beside each spec (or in --out-dir)")
     p.add_argument("--out-dir", type=Path, help="where the model files are (default: beside each spec)")
     p.set_defaults(handler=cmd_check)

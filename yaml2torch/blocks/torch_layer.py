@@ -75,7 +75,10 @@ def takes_input_size(first_param: str) -> bool:
 
 
 class TorchLayer(Block):
-    """One ``nn.<Name>`` row. Instances are made per row by ``for_row`` (they know the layer)."""
+    """Any ``torch.nn`` layer by name (``nn.Conv2d``, ``nn.ReLU``), its args passed to the layer as written.
+
+    Instances are made per row by ``for_row`` (they know the layer).
+    """
 
     name = "nn."
 

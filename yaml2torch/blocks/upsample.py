@@ -14,7 +14,7 @@ MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 
 
 class UpSample(Block):
-    """``[size=null, scale=2, mode=nearest]``; ``scale`` null means 2 unless ``size`` is given."""
+    """``[size=null, scale=null, mode=nearest]``: to a size, or by a scale factor; with neither, twice the size (scale 2)."""
 
     name = "UpSample"
 

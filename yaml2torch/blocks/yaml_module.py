@@ -55,7 +55,10 @@ class AnyNode(ArgType):
 
 
 class YamlModule(Block):
-    """One ``YamlModule`` row; ``for_row`` sizes the signature to the row's arguments."""
+    """A YAML sub-spec file (``module:`` rows, ``args:`` defaults) compiled into its own class.
+
+    One instance per row: ``for_row`` sizes the signature to the row's arguments.
+    """
 
     name = "YamlModule"
 
@@ -131,34 +134,42 @@ def read_sub_spec(path: Path) -> tuple[Node, str]:
     return load_text(text, str(path)), text
 
 
-def substitute(node: Node, values: dict[int, Node], defaults: list[Node]) -> Node:
-    """``node`` with every ``argN`` string replaced by the row's value N (or default N)."""
+def substitute(node: Node, values: dict[int, Node], defaults: list[Node], keep_unset: bool = False) -> Node:
+    """``node`` with every ``argN`` string replaced by the row's value N (or default N); one with
+    neither is an error, or left as written with ``keep_unset``."""
     if isinstance(node.value, str) and (match := _PLACEHOLDER.match(node.value)):
         index = int(match.group(1))
         if index in values:
             return values[index]
         if index < len(defaults):
             return defaults[index]
+        if keep_unset:
+            return node
         raise SpecError(
             node.loc,
             f"{node.value} has no value: the YamlModule row gives {len(values)} args and the file's "
             f"args: lists {len(defaults)} defaults",
         )
     if isinstance(node.value, list):
-        return Node([substitute(item, values, defaults) for item in node.value], node.loc)
+        return Node([substitute(item, values, defaults, keep_unset) for item in node.value], node.loc)
     if isinstance(node.value, dict):
-        items = {key: substitute(item, values, defaults) for key, item in node.value.items()}
+        items = {key: substitute(item, values, defaults, keep_unset) for key, item in node.value.items()}
         return Node(items, node.loc, node.key_locs)
     return node
 
 
-def lower_sub_spec(path: Path, values: dict[int, Node], x: Shape, ctx: BuildContext, loader: SubSpecLoader) -> ModelIR:
-    from yaml2torch.blocks import Catalogue, builtin_blocks
-    from yaml2torch.ir.lower import lower
-    from yaml2torch.render.model_file import block_class_sources
-    from yaml2torch.spec.model_spec import ModelSpec, NormSpec, expect_list, parse_row
+def is_sub_spec(root: Node) -> bool:
+    """A file read as a YamlModule sub-spec rather than a model spec (``check``, ``textconv``): no
+    ``backbone:``, and ``module:`` rows or ``args:`` (the compiler reads a file as a sub-spec only
+    through a YamlModule row)."""
+    keys = root.mapping() if root.is_map else {}
+    return "backbone" not in keys and ("module" in keys or "args" in keys)
 
-    root, text = read_sub_spec(path)
+
+def sub_spec_parts(root: Node) -> tuple[list[Node], list[Node]]:
+    """A sub-spec's ``args:`` defaults and ``module:`` rows, its keys checked."""
+    from yaml2torch.spec.model_spec import expect_list
+
     if not root.is_map:
         raise SpecError(root.loc, f"a YamlModule file must be a mapping with 'module:' rows, not {type_name(root)}")
     fields = root.mapping()
@@ -174,6 +185,39 @@ def lower_sub_spec(path: Path, values: dict[int, Node], x: Shape, ctx: BuildCont
     row_nodes = expect_list(fields["module"], "module")
     if not row_nodes:
         raise SpecError(fields["module"].loc, "the YamlModule file's module: has no rows")
+    return defaults, row_nodes
+
+
+def check_sub_spec(root: Node) -> None:
+    """What can be checked of a sub-spec on its own (``yaml2torch check``): its keys, and each row's
+    form with every ``argN`` that has a default replaced by it. A row whose from, repeat, module or
+    args is an ``argN`` without a default is given by the including row: only its length is checked
+    here (the includers are compiled for the rest)."""
+    from yaml2torch.spec.model_spec import parse_row
+
+    defaults, row_nodes = sub_spec_parts(root)
+    given = dict(enumerate(defaults))
+    for index, node in enumerate(row_nodes):
+        row = substitute(node, given, [], keep_unset=True)
+        if row.is_seq and any(_is_placeholder(item) for item in row.sequence()[:4]):
+            if len(row.sequence()) not in (3, 4, 5):
+                parse_row(row, index, False, Diagnostics())  # the error for a wrong length
+            continue
+        parse_row(row, index, False, Diagnostics())
+
+
+def _is_placeholder(node: Node) -> bool:
+    return isinstance(node.value, str) and _PLACEHOLDER.match(node.value) is not None
+
+
+def lower_sub_spec(path: Path, values: dict[int, Node], x: Shape, ctx: BuildContext, loader: SubSpecLoader) -> ModelIR:
+    from yaml2torch.blocks import Catalogue, builtin_blocks
+    from yaml2torch.ir.lower import lower
+    from yaml2torch.render.model_file import block_class_sources
+    from yaml2torch.spec.model_spec import ModelSpec, NormSpec, parse_row
+
+    root, text = read_sub_spec(path)
+    defaults, row_nodes = sub_spec_parts(root)
     diagnostics = loader.diagnostics
     rows = tuple(parse_row(substitute(node, values, defaults), i, False, diagnostics) for i, node in enumerate(row_nodes))
     spec = ModelSpec(

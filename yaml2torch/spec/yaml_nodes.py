@@ -90,13 +90,15 @@ def type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, name: str | None = None) -> str:
     """Read a spec file as UTF-8, naming the position of the first bad byte.
 
     Only a regular file is read (a FIFO or device would block or never end), and at most
     MAX_FILE_BYTES + 1 bytes of it: a larger file is refused before it is read in full.
+    Errors name ``name`` (default: the path), e.g. the tracked file a temporary copy stands for.
     """
-    data = _read_bounded(Path(path))
+    name = str(path) if name is None else name
+    data = _read_bounded(Path(path), name)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -104,13 +106,13 @@ def read_text(path: Path) -> str:
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
         raise SpecError(
-            Location(str(path), line, column),
+            Location(name, line, column),
             f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
         ) from None
 
 
-def _read_bounded(path: Path) -> bytes:
-    where = Location(str(path), 1, 1)
+def _read_bounded(path: Path, name: str) -> bytes:
+    where = Location(name, 1, 1)
     try:
         mode = path.stat().st_mode
         if stat.S_ISDIR(mode):

@@ -85,6 +85,20 @@ def default_text(arg: Arg) -> str:
     return str(value)
 
 
+def default_value(arg: Arg) -> object:
+    """The default as a JSON value: null, a bool, a number, a string (activations by name), a
+    list; None for a required arg."""
+    value = arg.default
+    if value is REQUIRED or value is None or type(value).__name__ == "object":
+        return None
+    name = getattr(value, "name", None)
+    if isinstance(name, str) and type(value).__name__ == "Activation":
+        return name
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
 def arg_schema(arg: Arg) -> Schema:
     """The argument's value schema with a description: its type, default and kwarg names."""
     schema = dict(arg_type_schema(arg.type))

@@ -11,7 +11,7 @@ from yaml2torch.blocks.base import Block
 from yaml2torch.blocks.torch_layer import TorchLayer
 from yaml2torch.blocks.yaml_module import YamlModule
 from yaml2torch.spec.ultralytics import DIALECT as ULTRALYTICS
-from yaml2torch.tooling.arg_schemas import default_text
+from yaml2torch.tooling.arg_schemas import default_text, default_value
 
 DIALECTS = ("yaml2torch", ULTRALYTICS)
 
@@ -20,7 +20,9 @@ DIALECTS = ("yaml2torch", ULTRALYTICS)
 class ArgInfo:
     name: str
     type: str  # the argument type's description ("a positive int")
-    default: str | None  # as written in YAML; None when required
+    required: bool
+    default: object  # the default as a JSON value (null also for a required arg: see ``required``)
+    default_text: str  # the default as written in YAML ("" when required)
     kwargs: tuple[str, ...]  # the kwarg names that set it (its name first)
 
 
@@ -44,7 +46,14 @@ def block_info(name: str, block: type[Block], dialect: str) -> BlockInfo:
         signature = YamlModule().signature
         variadic = "then arg0, arg1, ...: the sub-spec's argN values"
     args = tuple(
-        ArgInfo(arg.name, arg.type.description, None if arg.default is REQUIRED else default_text(arg), (arg.name, *arg.aliases))
+        ArgInfo(
+            arg.name,
+            arg.type.description,
+            arg.default is REQUIRED,
+            None if arg.default is REQUIRED else default_value(arg),
+            default_text(arg),
+            (arg.name, *arg.aliases),
+        )
         for arg in signature
     )
     summary = (block.__doc__ or "").strip().split("\n")[0] if "__doc__" in vars(block) and block.__doc__ else ""
@@ -65,11 +74,21 @@ def all_blocks() -> list[BlockInfo]:
 
 
 def blocks_json() -> list[dict]:
-    return [asdict(info) for info in all_blocks()]
+    """Every block as JSON: each argument's ``default`` a JSON value (``null`` is a None default
+    when ``required`` is false) and ``required`` true or false."""
+    listed = []
+    for info in all_blocks():
+        block = asdict(info)
+        block["args"] = [
+            {"name": a.name, "type": a.type, "required": a.required, "default": a.default, "kwargs": list(a.kwargs)}
+            for a in info.args
+        ]
+        listed.append(block)
+    return listed
 
 
 def signature_text(info: BlockInfo) -> str:
-    parts = [arg.name if arg.default is None else f"{arg.name}={arg.default}" for arg in info.args]
+    parts = [arg.name if arg.required else f"{arg.name}={arg.default_text}" for arg in info.args]
     if info.variadic:
         parts.append("...")
     return "[" + ", ".join(parts) + "]"
@@ -113,7 +132,7 @@ def blocks_markdown() -> str:
         if info.args:
             lines += ["| arg | type | default | kwarg names |", "|---|---|---|---|"]
             for arg in info.args:
-                default = "required" if arg.default is None else f"`{_md(arg.default)}`"
+                default = "required" if arg.required else f"`{_md(arg.default_text)}`"
                 lines.append(f"| `{arg.name}` | {_md(arg.type)} | {default} | {', '.join(f'`{k}`' for k in arg.kwargs)} |")
         if info.variadic:
             lines += ["", f"Also: {info.variadic}."]

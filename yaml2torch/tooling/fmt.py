@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+import re
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from yaml2torch.blocks.yaml_module import SUB_SPEC_KEYS
-from yaml2torch.errors import SpecError
+from yaml2torch.errors import CannotWrite, SpecError, UsageError
+from yaml2torch.files import check_writable, write_atomic
 from yaml2torch.spec import model_spec, ultralytics
-from yaml2torch.spec.yaml_nodes import Node, load_text
+from yaml2torch.spec.yaml_nodes import MAX_FILE_BYTES, Node, load_text, read_text
 from yaml2torch.tooling.yaml_layout import (
     Item,
     Source,
@@ -32,7 +35,7 @@ from yaml2torch.tooling.yaml_layout import (
     scan_comments,
 )
 
-__all__ = ["NotASpec", "comments_of", "format_text", "yaml_files"]
+__all__ = ["NotASpec", "comments_of", "format_files", "format_text", "write_files", "yaml_files"]
 
 ROW_KEYS = ("backbone", "head")
 
@@ -217,7 +220,15 @@ def _has_choice(node: YNode) -> bool:
 
 
 def format_text(text: str, filename: str) -> str:
-    """The canonical form of a spec or search file's text (its meaning and comments unchanged)."""
+    """The canonical form of a spec or search file's text (its meaning and comments unchanged),
+    with the file's line ending (that of its first line: CRLF in, CRLF out)."""
+    first = text.find("\n")
+    if first > 0 and text[first - 1] == "\r":
+        return _format_lf(text.replace("\r\n", "\n"), filename).replace("\n", "\r\n")
+    return _format_lf(text, filename)
+
+
+def _format_lf(text: str, filename: str) -> str:
     root = load_text(text, filename)  # located errors for bad YAML, tags, duplicate keys
     shape, search = file_shape(root)
     src = Source(text, filename)
@@ -232,6 +243,101 @@ def format_text(text: str, filename: str) -> str:
     result = emit(tree)
     _check_same(result, root, sorted(c.text for c in comments if c.text), filename)
     return result
+
+
+# A top-level key that makes a file a spec or search file (``file_shape``), found in text that
+# may not even be YAML: a folder's file that fails to read is an error only when it has one.
+_SPEC_KEY_LINE = re.compile(r"^([\"']?)(backbone|module|model|python)\1[ \t]*:", re.MULTILINE)
+
+Note = Callable[[str], None]
+
+
+def format_files(paths: list[Path], note: Note) -> list[tuple[Path, str]]:
+    """``(file, new text)`` for every named file, and every spec under every named folder, that
+    fmt would change; each file once, however many names reach it. Files named one by one must
+    be specs (an error otherwise); a folder's YAML files that are not specs are left alone, with
+    a note. Raises the first error: nothing is written here."""
+    rewrites: list[tuple[Path, str]] = []
+    seen: set[tuple[int, int]] = set()
+    for path in paths:
+        if path.is_dir():
+            found = [(file, _format_found(file, note)) for file in yaml_files(path) if _first_time(file, seen)]
+        else:
+            _check_named(path)
+            if not _first_time(path, seen):
+                continue
+            text = read_text(path)
+            found = [(path, (text, format_text(text, str(path))))]
+        rewrites += [(file, pair[1]) for file, pair in found if pair is not None and pair[1] != pair[0]]
+    return rewrites
+
+
+def write_files(rewrites: list[tuple[Path, str]], written: Note) -> None:
+    """Write every rewrite, through symbolic and hard links (``files.write_atomic``). Every target
+    is checked first: a file that cannot be written stops the command before anything is written;
+    a write that still fails midway names the files already written."""
+    for path, _text in rewrites:
+        check_writable(path, through_links=True)
+    done: list[str] = []
+    for path, text in rewrites:
+        try:
+            write_atomic(path, text, through_links=True)
+        except CannotWrite as exc:
+            if done:
+                raise CannotWrite(f"{exc}; already written: {', '.join(done)}") from None
+            raise
+        done.append(str(path))
+        written(str(path))
+
+
+def _check_named(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        problem = "a symbolic link to a missing file" if path.is_symlink() else "no such file or folder"
+        raise UsageError(f"{path}: {problem}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{path}: not a regular file (a FIFO, socket or device); fmt rewrites regular files only")
+
+
+def _first_time(path: Path, seen: set[tuple[int, int]]) -> bool:
+    st = path.stat()
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def _format_found(file: Path, note: Note) -> tuple[str, str] | None:
+    """A folder's file: (text, formatted), or None (with a note) when it is not a spec."""
+    try:
+        text = read_text(file)
+    except SpecError as exc:
+        if _SPEC_KEY_LINE.search(_raw_text(file)):
+            raise
+        note(f"{exc}; not a spec, left alone")
+        return None
+    try:
+        return text, format_text(text, str(file))
+    except NotASpec as exc:
+        note(str(exc))
+        return None
+    except SpecError as exc:
+        if _SPEC_KEY_LINE.search(text):
+            raise
+        note(f"{exc}; not a spec, left alone")
+        return None
+
+
+def _raw_text(file: Path) -> str:
+    try:
+        with file.open("rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def yaml_files(folder: Path) -> list[Path]:

@@ -10,7 +10,8 @@ after white space, outside every scalar) and attached to a line of the tree:
 - a comment that ends an entry's line stays at the end of that line, as far from the entry's
   key (or row) as it was, or two spaces after the line when that no longer fits;
 - full-line comments and blank lines move with the entry below them; those after the last entry
-  of a block, indented deeper than the key that opens it, stay at the end of that block; those
+  of a block, indented deeper than the key that opens it, stay at the end of that block (one
+  that went to an outer block takes the ones after it there too: their order is kept); those
   above a block's first entry, up to the last blank line among them (all of them when there is
   none), stay at the top of the block (a file's header never moves);
 - comments that stood inside a value fmt writes on one line (a row written as a block list, or
@@ -252,15 +253,17 @@ class _Owners:
                 opener = src.col(entry.item.start)
                 self.depth[id(value)] = max(opener + 1, src.col(value.items[0].start))
 
-    def trailer(self, before: _Entry | None, after: _Entry | None, col: int) -> list[str] | None:
+    def trailer(self, before: _Entry | None, after: _Entry | None, col: int, outer: int = 0) -> tuple[int, list[str]] | None:
+        """The trailer a comment at ``col`` joins, and its place in ``before``'s chain; only
+        blocks from ``outer`` outwards (a comment never goes back into a block it left)."""
         if before is None:
             return None
         holding_after = set() if after is None else {id(node) for node in after.chain}
-        for node in before.chain:
+        for level, node in enumerate(before.chain):
             if id(node) in holding_after:
                 return None
-            if col >= self.depth[id(node)]:
-                return node.trailer
+            if level >= outer and col >= self.depth[id(node)]:
+                return level, node.trailer
         return None
 
 
@@ -273,6 +276,7 @@ class _Run:
         self.owners, self.before, self.after = owners, before, after
         self.below = after.item.gap if after is not None else root.trailer
         self.trailing = True
+        self.outer = 0  # the innermost block a trailing comment may still join (the order is kept)
         self.blanks: list[str] = []
         self.last_line = -2
 
@@ -281,10 +285,12 @@ class _Run:
         if not comment.text:
             self.blanks.append("")
             return
-        target = self.owners.trailer(self.before, self.after, comment.col) if self.trailing else None
-        if target is None:
+        found = self.owners.trailer(self.before, self.after, comment.col, self.outer) if self.trailing else None
+        if found is None:
             self.trailing = False
             target = self.below
+        else:
+            self.outer, target = found
         target.extend([*self.blanks, comment.text])
         self.blanks = []
 
