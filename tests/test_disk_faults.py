@@ -90,12 +90,16 @@ def disk(tmp_path: Path) -> Iterator[SmallDisk]:
 
 
 def ends_in_one_error(result: CliResult, start: str) -> str:
-    """Exit 2, no traceback, the last line ``yaml2torch: error: cannot write ...``; that message."""
+    """Exit 2, no traceback, the last line ``yaml2torch: error: START...`` and the only error; that message.
+
+    A file says ``PATH: cannot write: REASON``; the study storage ``cannot write the study storage ...``.
+    """
     assert result.status == 2, result
     assert "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.splitlines()
     assert all(line.startswith("yaml2torch: ") for line in lines), result.stderr
     assert lines[-1].startswith(f"yaml2torch: error: {start}"), result.stderr
+    assert "cannot write" in lines[-1], result.stderr
     assert sum(line.startswith("yaml2torch: error: ") for line in lines) == 1
     return lines[-1]
 
@@ -137,8 +141,8 @@ def test_compile_onto_a_full_or_read_only_disk_writes_nothing(disk: SmallDisk, t
         disk.remount("ro")
     reason = "No space left on device" if fault == "full" else "Read-only file system"
     for output in (disk.path / "model.py", kept):
-        message = ends_in_one_error(run_cli("compile", spec, "-o", output), f"cannot write {output}: ")
-        assert message == f"yaml2torch: error: cannot write {output}: {reason}"
+        message = ends_in_one_error(run_cli("compile", spec, "-o", output), f"{output}: cannot write: ")
+        assert message == f"yaml2torch: error: {output}: cannot write: {reason}"
     assert not (disk.path / "model.py").exists()
     assert kept.read_text() == "# the model file of yesterday\n"
     assert disk.leftovers() == []
@@ -171,7 +175,7 @@ def test_a_search_whose_disk_fills_stops_with_one_line_and_resumes(disk: SmallDi
     url = f"sqlite:///{out / 'study.db'}"
     assert run_cli_subprocess("search", space, "--out", out, *QUICK).status == 0
     disk.fill()
-    ends_in_one_error(run_cli_subprocess("search", space, "--out", out, "--trials", "3", *QUICK), "cannot write ")
+    ends_in_one_error(run_cli_subprocess("search", space, "--out", out, "--trials", "3", *QUICK), "")
     assert disk.leftovers() == []
     sqlite_intact(out / "study.db")
     assert trials(url) == {"COMPLETE": 1}
@@ -189,7 +193,7 @@ def test_a_journal_on_a_full_disk_keeps_whole_records_and_resumes_in_a_bigger_fo
     assert run_cli_subprocess("search", space, "--out", out, "--storage", out / "study.log", *QUICK).status == 0
     disk.fill()
     result = run_cli_subprocess("search", space, "--out", out, "--storage", out / "study.log", "--trials", "3", *QUICK)
-    ends_in_one_error(result, "cannot write ")
+    ends_in_one_error(result, "")
     assert disk.leftovers() == []
     journal_intact(out / "study.log")
     bigger = tmp_path / "bigger"
@@ -209,7 +213,8 @@ def test_trial_files_that_meet_a_full_disk_stop_the_search_and_the_trial_is_retr
     assert run_cli("search", space, "--out", out, "--storage", url, *QUICK).status == 0
     disk.fill()
     result = run_cli("search", space, "--out", out, "--storage", url, "--trials", "2", *QUICK)
-    assert ends_in_one_error(result, f"cannot write {out / 'trials' / '0001'}").endswith(": No space left on device")
+    message = ends_in_one_error(result, f"{out / 'trials' / '0001'}/")
+    assert message.endswith(": cannot write: No space left on device")
     assert "trial 1's parameters are queued again" in result.stderr
     assert disk.leftovers() == []
     assert [p.name for p in (out / "trials" / "0001").iterdir()] == []  # its first file did not fit
@@ -226,7 +231,7 @@ def test_artifacts_on_a_full_disk_leave_no_partial_weights_and_the_trial_is_retr
     artifacts.mkdir()
     disk.fill()
     result = run_cli("search", space, "--out", out, "--artifacts", artifacts, *QUICK)
-    assert ends_in_one_error(result, f"cannot write {artifacts}/").endswith(": No space left on device")
+    assert ends_in_one_error(result, f"{artifacts}/").endswith(": cannot write: No space left on device")
     assert list(artifacts.iterdir()) == []  # no 0-byte weights named as an artifact
     url = f"sqlite:///{out / 'study.db'}"
     assert trials(url) == {"FAIL": 1, "WAITING": 1}
@@ -243,7 +248,7 @@ def test_a_read_only_output_folder_stops_search_with_one_line_and_the_study_resu
     assert run_cli_subprocess("search", space, "--out", out, *QUICK).status == 0
     before = (out / "study.db").read_bytes()
     disk.remount("ro")
-    message = ends_in_one_error(run_cli("search", space, "--out", out, "--trials", "2", *QUICK), "cannot write ")
+    message = ends_in_one_error(run_cli("search", space, "--out", out, "--trials", "2", *QUICK), "")
     assert "attempt to write a readonly database" in message
     assert (out / "study.db").read_bytes() == before
     assert "wrote" in run_cli("report", out, "-o", disk.path.parent / "report.html").stderr  # reading still works

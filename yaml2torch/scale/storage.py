@@ -274,15 +274,15 @@ def _cannot_write_cause(exc: BaseException | None) -> BaseException | None:
 
 
 def as_cannot_write(exc: BaseException, what: str = "", where: str = "the study storage") -> CannotWrite | None:
-    """``exc`` as one line when it means the disk cannot be written (else None): ``cannot write
-    PATH: REASON`` for a file, else the storage's own words (SQLite's "database or disk is full")."""
+    """``exc`` as one line when it means the disk cannot be written (else None): ``PATH: cannot
+    write: REASON`` for a file, else the storage's own words (SQLite's "database or disk is full")."""
     if isinstance(exc, CannotWrite):
         return exc
     cause = _cannot_write_cause(exc)
     if cause is None:
         return None
     if isinstance(cause, OSError) and cause.filename:
-        return CannotWrite(f"cannot write {cause.filename}: {cause.strerror}")
+        return CannotWrite(f"{cause.filename}: cannot write: {cause.strerror}")
     reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else _first_line(cause)
     while_ = f" while {what}" if what else ""
     return CannotWrite(
@@ -392,14 +392,14 @@ class ArtifactFolder(FileSystemArtifactStore):
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{artifact_id}.", suffix=".tmp", dir=self.folder)
         except OSError as exc:
-            raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise CannotWrite(f"{path}: cannot write: {exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "wb") as handle:
                 shutil.copyfileobj(content_body, handle)
             os.replace(tmp, path)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
-            raise CannotWrite(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise CannotWrite(f"{path}: cannot write: {exc.strerror or exc}") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
