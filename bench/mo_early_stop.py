@@ -103,7 +103,10 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, keep: Path | None) ->
     from yaml2torch.search.run import RunOptions, run_search
 
     config = parse_config(course_on_digits(seed), str(COURSE.with_name("course_digits.yaml")), COURSE.parent)
-    config = replace(config, study=f"course_digits_{arm}_{seed}", pruner=Component(arm, (), None))
+    rule_args = (
+        tuple((key, int(value)) for key, value in (item.split("=") for item in args.rule)) if arm != "none" else ()
+    )
+    config = replace(config, study=f"course_digits_{arm}_{seed}", pruner=Component(arm, rule_args, None))
     out = Path(tempfile.mkdtemp(prefix="mo-early-stop-"))
     options = RunOptions(
         out_dir=out, trials=100_000, timeout=args.budget, epochs=args.epochs, data_limit=args.limit,
@@ -182,7 +185,13 @@ def side_by_side(seed: int, args: argparse.Namespace) -> dict[str, Run]:
         for arm in ARMS:
             command = [sys.executable, __file__, "--arm", arm, "--seeds", str(seed), "--budget", str(args.budget)]
             command += ["--limit", str(args.limit), "--epochs", str(args.epochs), "--threads", str(threads)]
-            command += ["--json", f"{tmp}/{arm}.json", *(["--keep", str(args.keep)] if args.keep else [])]
+            command += [
+                "--json",
+                f"{tmp}/{arm}.json",
+                *(["--keep", str(args.keep)] if args.keep else []),
+                "--rule",
+                *args.rule,
+            ]
             log = logs.enter_context(open(f"{tmp}/{arm}.err", "w"))
             procs[arm] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
         for arm, proc in procs.items():
@@ -200,6 +209,9 @@ def main() -> int:
     parser.add_argument("--ref-macs", type=float, default=2e7, help="hypervolume reference MACs (default 2e7)")
     parser.add_argument("--one-at-a-time", action="store_true", help="run the arms one after the other, all cores each")
     parser.add_argument("--threads", type=int, help="torch threads per trial (default: the cores each run has)")
+    parser.add_argument(
+        "--rule", nargs="*", default=[], metavar="KEY=N", help="Dominance arguments (default: its defaults)"
+    )
     parser.add_argument("--keep", type=Path, help="copy each run's output folder (study.db, trials/) here")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, for side_by_side
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
@@ -214,7 +226,7 @@ def main() -> int:
     mode = "one at a time" if args.one_at_a_time else "side by side, half the cores each"
     print(
         f"course space on digits: limit {args.limit}, {args.epochs} epochs, {args.budget:g} s per search ({mode}), "
-        f"seeds {args.seeds}; HV reference F1 = 0, MACs = {args.ref_macs:g}"
+        f"seeds {args.seeds}; HV reference F1 = 0, MACs = {args.ref_macs:g}; Dominance {args.rule or 'defaults'}"
     )
     runs: dict[tuple[str, int], Run] = {}
     for i, seed in enumerate(args.seeds):

@@ -413,6 +413,8 @@ class Objective:
         first = self.config.objectives[0]
         reports = not self.config.multi_objective and first.metric in SCORE_METRICS
         prunes = self.config.pruner.type != "none"
+        # Median/Percentile never prune before their warm-up step: no storage query until then.
+        first_prunable = int(dict(self.config.pruner.kwargs).get("n_warmup_steps", 0) or 0)
         stopper = self._stopper(trial, plan, latency)
 
         def on_epoch(result: EpochResult) -> None:
@@ -423,7 +425,7 @@ class Objective:
             if not reports:
                 return
             trial.report(result.metrics[first.metric], result.epoch)
-            if prunes and trial.should_prune():  # a storage query: skipped without a pruner
+            if prunes and result.epoch >= first_prunable and trial.should_prune():  # a storage query
                 reason = f"pruned by {self.config.pruner.type} after epoch {result.epoch}"
                 record_outcome(trial.set_user_attr, TrialStatus.PRUNED, reason)
                 record_result(trial.set_user_attr, result.metrics, None)
