@@ -414,7 +414,8 @@ class Objective:
         reports = not self.config.multi_objective and first.metric in SCORE_METRICS
         prunes = self.config.pruner.type != "none"
         # Median/Percentile never prune before their warm-up step: no storage query until then.
-        first_prunable = int(dict(self.config.pruner.kwargs).get("n_warmup_steps", 0) or 0)
+        warmup = dict(self.config.pruner.kwargs).get("n_warmup_steps", 0)
+        first_prunable = warmup if isinstance(warmup, int) else 0  # an int: checked at load
         stopper = self._stopper(trial, plan, latency)
 
         def on_epoch(result: EpochResult) -> None:
