@@ -112,6 +112,21 @@ def test_faults_in_real_training_fail_their_trial_with_the_reason(space, tmp_pat
     assert all(t.user_attrs.get("status") == "failed" for t in trials[:4])
 
 
+def test_a_hung_trial_is_stopped_with_the_default_threads(space, tmp_path):
+    """Without --threads (measured, up to every core) trials still train in a child that the time
+    limit can stop: loading the data must not start a thread pool in the parent first."""
+    out = tmp_path / "out"
+    run = yaml2torch("search", space, "--trials", 2, "--time-limit", 10, "--out", out, "--quiet", fault="hang:trial=0")
+    assert run.returncode == 0, run.stderr
+    assert "trials train in this process" not in run.stderr
+    trials = load(f"sqlite:///{out / 'study.db'}")
+    assert (trials[0].state, trials[0].user_attrs.get("reason")) == (
+        TrialState.FAIL,
+        "timed out: exceeded the per-trial time limit of 10s",
+    )
+    assert trials[1].state == TrialState.COMPLETE
+
+
 def test_sigterm_stops_a_real_search_promptly_with_nothing_half_written(space, tmp_path):
     out = tmp_path / "out"
     slow = tmp_path / "slow.yaml"

@@ -324,3 +324,15 @@ def test_other_examples_run_with_a_tiny_budget(tmp_path, name):
         assert {"backbone.1.N1", "train.optimizer"} <= set(study.trials[0].params)
     else:
         assert "stem/channels" in study.trials[0].params
+
+
+def test_the_study_file_already_in_out_is_resumed_whatever_workers_says(tmp_path):
+    from yaml2torch.search.run import RunOptions
+
+    assert RunOptions(out_dir=tmp_path).storage_url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    assert RunOptions(out_dir=tmp_path, workers=2).storage_url.endswith("study.log")
+    (tmp_path / "study.log").write_text("")
+    assert RunOptions(out_dir=tmp_path).storage_url.endswith("study.log")  # made by --workers 2 before
+    (tmp_path / "study.log").unlink()
+    (tmp_path / "study.db").write_bytes(b"")
+    assert RunOptions(out_dir=tmp_path, workers=2).storage_url.endswith("study.db")  # made by one process before

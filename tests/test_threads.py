@@ -223,3 +223,38 @@ def test_one_worker_per_gpu_and_a_share_of_the_cores_each() -> None:
     assert options.thread_cap() == thread_limit(4)
     assert RunOptions(out_dir=Path("unused"), workers=4, threads=3).thread_cap() == 3
     assert RunOptions(out_dir=Path("unused"), workers=4, max_threads=2).thread_cap() == 2
+
+
+def test_a_reprobe_skips_the_count_that_collapsed() -> None:
+    machine = Machine({1: 0.003, 2: 0.250})
+    chooser = chooser_on(machine, most=2)
+    train_epochs(chooser, machine, 1)
+    machine.step_time = {1: 0.010, 2: 0.250}  # one thread slows down too: the epoch drifts
+    train_epochs(chooser, machine, 2)
+    assert chooser.probes == 2 and machine.counts.count(2) == 1  # two threads were not tried again
+
+
+def test_threads_and_max_threads_together_are_refused(tmp_path: Path, run_cli) -> None:
+    spec = tmp_path / "net.yaml"
+    spec.write_text("backbone:\n  - [1, Conv, [4, 3, 1]]\n  - [1, GlobalAvgPool, []]\n  - [1, Flatten, []]\n  - [1, Linear, [10]]\n")
+    for argv in (
+        ("search", "examples/search/digits.yaml", "--out", tmp_path / "s"),
+        ("train", spec, "-o", tmp_path / "t"),
+    ):
+        result = run_cli(*argv, "--threads", "2", "--max-threads", "1")
+        assert result.status == 2
+        assert result.stderr == (
+            "yaml2torch: error: --max-threads caps the measured thread count; "
+            "with --threads N nothing is measured (give one)\n"
+        )
+    assert not (tmp_path / "s").exists() and not (tmp_path / "t").exists()
+
+
+def test_train_records_its_thread_count(tmp_path: Path, run_cli) -> None:
+    spec = tmp_path / "net.yaml"
+    spec.write_text("backbone:\n  - [1, Conv, [4, 3, 1]]\n  - [1, GlobalAvgPool, []]\n  - [1, Flatten, []]\n  - [1, Linear, [10]]\n")
+    out = tmp_path / "t"
+    result = run_cli("train", spec, "--epochs", "1", "--max-threads", "1", "--quiet", "-o", out)
+    assert result.status == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["threads"] == 1 and [row["threads"] for row in metrics["history"]] == [1]

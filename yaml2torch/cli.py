@@ -329,7 +329,7 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
         "--max-threads",
         type=positive_int,
         metavar="N",
-        help="the most threads the measured default tries (default: usable CPU cores / workers)",
+        help="the most threads the measured default tries (default: usable CPU cores, divided by search's --workers)",
     )
     p.add_argument(
         "--heartbeat-interval",
@@ -396,6 +396,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--study", type=study_name, help="with --from: the study (default: the storage's only study)")
     p.add_argument("--trial", type=int, help="with --from: the trial number (default: the picked trial)")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: measured on the first steps)")
+    p.add_argument("--max-threads", type=positive_int, metavar="N", help="the most threads the measured default tries (default: usable cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--data", default="digits", help="digits, folder, cifar10 or npz")
     p.add_argument("--data-path", type=Path, help="folder / file for the non-built-in sources")

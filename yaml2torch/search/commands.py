@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from yaml2torch.errors import UsageError
 from yaml2torch.files import refuse_overwriting_inputs, write_atomic
 
 
@@ -24,7 +25,13 @@ def _storage_file(source: str) -> Path | None:
     return storage_file(resolve_storage(source))
 
 
+def _check_thread_options(args: argparse.Namespace) -> None:
+    if args.threads is not None and args.max_threads is not None:
+        raise UsageError("--max-threads caps the measured thread count; with --threads N nothing is measured (give one)")
+
+
 def _run_options(args: argparse.Namespace, out_dir: Path, **extra: Any) -> Any:
+    _check_thread_options(args)
     from yaml2torch.search.run import RunOptions
 
     return RunOptions(
@@ -87,8 +94,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 1  # the search that launched this worker is gone
     kind = classify_storage(resolve_storage(args.storage))
     if kind.kind == "journal" and not Path(kind.location).is_file():
-        from yaml2torch.errors import UsageError
-
         raise UsageError(f"no journal file {kind.location} (a worker joins an existing study)")
     options = _run_options(args, Path("."), worker_index=args.worker_index)
     try:
@@ -170,6 +175,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from yaml2torch.search.trainone import TRAIN_OUTPUTS, TrainRequest, train_spec_file
 
+    _check_thread_options(args)
     outputs = [args.output / name for name in TRAIN_OUTPUTS]
     refuse_overwriting_inputs([args.output, *outputs], [args.spec, args.config, args.data_path])
     request = TrainRequest(
@@ -188,6 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         threads=args.threads,
+        max_threads=args.max_threads,
         progress=not args.quiet,
     )
     result = train_spec_file(request)

@@ -115,7 +115,7 @@ def trials_table(study, config, picked: int | None = None, limit: int = 40) -> T
     table = Table(title=f"study {study.study_name}")
     for column in ["#", "state", *metrics, *extra, "time"]:
         table.add_column(column, justify="right" if column != "state" else "left", no_wrap=True)
-    table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=48)
+    table.add_column("note", overflow="fold")  # a stop's reason names its dominators: keep it whole
     trials = study.get_trials(deepcopy=False)
     shown = trials[-limit:]
     for trial in shown:

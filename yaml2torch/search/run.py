@@ -97,9 +97,14 @@ class RunOptions:
     def storage_url(self) -> str:
         if self.storage is not None:
             return self.storage
-        if self.workers > 1:
-            return journal_url(self.out_dir / "study.log")  # many processes: not SQLite
-        return f"sqlite:///{(self.out_dir / 'study.db').resolve()}"
+        journal, sqlite = self.out_dir / "study.log", self.out_dir / "study.db"
+        # The study already in OUT is resumed whatever --workers says now; a new one gets a journal
+        # file with several processes, SQLite with one.
+        if journal.exists() and not sqlite.exists():
+            return journal_url(journal)
+        if self.workers > 1 and not sqlite.exists():
+            return journal_url(journal)
+        return f"sqlite:///{sqlite.resolve()}"
 
     def settings(self, config: SearchConfig) -> RunSettings:
         """The shared settings: this run's overrides over the search file's budget."""
@@ -557,6 +562,8 @@ def run_search(config: SearchConfig, options: RunOptions) -> SearchResult:
     from yaml2torch.search.progress import SearchProgress
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if options.isolate:  # before any torch op here: a thread pool started now would hang forked trials
+        keep_parent_single_threaded()
     data = DataCache(replace(config.data, limit=options.data_limit or config.data.limit), resolve_device(options.device))
     data.splits  # noqa: B018 - a missing or unreadable data source fails here, before any study exists
     study = open_study(config, options)

@@ -113,7 +113,8 @@ class ThreadChooser:
             return
         self.probes += 1
         self.medians = {}
-        queue = [count for count in candidates(self.most) if count == 1 or count not in self.skip]
+        dropped = self.skip | self.given_up  # counts that collapsed lately stay dropped (a re-probe too)
+        queue = [count for count in candidates(self.most) if count == 1 or count not in dropped]
         for count in queue if len(queue) > 1 else []:
             torch.set_num_threads(count)
             times = self._time(step, count)

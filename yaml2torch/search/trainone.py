@@ -47,6 +47,7 @@ class TrainRequest:
     device: str | None = None
     seed: int = 0
     threads: int | None = None
+    max_threads: int | None = None  # the measured rule's cap (default: usable cores)
     progress: bool = True
 
 
@@ -135,7 +136,7 @@ def train_spec_file(request: TrainRequest) -> dict[str, Any]:
     write_trial_files(request.out_dir, spec_yaml, compiled.source)
     model = seeded_model(import_model_class(request.out_dir / "model.py"), request.seed)
     staged = data.staged(train.image_size)
-    threads = ThreadChooser(most=cores_available(), fixed=request.threads)
+    threads = ThreadChooser(most=request.max_threads or cores_available(), fixed=request.threads)
     with EpochProgress(train.epochs, enabled=request.progress) as progress:
         history = train_model(model, staged, train, request.seed, progress.epoch, threads)
     test = None
@@ -152,6 +153,7 @@ def train_spec_file(request: TrainRequest) -> dict[str, Any]:
         "data": found.data.key(),
         "source": found.filename,
         "device": str(staged.device),
+        "threads": history[-1].threads.chosen if history[-1].threads else None,  # torch threads (CPU)
     }
     write_trial_result(request.out_dir, model, result)
     return result
