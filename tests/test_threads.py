@@ -258,3 +258,20 @@ def test_train_records_its_thread_count(tmp_path: Path, run_cli) -> None:
     assert result.status == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["threads"] == 1 and [row["threads"] for row in metrics["history"]] == [1]
+
+
+def test_a_library_search_gives_the_thread_count_back(tmp_path: Path) -> None:
+    import torch
+
+    from yaml2torch.search.config import parse_config
+    from yaml2torch.search.run import RunOptions, run_search
+
+    text = (
+        "study: t\nseed: 0\ntrials: 1\ndata: {source: digits, limit: 200}\nobjectives: [accuracy]\n"
+        "train: {epochs: 1, batch_size: 16}\n"
+        "model:\n  backbone:\n    - [1, Conv, [4, 3, 1]]\n    - [1, GlobalAvgPool, []]\n"
+        "    - [1, Flatten, []]\n    - [1, Linear, [10]]\n"
+    )
+    torch.set_num_threads(2)
+    run_search(parse_config(text, "t.yaml", tmp_path), RunOptions(out_dir=tmp_path / "out", isolate=True, progress=False))
+    assert torch.get_num_threads() == 2

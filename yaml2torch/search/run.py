@@ -558,12 +558,24 @@ def run_local_workers(study: optuna.Study, options: RunOptions, progress: Any, s
 
 def run_search(config: SearchConfig, options: RunOptions) -> SearchResult:
     """Run (or resume) a search to its budget, then export best/Pareto files and the test score."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Before any torch op here: a thread pool started now would hang forked trials. A library
+    # caller gets its thread count back afterwards.
+    previous = keep_parent_single_threaded() if options.isolate else None
+    try:
+        summary, study = _search_and_export(config, options)
+    finally:
+        if previous is not None:
+            import torch
+
+            torch.set_num_threads(previous)
+    return SearchResult(study, options.out_dir, summary)
+
+
+def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[str, Any], optuna.Study]:
     from yaml2torch.search.export import export_study
     from yaml2torch.search.progress import SearchProgress
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if options.isolate:  # before any torch op here: a thread pool started now would hang forked trials
-        keep_parent_single_threaded()
     data = DataCache(replace(config.data, limit=options.data_limit or config.data.limit), resolve_device(options.device))
     data.splits  # noqa: B018 - a missing or unreadable data source fails here, before any study exists
     study = open_study(config, options)
@@ -578,7 +590,7 @@ def run_search(config: SearchConfig, options: RunOptions) -> SearchResult:
                 run_trials(study, config, options, settings, data, progress)
         summary = export_study(study, config, options.out_dir, data, option="--out")
         progress.closing_table(study, config, summary)
-    return SearchResult(study, options.out_dir, summary)
+    return summary, study
 
 
 def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummary:
