@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import linecache
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import FrameType
 
+import numpy as np
 import optuna
 import pytest
 import torch  # noqa: F401 - loaded before forking, as in a real worker (the oom fault raises a torch error)
@@ -19,6 +24,7 @@ from yaml2torch.errors import StudyError, TrainingDiverged, UsageError
 from yaml2torch.scale.budget import counted_trials
 from yaml2torch.scale.faults import ENV_INJECT, FaultPlan, InjectedFault, check_finite_loss
 from yaml2torch.scale.isolation import TrialFailed, TrialTimedOut, run_isolated
+from yaml2torch.scale.signals import StopRequested, in_shielded_code, stop_on_signals
 from yaml2torch.scale.stale import WorkerIdentity, reap_stale_trials, stale_reason
 from yaml2torch.scale.storage import classify_storage, make_artifact_store, make_storage, upload_file
 from yaml2torch.scale.worker import WorkerOptions, run_worker
@@ -183,6 +189,70 @@ def _die_hard(channel) -> None:
 def test_child_killed_by_a_signal_fails_the_trial_with_the_signal_name():
     with pytest.raises(TrialFailed, match="killed by SIGKILL"):
         run_isolated(_die_hard)
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+
+def _signal_self_soon(seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    return timer
+
+
+def _raised_in(raised: pytest.ExceptionInfo) -> tuple[FrameType, int]:
+    """Where the stop was raised: the frame and line before the handler's own (signals.py)."""
+    entries, tb = [], raised.tb
+    while tb is not None:
+        entries.append((tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    names = [frame.f_globals["__name__"] for frame, _ in entries]
+    return entries[names.index("yaml2torch.scale.signals") - 1]
+
+
+def test_a_signal_during_storage_writes_is_raised_outside_them_and_leaves_the_database_usable(tmp_path):
+    """Raised inside SQLAlchemy, the stop once left an SQLite write transaction open: the worker then
+    waited for ever on its own lock when it recorded the interrupted trial (a CI hang)."""
+    path = tmp_path / "study.db"
+    study = optuna.create_study(storage=f"sqlite:///{path}")
+    trial = study.ask()
+    random = np.random.default_rng(0)
+    for _ in range(30):
+        timer = _signal_self_soon(float(random.uniform(0.0, 0.02)))
+        with pytest.raises(StopRequested) as raised, stop_on_signals():
+            while True:  # nearly all of the time is spent in Optuna and SQLAlchemy
+                trial.set_user_attr("x", 1)
+        timer.join()
+        origin, _ = _raised_in(raised)
+        assert origin.f_code.co_name == "test_a_signal_during_storage_writes_is_raised_outside_them_and_leaves_the_database_usable"
+        assert not in_shielded_code(origin)
+        # no connection of this process holds a write lock: another one gets it at once
+        other = sqlite3.connect(path, timeout=1)
+        other.execute("BEGIN IMMEDIATE")
+        other.rollback()
+        other.close()
+    trial.set_user_attr("after", True)
+    assert study.trials[0].user_attrs["after"] is True
+
+
+def test_a_signal_held_back_in_shielded_code_is_raised_when_it_returns_or_when_the_block_ends():
+    started = time.monotonic()
+    timer = _signal_self_soon(0.05)
+    with pytest.raises(StopRequested) as raised, stop_on_signals():
+        threading.Event().wait(0.5)  # the signal lands in the threading module: held back
+        time.sleep(60)  # not reached: raised on this line, before it runs
+    timer.join()
+    assert time.monotonic() - started >= 0.5  # the wait was not cut short
+    origin, line = _raised_in(raised)
+    assert origin.f_code.co_name == "test_a_signal_held_back_in_shielded_code_is_raised_when_it_returns_or_when_the_block_ends"
+    assert linecache.getline(origin.f_code.co_filename, line).strip().startswith("time.sleep(60)")
+
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM)
+    with pytest.raises(StopRequested, match="SIGTERM"), stop_on_signals():
+        sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))
+        sender.start()
+        sender.join()  # lands here (threading), the block ends before the retry timer fires
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM)) == handlers  # put back
 
 
 # --- the worker loop -----------------------------------------------------------------------
