@@ -240,6 +240,7 @@ def search_file(seed: int, folder: Path) -> Path:
 def run_ours(args: argparse.Namespace, space: Path, out: Path) -> Run:
     import optuna
 
+    from yaml2torch.scale.storage import journal_url, make_storage
     from yaml2torch.study_record import TrialRecord
 
     script = Path(sys.executable).with_name("yaml2torch")
@@ -247,14 +248,17 @@ def run_ours(args: argparse.Namespace, space: Path, out: Path) -> Run:
     command = [*cli, "search", str(space), "--out", str(out)]
     command += ["--trials", str(args.trials), "--epochs", str(args.epochs)]
     command += ["--threads", str(args.threads)] if args.threads else []
-    launch, log = time.time(), out.with_suffix(".log")
+    url = f"sqlite:///{out / 'study.db'}" if args.storage == "sqlite" else journal_url(out / "study.log")
+    command += ["--storage", url] if args.storage != "default" else []
+    launch, log = time.time(), out.with_suffix(".out")
     with log.open("w") as handle:
         code = subprocess.call(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
     end = time.time()
     if code != 0:
         raise SystemExit(f"{' '.join(command)} failed ({code}):\n{log.read_text()[-2000:]}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{out / 'study.db'}")
+    stored = f"sqlite:///{out / 'study.db'}" if (out / "study.db").is_file() else journal_url(out / "study.log")
+    study = optuna.load_study(study_name="digits", storage=make_storage(stored))
     run = Run("ours", launch, end)
     for t in study.trials:
         record = TrialRecord.of(t)
@@ -720,6 +724,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="pairs of runs, alternating which goes first")
     parser.add_argument(
         "--threads", type=int, help="torch threads per training, both sides (default: the CPU cores, as ours)"
+    )
+    parser.add_argument(
+        "--storage",
+        choices=("default", "sqlite", "journal"),
+        default="default",
+        help="ours' study storage (default: what `yaml2torch search` picks)",
     )
     parser.add_argument("--tmp", type=Path, help="where ours writes its study and trial folders (default: system temp)")
     parser.add_argument(

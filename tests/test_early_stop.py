@@ -245,3 +245,21 @@ def test_search_with_the_rule_stops_dominated_trials_and_keeps_them_off_the_fron
     assert [t for t in study.trials if t.state == TrialState.PRUNED] == [] and summary["stopped_early"] == 0
     assert all("epoch_metrics" not in t.user_attrs for t in study.trials)
     check_front(study, summary, tmp_path / "none")
+
+
+@pytest.mark.parametrize(
+    "pick_rule, number, note",
+    [
+        ("", 1, "best f1 on the Pareto front"),
+        ("pick: {max_macs: 2000}\n", 0, "best f1 on the Pareto front within max_macs=2000"),
+        ("pick: {max_params: 5}\n", 1, "best f1 on the Pareto front within max_params=5 (no Pareto trial fits the budget: picked from the whole front)"),
+    ],
+)
+def test_the_pick_names_only_the_budgets_it_was_given(tmp_path, pick_rule, number, note):
+    config = parse_config(MO + pick_rule, "s.yaml", tmp_path)
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="s")
+    for f1, macs in ((0.8, 1000), (0.9, 4000)):
+        attrs = {"spec_yaml": SPEC, "macs": macs, "params": 10, "metrics": {"f1": f1}, "status": "trained"}
+        study.add_trial(create_trial(state=TrialState.COMPLETE, values=[f1, macs], user_attrs=attrs))
+    picked, rule = pick(study, config)
+    assert (picked.number, rule) == (number, note)

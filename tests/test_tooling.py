@@ -12,7 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT
+
+from yaml2torch.errors import SpecError
+from yaml2torch.search.config import parse_config
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -141,6 +145,36 @@ def test_typical_search_mistakes_are_flagged(mistake: str) -> None:
     else:
         data["sampler"]["n_startup"] = 3
     assert errors("search", data) != []
+
+
+@pytest.mark.parametrize(
+    "objectives, pruner, valid",
+    [
+        (["f1", "macs"], {"type": "Median"}, False),
+        (["f1", "macs"], "Hyperband", False),
+        (["f1", "macs"], {"type": "Dominance", "min_dominators": 2}, True),
+        (["f1", "macs"], "none", True),
+        ({"f1": "maximize", "macs": "minimize"}, "Median", False),
+        (["accuracy"], "Dominance", False),
+        ("accuracy", {"type": "Dominance"}, False),
+        (None, "Dominance", False),  # no objectives: accuracy alone
+        (None, "Median", True),
+    ],
+)
+def test_the_pruner_must_suit_the_number_of_objectives(objectives: object, pruner: object, valid: bool) -> None:
+    data: dict = plain_data(ROOT / "examples" / "search" / "digits.yaml")  # type: ignore[assignment]
+    data.pop("objectives", None)
+    if objectives is not None:
+        data["objectives"] = objectives
+    data["pruner"] = pruner
+    assert (errors("search", data) == []) == valid
+    text = yaml.safe_dump(data, sort_keys=False)
+    try:  # the loader agrees
+        parse_config(text, "s.yaml", ROOT / "examples" / "search")
+    except SpecError:
+        assert not valid
+    else:
+        assert valid
 
 
 def test_choice_nodes_stand_wherever_a_value_may() -> None:

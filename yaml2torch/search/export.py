@@ -56,8 +56,9 @@ def pick(study: Any, config: SearchConfig) -> tuple[Any | None, str]:
 
     fitting = [t for t in candidates if fits(TrialRecord.of(t))]
     note = f"best {rule.metric} on the Pareto front"
-    if rule.max_params is not None or rule.max_macs is not None:
-        note += f" within max_params={rule.max_params}, max_macs={rule.max_macs}"
+    limits = [f"{name}={value}" for name, value in (("max_params", rule.max_params), ("max_macs", rule.max_macs)) if value is not None]
+    if limits:
+        note += f" within {', '.join(limits)}"
     if not fitting:
         fitting, note = candidates, note + " (no Pareto trial fits the budget: picked from the whole front)"
     sign = -1 if rule.metric == "loss" else 1

@@ -543,12 +543,35 @@ def search_value_schemas(defs: Defs) -> dict[str, Schema]:
     }
 
 
+def pruner_objectives_rules() -> list[Schema]:
+    """What the loader checks across keys: Optuna's pruners take one objective, Dominance several
+    (a missing ``objectives`` is one: accuracy)."""
+    from yaml2torch.search import early_stop
+    from yaml2torch.search.config import OPTUNA_PRUNERS
+
+    several = {
+        "required": ["objectives"],
+        "properties": {"objectives": {"anyOf": [{"type": "array", "minItems": 2}, {"type": "object", "minProperties": 2}]}},
+    }
+
+    def pruner_is(names: tuple[str, ...]) -> Schema:
+        named = {"enum": list(names)}
+        typed = {"type": "object", "required": ["type"], "properties": {"type": named}}
+        return {"required": ["pruner"], "properties": {"pruner": {"anyOf": [named, typed]}}}
+
+    return [
+        {"if": several, "then": {"not": pruner_is(OPTUNA_PRUNERS)}},
+        {"if": {"not": several}, "then": {"not": pruner_is((early_stop.NAME,))}},
+    ]
+
+
 def search_schema() -> Schema:
     """The schema of a search-space file (docs/search.md)."""
     from yaml2torch.search.config import TOP_KEYS
 
     defs = Defs(dict(shared_defs()))
     body = _keys_object(TOP_KEYS, search_value_schemas(defs))
+    body["allOf"] = pruner_objectives_rules()
     return {
         "$schema": DRAFT,
         "title": "yaml2torch search space",
