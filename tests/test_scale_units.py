@@ -194,10 +194,9 @@ def test_child_killed_by_a_signal_fails_the_trial_with_the_signal_name():
 # --- signals ---------------------------------------------------------------------------------
 
 
-def _signal_self_soon(seconds: float) -> threading.Timer:
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
-    return timer
+def _self_signal(seconds: float) -> threading.Timer:
+    """To start inside ``stop_on_signals`` only: before it, SIGTERM would end the test process."""
+    return threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
 
 
 def _raised_in(raised: pytest.ExceptionInfo) -> tuple[FrameType, int]:
@@ -218,8 +217,9 @@ def test_a_signal_during_storage_writes_is_raised_outside_them_and_leaves_the_da
     trial = study.ask()
     random = np.random.default_rng(0)
     for _ in range(30):
-        timer = _signal_self_soon(float(random.uniform(0.0, 0.02)))
+        timer = _self_signal(float(random.uniform(0.0, 0.02)))
         with pytest.raises(StopRequested) as raised, stop_on_signals():
+            timer.start()  # a signal that lands in it (threading) is raised on the next line
             while True:  # nearly all of the time is spent in Optuna and SQLAlchemy
                 trial.set_user_attr("x", 1)
         timer.join()
@@ -237,8 +237,9 @@ def test_a_signal_during_storage_writes_is_raised_outside_them_and_leaves_the_da
 
 def test_a_signal_held_back_in_shielded_code_is_raised_when_it_returns_or_when_the_block_ends():
     started = time.monotonic()
-    timer = _signal_self_soon(0.05)
+    timer = _self_signal(0.05)
     with pytest.raises(StopRequested) as raised, stop_on_signals():
+        timer.start()
         threading.Event().wait(0.5)  # the signal lands in the threading module: held back
         time.sleep(60)  # not reached: raised on this line, before it runs
     timer.join()
@@ -247,12 +248,12 @@ def test_a_signal_held_back_in_shielded_code_is_raised_when_it_returns_or_when_t
     assert origin.f_code.co_name == "test_a_signal_held_back_in_shielded_code_is_raised_when_it_returns_or_when_the_block_ends"
     assert linecache.getline(origin.f_code.co_filename, line).strip().startswith("time.sleep(60)")
 
-    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), sys.gettrace()
     with pytest.raises(StopRequested, match="SIGTERM"), stop_on_signals():
         sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))
         sender.start()
-        sender.join()  # lands here (threading), the block ends before the retry timer fires
-    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM)) == handlers  # put back
+        sender.join()  # lands here (threading); the block ends before another line of it runs
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), sys.gettrace()) == handlers
 
 
 # --- the worker loop -----------------------------------------------------------------------
