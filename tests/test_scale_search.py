@@ -157,6 +157,35 @@ def test_sigterm_stops_a_real_search_promptly_with_nothing_half_written(space, t
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
 
 
+def test_sigterm_as_the_study_is_made_is_one_line_and_leaves_no_orphan_trial(space, tmp_path):
+    """Start-up, the first trial's creation or its training: whichever the signal meets, the command
+    ends with status 143 and one line, and no trial is left RUNNING without its retry."""
+    out = tmp_path / "out"
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SPACE.replace("epochs: 2", "epochs: 400"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "yaml2torch", "search", slow, "--threads", "1", "--out", out, "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != ENV_INJECT},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "study.db").is_file():
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and stderr.splitlines()[-1] == "yaml2torch: interrupted"
+    url = f"sqlite:///{out / 'study.db'}"
+    trials = load(url) if "tiny" in optuna.get_all_study_names(url) else []  # the study may not exist yet
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    assert not running, [(t.number, t.user_attrs) for t in trials]
+    for trial in trials:
+        if trial.state == TrialState.FAIL:
+            assert trial.user_attrs["status"] == "interrupted"
+            assert any(t.user_attrs.get("retry_of") == trial.number for t in trials)
+
+
 @pytest.mark.postgres
 def test_four_workers_on_postgres_with_a_real_search(postgres_server, space, tmp_path):  # noqa: F811
     out = tmp_path / "out"

@@ -18,7 +18,7 @@ import optuna
 import pytest
 import torch  # noqa: F401 - loaded before forking, as in a real worker (the oom fault raises a torch error)
 from optuna.storages import JournalStorage, RDBStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from yaml2torch.errors import StudyError, TrainingDiverged, UsageError
 from yaml2torch.scale.budget import counted_trials
@@ -254,6 +254,30 @@ def test_a_signal_held_back_in_shielded_code_is_raised_when_it_returns_or_when_t
         sender.start()
         sender.join()  # lands here (threading); the block ends before another line of it runs
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), sys.gettrace()) == handlers
+
+
+class _SignalAsTrialsStart(optuna.samplers.RandomSampler):
+    """Sends SIGTERM from inside ``study.ask()`` (Optuna code: the stop is held back until it returns)."""
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        super().before_trial(study, trial)
+        if trial.number == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_stop_as_a_trial_is_created_records_that_trial_as_interrupted(tmp_path):
+    """The trial exists when the stop is raised on the way back from start_trial: it must not be
+    left RUNNING with no retry (a worker that dies with it waits a grace period to be reaped)."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", sampler=_SignalAsTrialsStart(seed=0))
+    with pytest.raises(StopRequested) as raised, stop_on_signals():
+        run_worker(study, lambda t: t.suggest_float("x", 0, 1), WorkerOptions(total_trials=4), say=lambda m: None)
+    assert raised.value.interrupted_trial == 1
+    states = [(t.number, t.state, t.user_attrs.get("status"), t.user_attrs.get("retry_of")) for t in study.trials]
+    assert states == [
+        (0, TrialState.COMPLETE, None, None),
+        (1, TrialState.FAIL, "interrupted", None),
+        (2, TrialState.WAITING, None, 1),
+    ]
 
 
 # --- the worker loop -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from yaml2torch import __version__
 from yaml2torch.errors import UsageError, UserError
 from yaml2torch.files import refuse_overwriting_inputs, write_atomic
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+from yaml2torch.scale.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from yaml2torch.spec.ultralytics import UltralyticsOptions
@@ -412,10 +414,20 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    status = run_command(argv)
+    if argv is None:  # the program: what remains is interpreter shutdown; Ctrl-C now ends it quietly
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return status
+
+
+def run_command(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        # SIGTERM, like Ctrl-C, stops any command with one line and status 128+signal, never
+        # inside a storage call or halfway through a write (yaml2torch/scale/signals.py).
+        with stop_on_signals():
+            return args.handler(args)
     except UserError as exc:
         print(f"yaml2torch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,7 +26,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +134,21 @@ class StudyLock:
                 connection.commit()
 
 
-def start_trial(study: optuna.Study, total: int | None, lock: StudyLock | None) -> optuna.Trial | None:
+def start_trial(
+    study: optuna.Study,
+    total: int | None,
+    lock: StudyLock | None,
+    on_created: Callable[[optuna.Trial], None] | None = None,
+) -> optuna.Trial | None:
     """Claim a queued trial or start a new one while the budget allows; None when it is spent.
 
     Without a lock (one process, an in-memory study) the count is still exact for this process.
+    ``on_created`` hears of the trial at once, so a stop raised before this returns can record it.
     """
     with lock.held() if lock is not None else contextlib.nullcontext():
         if total is not None and not may_start(study.get_trials(deepcopy=False), total):
             return None
-        return study.ask()
+        trial = study.ask()
+        if on_created is not None:
+            on_created(trial)
+        return trial

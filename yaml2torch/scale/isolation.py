@@ -96,7 +96,10 @@ def isolation_available() -> bool:
 def _probe(channel: Channel) -> float:
     import torch
 
-    return float(torch.ones(1 << 18).exp().sum())  # large enough for a parallel region
+    value = torch.ones(1 << 18, requires_grad=True)
+    total = value.exp().sum()  # large enough for a parallel region
+    total.backward()  # raises here if this process's parent had started autograd's threads
+    return float(total.detach())
 
 
 def fork_works(threads: int, time_limit: float = 3.0) -> bool:
@@ -104,7 +107,9 @@ def fork_works(threads: int, time_limit: float = 3.0) -> bool:
 
     False when this process started GNU OpenMP's thread pool before (torch compute with more than
     one thread, e.g. an earlier training in the same Python session): the child would hang in its
-    first parallel region. A fresh ``yaml2torch`` process never has, so this costs one quick fork.
+    first parallel region; or autograd's threads (a backward pass here before): torch refuses the
+    child's backward pass. A fresh ``yaml2torch`` process has done neither, so this costs one
+    quick fork.
     """
     try:
         run_isolated(_probe, time_limit=time_limit, child_threads=threads)

@@ -38,6 +38,7 @@ class StopRequested(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         self.signal_name = signal.Signals(signum).name
+        self.interrupted_trial: int | None = None  # set by the worker loop when it stopped a trial
         super().__init__(f"interrupted by {self.signal_name}")
 
     @property

@@ -118,7 +118,21 @@ def _run_worker(study, run_trial, options, lock, say, on_trial_done) -> WorkerSu
             break
         if options.timeout is not None and time.monotonic() - started >= options.timeout:
             break
-        trial = retrying(lambda: start_trial(study, options.total_trials, lock), "starting a trial")
+        created: list[optuna.Trial] = []
+        try:
+            trial = retrying(
+                lambda made=created: start_trial(study, options.total_trials, lock, on_created=made.append),
+                "starting a trial",
+            )
+            if trial is not None:
+                mine += 1
+                _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
+        except StopRequested as stop:
+            # A stop held back while the trial was made is raised on the way here (or before
+            # _run_one's own handler): the trial exists, still RUNNING; record it as stopped.
+            if created and stop.interrupted_trial is None and _still_running(study, created[0]):
+                _run_one(study, created[0], _raising(stop), identity, options, summary, retrying, say)
+            raise
         if trial is None:
             trials = retrying(lambda: study.get_trials(deepcopy=False), "reading the study")
             if not any(t.state == TrialState.RUNNING for t in trials):
@@ -127,8 +141,6 @@ def _run_worker(study, run_trial, options, lock, say, on_trial_done) -> WorkerSu
             # they turn stale and their retries need someone, so wait here rather than exit.
             time.sleep(options.wait_seconds)
             continue
-        mine += 1
-        _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
         if on_trial_done is not None:
             trial_id = _optuna.trial_id_of(trial)
             on_trial_done(study, retrying(lambda t=trial_id: _optuna.get_trial(study, t), "reading the trial"))
@@ -181,7 +193,20 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
                 say(f"yaml2torch: trial {trial.number}'s parameters are queued again")
     if stop is not None:
         summary.stopped_by = stop.signal_name
+        if isinstance(stop, StopRequested):
+            stop.interrupted_trial = trial.number
         raise stop
+
+
+def _still_running(study: optuna.Study, trial: optuna.Trial) -> bool:
+    return _optuna.get_trial(study, _optuna.trial_id_of(trial)).state == TrialState.RUNNING
+
+
+def _raising(stop: StopRequested) -> TrialFunction:
+    def run_trial(trial: optuna.Trial) -> float:
+        raise stop
+
+    return run_trial
 
 
 def _record_cannot_write(study, trial, reason, retrying, say) -> None:

@@ -487,7 +487,11 @@ def run_trials(
                     study, objective, worker, lock=lock, say=say, on_trial_done=getattr(progress, "trial_done", None)
                 )
             except StopRequested as stop:
-                say(f"yaml2torch: stopped by {stop.signal_name}; the running trial was failed and queued again")
+                if stop.interrupted_trial is None:
+                    say(f"yaml2torch: stopped by {stop.signal_name} between trials")
+                else:
+                    what = f"trial {stop.interrupted_trial} was failed and queued again"
+                    say(f"yaml2torch: stopped by {stop.signal_name}; {what}")
                 raise
     finally:
         restore_threads()
