@@ -7,14 +7,15 @@ sample the same architectures), builds the network at run time with a small row 
 (nn.Sequential, no compiler, no files) and trains it in that process with the same loop
 (`yaml2torch.search.train.train_model`: same data, epochs, batch size, optimizer, seed).
 Ours: `yaml2torch search examples/search/digits.yaml --out TMP --trials N --epochs E`, the
-command a user types (defaults: SQLite storage, each trial trained in a forked child).
+command a user types (defaults: a journal-file study, each trial trained in a forked child;
+--storage sqlite for SQLite).
 
 Both run as fresh processes, alternating which goes first each round (load drift). Trial times
 come from the studies' own start/complete stamps. A few probes afterwards split our per-trial
-overhead into black, trial-child fork and SQLite costs; --commits adds one more run of ours that
-times every SQLite commit by the yaml2torch function behind it.
+overhead into black, trial-child fork and storage costs (on the storage ours used); --commits
+adds one more run of ours that times every SQLite commit by the yaml2torch function behind it.
 Run: .venv/bin/python bench/baseline_optuna.py [--trials 12] [--epochs 20] [--seed 0] [--rounds 3]
-     [--threads N] [--tmp DIR] [--commits]
+     [--threads N] [--storage default|sqlite|journal] [--tmp DIR] [--commits]
 """
 
 from __future__ import annotations
@@ -294,9 +295,16 @@ def run_plain(args: argparse.Namespace, out: Path) -> Run:
 # --- probes: where our extra time per trial goes ---------------------------------------------------
 
 
-def probes(ours: Run, seed: int, epochs: int, folder: Path) -> dict[str, float]:
-    """Milliseconds, measured here in ``folder`` (where ours wrote its study): black, Optuna's
-    suggest calls on SQLite, a trial child's fork and pipe, and one SQLite write, report, prune."""
+def stored_in(kind: str, folder: Path, name: str) -> Any:
+    """A new storage of ``kind`` ("sqlite" or "journal", as ours used) in ``folder``."""
+    from yaml2torch.scale.storage import journal_url, make_storage
+
+    return make_storage(f"sqlite:///{folder / name}.db" if kind == "sqlite" else journal_url(folder / f"{name}.log"))
+
+
+def probes(ours: Run, seed: int, epochs: int, folder: Path, kind: str) -> dict[str, float]:
+    """Milliseconds, measured here in ``folder`` (where ours wrote its study) on ours' storage
+    ``kind``: black, Optuna's suggest calls, a trial child's fork and pipe, one write, report, prune."""
     import black
     import optuna
 
@@ -320,21 +328,21 @@ def probes(ours: Run, seed: int, epochs: int, folder: Path) -> dict[str, float]:
         finally:
             spent[0] += time.perf_counter() - t
 
-    # The same trials sampled twice: a SQLite study as ours uses, an in-memory one as the baseline;
+    # The same trials sampled twice: a stored study as ours uses, an in-memory one as the baseline;
     # same sampler seed and the same told outcomes, so the same samples; the difference is storage.
-    def study(storage: str | None) -> optuna.Study:
+    def study(storage: Any) -> optuna.Study:
         sampler = optuna.samplers.TPESampler(n_startup_trials=TPE_STARTUP, seed=seed)
         return optuna.create_study(storage=storage, direction="maximize", sampler=sampler)
 
-    studies = {"sqlite": study(f"sqlite:///{folder / 'probe.db'}"), "memory": study(None)}
-    plans: dict[str, list[float]] = {"sqlite": [], "memory": []}
+    studies = {"stored": study(stored_in(kind, folder, "probe")), "memory": study(None)}
+    plans: dict[str, list[float]] = {"stored": [], "memory": []}
     blacks: list[float] = []
     black.format_str = timed_black  # a timing wrapper
     try:
         for number, past in enumerate(sorted(ours.trials, key=lambda t: t["number"])):
-            kinds = ("sqlite", "memory") if number % 2 else ("memory", "sqlite")  # neither always warmer
-            for kind in kinds:
-                s = studies[kind]
+            kinds = ("stored", "memory") if number % 2 else ("memory", "stored")  # neither always warmer
+            for which in kinds:
+                s = studies[which]
                 trial, spent[0] = s.ask(), 0.0
                 start = time.perf_counter()
                 try:
@@ -343,8 +351,8 @@ def probes(ours: Run, seed: int, epochs: int, folder: Path) -> dict[str, float]:
                 except Infeasible:
                     infeasible = True
                 if number > 0:  # trial 0 imports the compiler and black
-                    plans[kind].append(time.perf_counter() - start)
-                    blacks += [spent[0]] if kind == "memory" and not infeasible else []
+                    plans[which].append(time.perf_counter() - start)
+                    blacks += [spent[0]] if which == "memory" and not infeasible else []
                 value = past["value"]
                 s.tell(trial, value, state=None if value is not None else optuna.trial.TrialState.PRUNED)
     finally:
@@ -367,7 +375,7 @@ def probes(ours: Run, seed: int, epochs: int, folder: Path) -> dict[str, float]:
         forks.append(time.perf_counter() - start)
 
     pruned = optuna.create_study(
-        storage=f"sqlite:///{folder / 'probe-prune.db'}",
+        storage=stored_in(kind, folder, "probe-prune"),
         direction="maximize",
         pruner=optuna.pruners.MedianPruner(**MEDIAN),
     )
@@ -387,7 +395,7 @@ def probes(ours: Run, seed: int, epochs: int, folder: Path) -> dict[str, float]:
         pruned.tell(trial, 0.5)
     ms = 1000.0
     return {
-        "plan_sqlite": med(plans["sqlite"]) * ms,
+        "plan_stored": med(plans["stored"]) * ms,
         "plan_memory": med(plans["memory"]) * ms,
         "black": med(blacks) * ms,
         "suggests": med([float(n) for n in suggests]),
@@ -486,7 +494,8 @@ def report(args: argparse.Namespace, runs: list[Run], order: list[str], loads: t
     b_by = {t["number"]: t for t in base[-1].trials}
     both = [n for n in numbers if o_by.get(n, {}).get("status") == b_by.get(n, {}).get("status") == "trained"]
     parts = overhead_parts(ours, base, both)
-    probe = probes(ours[-1], args.seed, args.epochs, tmp)
+    kind = "sqlite" if args.storage == "sqlite" else "journal"
+    probe = probes(ours[-1], args.seed, args.epochs, tmp, kind)
 
     print(f"machine: {machine()}")
     print(f"load average before: {loads[0]}; after: {loads[1]}")
@@ -499,7 +508,7 @@ def report(args: argparse.Namespace, runs: list[Run], order: list[str], loads: t
     print()
     per_trial(ours, base, numbers, o_by, b_by, both)
     print()
-    breakdown(ours, parts, probe, args.epochs, tmp)
+    breakdown(ours, parts, probe, args.epochs, tmp, kind)
 
 
 def loop(run: Run) -> float:
@@ -660,11 +669,12 @@ def overhead_parts(ours: list[Run], base: list[Run], both: list[int]) -> dict[st
     return {k: med(v) for k, v in parts.items()}
 
 
-def breakdown(ours: list[Run], p: dict[str, float], probe: dict[str, float], epochs: int, tmp: Path) -> None:
+def breakdown(ours: list[Run], p: dict[str, float], probe: dict[str, float], epochs: int, tmp: Path, kind: str) -> None:
     if not p:
         print("no trial trained in both runs: no breakdown")
         return
-    suggest_ms = probe["plan_sqlite"] - probe["plan_memory"]
+    suggest_ms = probe["plan_stored"] - probe["plan_memory"]
+    name = {"sqlite": "SQLite", "journal": "journal file"}[kind]
     per_epoch = probe["report"] + probe["prune"]
     storage = suggest_ms + epochs * per_epoch + p["attrs"] * probe["write"]
     cycle = p["base_cycle"]
@@ -673,7 +683,7 @@ def breakdown(ours: list[Run], p: dict[str, float], probe: dict[str, float], epo
             "sample + compile + check (trial.py Objective.plan)",
             p["sample_compile_check"],
             (
-                f"probe: {probe['suggests']:.0f} suggest_* on SQLite {suggest_ms:.0f} ms, black {probe['black']:.0f} ms,"
+                f"probe: {probe['suggests']:.0f} suggest_* on {name} {suggest_ms:.0f} ms, black {probe['black']:.0f} ms,"
                 f" rest {probe['plan_memory'] - probe['black']:.0f} ms"
             ),
         ),
@@ -685,14 +695,14 @@ def breakdown(ours: list[Run], p: dict[str, float], probe: dict[str, float], epo
             "training: ours in a child - baseline in process",
             p["train"],
             (
-                f"probe: fork+pipe+weights {probe['fork']:.0f} ms; per epoch SQLite report {probe['report']:.1f} ms"
+                f"probe: fork+pipe+weights {probe['fork']:.0f} ms; per epoch {name} report {probe['report']:.1f} ms"
                 f" + should_prune {probe['prune']:.1f} ms, x {epochs} = {epochs * per_epoch:.0f} ms"
             ),
         ),
         (
             "rest of the trial (user attrs, dedupe query, tell)",
             p["in_trial"],
-            f"probe: {p['attrs']:.0f} user attrs x {probe['write']:.1f} ms per SQLite write",
+            f"probe: {p['attrs']:.0f} user attrs x {probe['write']:.1f} ms per {name} write",
         ),
         ("between trials (reap stale, lock, ask, progress)", p["between"], ""),
     ]
@@ -702,9 +712,9 @@ def breakdown(ours: list[Run], p: dict[str, float], probe: dict[str, float], epo
     for name, value, note in lines:
         print(f"  {name:54} {value:8.1f} {value / cycle:6.1%}  {note}")
     print(f"  {'timed difference, ours - baseline':54} {p['diff']:8.1f} {p['diff'] / cycle:6.1%}")
-    print(f"  {'SQLite commits in it (estimate from the probes)':54} {storage:8.1f} {storage / cycle:6.1%}")
+    print(f"  {f'{name} writes and reads in it (estimate from the probes)':54} {storage:8.1f} {storage / cycle:6.1%}")
     print(f"  baseline's own non-training time per trial: {p['base_other']:.1f} ms (in-memory storage)")
-    print(f"  a SQLite write takes {probe['write']:.1f} ms here (fsync of the disk under {tmp})")
+    print(f"  a {name} write takes {probe['write']:.1f} ms here (on the disk under {tmp})")
     first = [r.trials[0]["timing"].get("sample_compile_check", 0.0) for r in ours if r.trials and r.trials[0]["timing"]]
     print(f"  one-off: ours' trial 0 plan {med(first):.2f} s (imports the compiler and black)")
 

@@ -212,7 +212,7 @@ def main() -> int:
     parser.add_argument(
         "--rule", nargs="*", default=[], metavar="KEY=N", help="Dominance arguments (default: its defaults)"
     )
-    parser.add_argument("--keep", type=Path, help="copy each run's output folder (study.db, trials/) here")
+    parser.add_argument("--keep", type=Path, help="copy each run's output folder (study.log, trials/) here")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, for side_by_side
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -81,7 +81,7 @@ def run(space: Path, study: str, out: Path, trials: int, *extra: str) -> dict[st
     command = [sys.executable, "-m", "yaml2torch", "search", str(space), "--trials", str(trials)]
     subprocess.run([*command, "--out", str(out), "--quiet", *extra], check=True, capture_output=True)
     whole = time.perf_counter() - started
-    url = f"journal://{out / 'study.log'}" if "--workers" in extra else f"sqlite:///{out / 'study.db'}"
+    url = f"journal://{out / 'study.log'}"  # the default storage, one worker or several
     finished = [
         t for t in optuna.load_study(study_name=study, storage=make_storage(url)).trials if t.state.is_finished()
     ]

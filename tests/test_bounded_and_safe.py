@@ -24,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from yaml2torch.cli import main
 from yaml2torch.errors import CannotWrite
 from yaml2torch.files import write_atomic
+from yaml2torch.scale.storage import journal_url, make_storage
 from yaml2torch.spec.limits import MAX_FILE_BYTES, MAX_INCLUDE_DEPTH, MAX_LAYERS, MAX_NODES, MAX_PARAMS
 
 HEAD = "input_channel: 3\ninput_size: [8, 8]\nbackbone:\n"
@@ -443,12 +444,12 @@ def test_a_trial_that_cannot_write_its_files_stops_the_search_and_the_study_resu
         f"yaml2torch: error: {out / 'trials' / '0001' / 'spec.yaml'}: cannot write: Not a directory"
     )
     assert not [p for p in out.rglob("*.tmp")]
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(study_name="tiny", storage=make_storage(journal_url(out / "study.log")))
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(failed) == 1 and "Not a directory" in failed[0].user_attrs["reason"]
     (out / "trials" / "0001").unlink()
     assert run_cli("search", space, "--trials", "2", "--out", out, "--quiet", "--device", "cpu").status == 0
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(study_name="tiny", storage=make_storage(journal_url(out / "study.log")))
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(done) == 2 and failed[0].params in [t.params for t in done]
 

@@ -195,8 +195,8 @@ def test_report_of_an_output_folder_shows_the_picked_models_test_scores(searched
     assert "Confusion matrix (rows: true class, columns: predicted)" in page
     assert "2 completed trials: too few for parameter importances to mean anything" in page
     assert "Trained accuracy against params" in page and "Trained accuracy against macs" in page
-    # best takes the database path a user sees in the output folder, and --study may be left out.
-    assert main(["best", "--storage", str(out / "study.db"), "-o", str(out / "again")]) == 0
+    # best takes the study file a user sees in the output folder, and --study may be left out.
+    assert main(["best", "--storage", str(out / "study.log"), "-o", str(out / "again")]) == 0
     assert (out / "again" / "best_model.py").read_text() == (out / "best_model.py").read_text()
 
 

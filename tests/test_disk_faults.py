@@ -23,6 +23,8 @@ import optuna
 import pytest
 from conftest import CliResult, run_cli_subprocess
 
+from yaml2torch.scale.storage import journal_url, make_storage
+
 pytestmark = pytest.mark.mounts
 
 SPEC = "input_channel: 3\ninput_size: [8, 8]\nbackbone:\n  - [1, Conv, [8]]\n  - [1, GlobalAvgPool, []]\n  - [1, Flatten, []]\n  - [1, Linear, [10]]\n"
@@ -119,7 +121,7 @@ def journal_intact(log: Path) -> None:
 
 
 def trials(storage: str | optuna.storages.BaseStorage) -> dict[str, int]:
-    study = optuna.load_study(study_name="tiny", storage=storage)
+    study = optuna.load_study(study_name="tiny", storage=make_storage(storage) if isinstance(storage, str) else storage)
     counts: dict[str, int] = {}
     for trial in study.trials:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
@@ -158,29 +160,39 @@ def space(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_new_search_on_a_full_disk_leaves_nothing_and_runs_once_there_is_room(disk: SmallDisk, space, run_cli) -> None:
+@pytest.mark.parametrize("storage", ["journal (the default)", "sqlite"])
+def test_a_new_search_on_a_full_disk_leaves_nothing_and_runs_once_there_is_room(
+    disk: SmallDisk, space, run_cli, storage: str
+) -> None:
     out = disk.path / "out"
+    url = f"sqlite:///{out / 'study.db'}" if storage == "sqlite" else journal_url(out / "study.log")
+    chosen = ("--storage", url) if storage == "sqlite" else ()
     disk.fill()
-    message = ends_in_one_error(run_cli("search", space, "--out", out, *QUICK), "cannot write the study storage ")
-    assert message.endswith("database or disk is full; free space (or make it writable) and run the same command again")
-    assert not out.exists()  # not an empty folder, nor a 0-byte study.db that the next run would refuse
+    result = run_cli("search", space, "--out", out, *chosen, *QUICK)
+    if storage == "sqlite":
+        message = ends_in_one_error(result, "cannot write the study storage ")
+        assert message.endswith("database or disk is full; free space (or make it writable) and run the same command again")
+    else:  # an empty journal file fits; the first write that does not is the trials folder's marker
+        message = ends_in_one_error(result, f"{out / 'trials' / '.yaml2torch-study'}: ")
+        assert message.endswith(": cannot write: No space left on device")
+    assert not out.exists()  # not an empty folder, nor an empty study file that the next run would refuse
     disk.free()
-    assert run_cli("search", space, "--out", out, *QUICK).status == 0
-    assert trials(f"sqlite:///{out / 'study.db'}") == {"COMPLETE": 1}
+    assert run_cli("search", space, "--out", out, *chosen, *QUICK).status == 0
+    assert trials(url) == {"COMPLETE": 1}
 
 
 @pytest.mark.slow
 def test_a_search_whose_disk_fills_stops_with_one_line_and_resumes(disk: SmallDisk, space) -> None:
     out = disk.path / "out"
     url = f"sqlite:///{out / 'study.db'}"
-    assert run_cli_subprocess("search", space, "--out", out, *QUICK).status == 0
+    assert run_cli_subprocess("search", space, "--out", out, "--storage", url, *QUICK).status == 0
     disk.fill()
-    ends_in_one_error(run_cli_subprocess("search", space, "--out", out, "--trials", "3", *QUICK), "")
+    ends_in_one_error(run_cli_subprocess("search", space, "--out", out, "--storage", url, "--trials", "3", *QUICK), "")
     assert disk.leftovers() == []
     sqlite_intact(out / "study.db")
     assert trials(url) == {"COMPLETE": 1}
     disk.free()
-    assert run_cli_subprocess("search", space, "--out", out, "--trials", "3", "--resume", *QUICK).status == 0
+    assert run_cli_subprocess("search", space, "--out", out, "--storage", url, "--trials", "3", "--resume", *QUICK).status == 0
     assert trials(url).get("COMPLETE") == 3
     sqlite_intact(out / "study.db")
 
@@ -233,7 +245,7 @@ def test_artifacts_on_a_full_disk_leave_no_partial_weights_and_the_trial_is_retr
     result = run_cli("search", space, "--out", out, "--artifacts", artifacts, *QUICK)
     assert ends_in_one_error(result, f"{artifacts}/").endswith(": cannot write: No space left on device")
     assert list(artifacts.iterdir()) == []  # no 0-byte weights named as an artifact
-    url = f"sqlite:///{out / 'study.db'}"
+    url = journal_url(out / "study.log")
     assert trials(url) == {"FAIL": 1, "WAITING": 1}
     disk.free()
     assert run_cli("search", space, "--out", out, "--artifacts", artifacts, "--resume", *QUICK).status == 0
@@ -241,17 +253,22 @@ def test_artifacts_on_a_full_disk_leave_no_partial_weights_and_the_trial_is_retr
     assert len(list(artifacts.iterdir())) == 1
 
 
-def test_a_read_only_output_folder_stops_search_with_one_line_and_the_study_resumes(disk: SmallDisk, space, run_cli) -> None:
+@pytest.mark.parametrize("storage", ["journal (the default)", "sqlite"])
+def test_a_read_only_output_folder_stops_search_with_one_line_and_the_study_resumes(
+    disk: SmallDisk, space, run_cli, storage: str
+) -> None:
     out = disk.path / "out"
-    url = f"sqlite:///{out / 'study.db'}"
+    study_file = out / ("study.db" if storage == "sqlite" else "study.log")
+    url = f"sqlite:///{study_file}" if storage == "sqlite" else journal_url(study_file)
+    chosen = ("--storage", url) if storage == "sqlite" else ()
     # in a subprocess: a database this process still held open for writing would block the remount
-    assert run_cli_subprocess("search", space, "--out", out, *QUICK).status == 0
-    before = (out / "study.db").read_bytes()
+    assert run_cli_subprocess("search", space, "--out", out, *chosen, *QUICK).status == 0
+    before = study_file.read_bytes()
     disk.remount("ro")
-    message = ends_in_one_error(run_cli("search", space, "--out", out, "--trials", "2", *QUICK), "")
-    assert "attempt to write a readonly database" in message
-    assert (out / "study.db").read_bytes() == before
+    message = ends_in_one_error(run_cli("search", space, "--out", out, *chosen, "--trials", "2", *QUICK), "")
+    assert ("attempt to write a readonly database" if storage == "sqlite" else "Read-only file system") in message
+    assert study_file.read_bytes() == before
     assert "wrote" in run_cli("report", out, "-o", disk.path.parent / "report.html").stderr  # reading still works
     disk.remount("rw")
-    assert run_cli("search", space, "--out", out, "--trials", "2", "--resume", *QUICK).status == 0
+    assert run_cli("search", space, "--out", out, *chosen, "--trials", "2", "--resume", *QUICK).status == 0
     assert trials(url) == {"COMPLETE": 2}

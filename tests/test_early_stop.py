@@ -14,6 +14,7 @@ from optuna.trial import TrialState, create_trial
 
 from yaml2torch.cli import main
 from yaml2torch.errors import SpecError
+from yaml2torch.scale.storage import journal_url, make_storage
 from yaml2torch.search import early_stop
 from yaml2torch.search.config import parse_config
 from yaml2torch.search.early_stop import Dominance, decide
@@ -211,7 +212,7 @@ def search(tmp_path: Path, name: str, pruner: str) -> tuple[optuna.Study, dict]:
     space.write_text(TINY_MO + textwrap.dedent(pruner))
     out = tmp_path / name
     assert main(["search", str(space), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
-    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(study_name="mo", storage=make_storage(journal_url(out / "study.log")))
     return study, json.loads((out / "summary.json").read_text())
 
 

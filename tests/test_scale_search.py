@@ -21,7 +21,7 @@ from scale_helpers import SPACE, check_trained, load, yaml2torch
 
 from yaml2torch.scale.budget import counted_trials
 from yaml2torch.scale.faults import ENV_INJECT
-from yaml2torch.scale.storage import journal_url
+from yaml2torch.scale.storage import journal_url, make_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -102,7 +102,7 @@ def test_faults_in_real_training_fail_their_trial_with_the_reason(space, tmp_pat
     )
     assert run.returncode == 0, run.stderr
     assert time.monotonic() - started < 120
-    trials = load(f"sqlite:///{out / 'study.db'}")
+    trials = load(journal_url(out / "study.log"))
     reasons = {t.number: (t.state, t.user_attrs.get("reason")) for t in trials}
     assert reasons[0][0] == TrialState.FAIL and reasons[0][1].startswith("InjectedFault: injected exception at trial 0")
     assert reasons[1] == (TrialState.FAIL, "non-finite loss (nan) at epoch 2")
@@ -119,7 +119,7 @@ def test_a_hung_trial_is_stopped_with_the_default_threads(space, tmp_path):
     run = yaml2torch("search", space, "--trials", 2, "--time-limit", 10, "--out", out, "--quiet", fault="hang:trial=0")
     assert run.returncode == 0, run.stderr
     assert "trials train in this process" not in run.stderr
-    trials = load(f"sqlite:///{out / 'study.db'}")
+    trials = load(journal_url(out / "study.log"))
     assert (trials[0].state, trials[0].user_attrs.get("reason")) == (
         TrialState.FAIL,
         "timed out: exceeded the per-trial time limit of 10s",
@@ -131,13 +131,13 @@ def test_sigterm_stops_a_real_search_promptly_with_nothing_half_written(space, t
     out = tmp_path / "out"
     slow = tmp_path / "slow.yaml"
     slow.write_text(SPACE.replace("epochs: 2", "epochs: 400"))
+    url = f"sqlite:///{tmp_path / 'study.db'}"  # SQLite: where a stop inside a commit once hung the worker
     process = subprocess.Popen(
-        [sys.executable, "-m", "yaml2torch", "search", slow, "--threads", "1", "--out", out, "--quiet"],
+        [sys.executable, "-m", "yaml2torch", "search", slow, "--threads", "1", "--out", out, "--quiet", "--storage", url],
         stderr=subprocess.PIPE,
         text=True,
         env={k: v for k, v in os.environ.items() if k != ENV_INJECT},
     )
-    url = f"sqlite:///{out / 'study.db'}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out / "trials" / "0000" / "model.py").is_file():
         time.sleep(0.2)
@@ -170,14 +170,14 @@ def test_sigterm_as_the_study_is_made_is_one_line_and_leaves_no_orphan_trial(spa
         env={k: v for k, v in os.environ.items() if k != ENV_INJECT},
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out / "study.db").is_file():
+    while time.monotonic() < deadline and not (out / "study.log").is_file():
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr and stderr.splitlines()[-1] == "yaml2torch: interrupted"
-    url = f"sqlite:///{out / 'study.db'}"
-    trials = load(url) if "tiny" in optuna.get_all_study_names(url) else []  # the study may not exist yet
+    storage = make_storage(journal_url(out / "study.log"))
+    trials = load(journal_url(out / "study.log")) if "tiny" in optuna.get_all_study_names(storage) else []  # may not exist yet
     running = [t for t in trials if t.state == TrialState.RUNNING]
     assert not running, [(t.number, t.user_attrs) for t in trials]
     for trial in trials:

@@ -1,4 +1,4 @@
-"""Real searches: Optuna studies in SQLite, generated files imported, real training on digits."""
+"""Real searches: Optuna studies in journal files and SQLite, generated files imported, real training on digits."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 from yaml2torch.cli import main
 from yaml2torch.compiler import compile_text
 from yaml2torch.files import import_model_class
+from yaml2torch.scale.storage import journal_url, make_storage
 from yaml2torch.search.config import load_config, parse_config
 from yaml2torch.search.run import RunOptions, run_search
 
@@ -21,7 +22,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "search"
 
 
 def load(out: Path, name: str):
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+    return optuna.load_study(study_name=name, storage=make_storage(journal_url(out / "study.log")))
 
 
 def write(tmp_path: Path, text: str, base: str | None = None) -> Path:
@@ -60,7 +61,7 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "study digits" in err and "picked trial" in err  # the closing table
-    for name in ("study.db", "best.yaml", "best_model.py", "best_model.pt", "summary.json"):
+    for name in ("study.log", "best.yaml", "best_model.py", "best_model.pt", "summary.json"):
         assert (out / name).is_file(), name
     study = load(out, "digits")
     assert len(study.trials) == 2
@@ -96,7 +97,7 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
     assert len(load(out, "digits").trials) == 3
 
     # best: from the storage alone into another folder (weights from the recorded out dir).
-    storage = f"sqlite:///{out / 'study.db'}"
+    storage = journal_url(out / "study.log")
     capsys.readouterr()
     assert main(["best", "--storage", storage, "--study", "digits", "-o", str(tmp_path / "exported")]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -184,7 +185,8 @@ def test_same_architecture_and_training_is_not_trained_again(tmp_path):
     )
     storage = f"sqlite:///{tmp_path / 'elsewhere.db'}"  # any Optuna storage URL
     result = run_search(load_config(space), RunOptions(out_dir=tmp_path / "out", storage=storage, progress=False))
-    assert (tmp_path / "elsewhere.db").is_file() and not (tmp_path / "out" / "study.db").exists()
+    assert (tmp_path / "elsewhere.db").is_file()
+    assert not (tmp_path / "out" / "study.db").exists() and not (tmp_path / "out" / "study.log").exists()
     trials = result.study.trials
     assert len({t.user_attrs["arch_hash"] for t in trials}) == 1
     trained = [t for t in trials if "duplicate_of" not in t.user_attrs]
@@ -219,7 +221,7 @@ def test_non_finite_images_are_refused_before_a_study_exists(tmp_path, capsys):
     space = write(tmp_path, "data: {source: npz, path: nan.npz}\nmodel: {backbone: [[1, Linear, [3]]]}\n")
     assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == f"yaml2torch: error: {tmp_path / 'nan.npz'}: the images contain NaN or infinite values\n"
-    assert not (tmp_path / "out" / "study.db").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_python_escape_hatch_via_api_with_an_exception_in_one_trial(tmp_path):
@@ -288,7 +290,7 @@ def test_boostcamp_example_multi_objective_pareto_and_pick(tmp_path):
     assert "backbone.1" in study.trials[0].params  # slot 2's block choice
     report = tmp_path / "bc.html"
     assert (
-        main(["report", "--storage", f"sqlite:///{out / 'study.db'}", "--study", "boostcamp_tune", "-o", str(report)])
+        main(["report", "--storage", str(out), "--study", "boostcamp_tune", "-o", str(report)])
         == 0
     )
     html = report.read_text()
@@ -329,10 +331,10 @@ def test_other_examples_run_with_a_tiny_budget(tmp_path, name):
 def test_the_study_file_already_in_out_is_resumed_whatever_workers_says(tmp_path):
     from yaml2torch.search.run import RunOptions
 
-    assert RunOptions(out_dir=tmp_path).storage_url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
-    assert RunOptions(out_dir=tmp_path, workers=2).storage_url.endswith("study.log")
-    (tmp_path / "study.log").write_text("")
-    assert RunOptions(out_dir=tmp_path).storage_url.endswith("study.log")  # made by --workers 2 before
-    (tmp_path / "study.log").unlink()
-    (tmp_path / "study.db").write_bytes(b"")
-    assert RunOptions(out_dir=tmp_path, workers=2).storage_url.endswith("study.db")  # made by one process before
+    journal = journal_url(tmp_path / "study.log")
+    assert RunOptions(out_dir=tmp_path).storage_url == journal  # one process or several: a journal file
+    assert RunOptions(out_dir=tmp_path, workers=2).storage_url == journal
+    (tmp_path / "study.db").write_bytes(b"")  # made by an older version (SQLite was its default)
+    sqlite = f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    assert RunOptions(out_dir=tmp_path).storage_url == sqlite
+    assert RunOptions(out_dir=tmp_path, workers=2).storage_url == sqlite

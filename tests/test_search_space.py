@@ -235,7 +235,7 @@ def test_missing_data_fails_before_a_study_is_created(tmp_path, capsys):
     space.write_text("data: {source: npz, path: missing.npz}\nmodel: {backbone: [[1, Linear, [10]]]}\n")
     assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
     assert "missing.npz" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "study.db").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_file_without_a_model_needs_a_function(tmp_path, capsys):

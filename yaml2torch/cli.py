@@ -356,7 +356,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("search", help="run an architecture search from a search-space YAML")
     p.add_argument("space", type=Path, help="the search-space file")
     p.add_argument("--trials", type=positive_int, help="total number of trials in the study (exact; overrides the file)")
-    p.add_argument("--storage", help="any Optuna storage URL (default sqlite:///OUT/study.db)")
+    p.add_argument("--storage", help="any Optuna storage URL (default: the journal file OUT/study.log)")
     p.add_argument("--study", type=study_name, help="study name (default: the file's study: or its file name)")
     p.add_argument("--out", type=Path, help="output folder (default generated/<study>/)")
     p.add_argument("--epochs", type=positive_int, help="override train.epochs (for quick checks)")
@@ -368,7 +368,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=search.cmd_search)
 
     p = commands.add_parser("worker", help="join a stored study and run its trials (any machine)")
-    p.add_argument("--storage", required=True, help="the study's storage: a URL, a journal file, OUT/study.db, or OUT")
+    p.add_argument("--storage", required=True, help="the study's storage: a URL, OUT/study.log (or another journal or SQLite file), or OUT")
     p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
     p.add_argument("--out", type=Path, help="folder for trial files (default: the study's, else generated/<study>/)")
     p.add_argument("--trials", type=positive_int, help="study-wide trial budget (default: the one recorded in the study)")
@@ -378,7 +378,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=search.cmd_worker)
 
     p = commands.add_parser("best", help="export the best / Pareto trials of a stored study")
-    p.add_argument("--storage", required=True, help="a storage URL, OUT/study.db, a journal file, or the output folder")
+    p.add_argument("--storage", required=True, help="a storage URL, OUT/study.log (or another journal or SQLite file), or the output folder")
     p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--from", dest="trials_from", type=Path, help="the search's output folder holding trials/ (for weights and the test score)")
@@ -386,7 +386,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=search.cmd_best)
 
     p = commands.add_parser("report", help="an HTML report of a stored study (report OUT_DIR writes OUT_DIR/report.html)")
-    p.add_argument("source", nargs="?", help="the search's output folder (or its study.db)")
+    p.add_argument("source", nargs="?", help="the search's output folder (or its study.log)")
     p.add_argument("--storage", help="a storage URL instead of the folder")
     p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
     p.add_argument("-o", "--output", type=Path, help="the HTML file (default OUT_DIR/report.html)")
@@ -394,7 +394,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("train", help="train one architecture with the search's machinery")
     p.add_argument("spec", type=Path, nargs="?", help="a model spec (or --from a stored study)")
-    p.add_argument("--from", dest="trials_from", metavar="OUT_DIR", help="a stored study: output folder, OUT/study.db or URL")
+    p.add_argument("--from", dest="trials_from", metavar="OUT_DIR", help="a stored study: output folder, OUT/study.log or URL")
     p.add_argument("--study", type=study_name, help="with --from: the study (default: the storage's only study)")
     p.add_argument("--trial", type=int, help="with --from: the trial number (default: the picked trial)")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: measured on the first steps)")

@@ -72,7 +72,7 @@ class RunOptions:
     """How this process runs a search. The study-wide part is ``settings()``, recorded in the study."""
 
     out_dir: Path
-    storage: str | None = None  # default: OUT/study.db, or OUT/study.log with workers > 1
+    storage: str | None = None  # default: OUT/study.log (a journal file), or the OUT/study.db of an older search
     study: str | None = None  # default: the file's study name
     trials: int | None = None  # override the file's budget
     timeout: float | None = None
@@ -98,13 +98,11 @@ class RunOptions:
         if self.storage is not None:
             return self.storage
         journal, sqlite = self.out_dir / "study.log", self.out_dir / "study.db"
-        # The study already in OUT is resumed whatever --workers says now; a new one gets a journal
-        # file with several processes, SQLite with one.
-        if journal.exists() and not sqlite.exists():
-            return journal_url(journal)
-        if self.workers > 1 and not sqlite.exists():
-            return journal_url(journal)
-        return f"sqlite:///{sqlite.resolve()}"
+        # A new study is a journal file, for one process or many: each storage call costs a tenth
+        # of SQLite's (docs/benchmarks.md). A SQLite study already in OUT (an older default) is resumed.
+        if sqlite.exists() and not journal.exists():
+            return f"sqlite:///{sqlite.resolve()}"
+        return journal_url(journal)
 
     def settings(self, config: SearchConfig) -> RunSettings:
         """The shared settings: this run's overrides over the search file's budget."""
@@ -298,14 +296,14 @@ OPENING = Backoff(first=0.5, cap=4.0, total=15.0)
 
 def resolve_storage(text: str) -> str:
     """A storage URL from what a user has at hand: a URL, a search's output folder (its
-    ``study.db`` or ``study.log``), or the path of a SQLite/journal file."""
+    ``study.log`` or an older ``study.db``), or the path of a SQLite/journal file."""
     if "://" in text:
         return text
     path = Path(text)
     if path.is_dir():
-        found = [path / name for name in ("study.db", "study.log") if (path / name).is_file()]
+        found = [path / name for name in ("study.log", "study.db") if (path / name).is_file()]  # as search picks
         if not found:
-            raise UsageError(f"{path}: no study.db or study.log here (give the search's output folder or --storage URL)")
+            raise UsageError(f"{path}: no study.log or study.db here (give the search's output folder or --storage URL)")
         path = found[0]
     if path.suffix in SQLITE_SUFFIXES:
         if not path.is_file():
