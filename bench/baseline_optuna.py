@@ -709,8 +709,8 @@ def breakdown(ours: list[Run], p: dict[str, float], probe: dict[str, float], epo
     print(
         f"where ours' extra time per trial goes (ms, median over trials trained in both; baseline trial {cycle:.0f} ms):"
     )
-    for name, value, note in lines:
-        print(f"  {name:54} {value:8.1f} {value / cycle:6.1%}  {note}")
+    for label, value, note in lines:
+        print(f"  {label:54} {value:8.1f} {value / cycle:6.1%}  {note}")
     print(f"  {'timed difference, ours - baseline':54} {p['diff']:8.1f} {p['diff'] / cycle:6.1%}")
     print(f"  {f'{name} writes and reads in it (estimate from the probes)':54} {storage:8.1f} {storage / cycle:6.1%}")
     print(f"  baseline's own non-training time per trial: {p['base_other']:.1f} ms (in-memory storage)")
