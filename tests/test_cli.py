@@ -4,6 +4,7 @@ torch is imported only when a spec needs it."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -315,3 +316,20 @@ def test_console_entry_point(tiny: Path, tmp_path: Path) -> None:
     from yaml2torch import __version__
 
     assert version.stdout == f"yaml2torch {__version__}\n"
+
+
+def test_a_signal_after_the_command_finished_keeps_its_status_and_prints_nothing() -> None:
+    """Interpreter shutdown after the work is done: a SIGTERM/SIGINT there must not turn a complete
+    success into 143/130 (a script checking the status would redo good work)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        script = (
+            "import os, sys, time\n"
+            "sys.argv = ['yaml2torch', 'blocks']\n"
+            "from yaml2torch.cli import main\n"
+            "status = main()\n"
+            f"os.kill(os.getpid(), {int(signum)})\n"
+            "time.sleep(30)\n"
+            "sys.exit(99)\n"
+        )
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+        assert (run.returncode, run.stderr) == (0, ""), signum

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -356,13 +357,13 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("search", help="run an architecture search from a search-space YAML")
     p.add_argument("space", type=Path, help="the search-space file")
     p.add_argument("--trials", type=positive_int, help="total number of trials in the study (exact; overrides the file)")
-    p.add_argument("--storage", help="any Optuna storage URL (default: the journal file OUT/study.log)")
+    p.add_argument("--storage", help="any Optuna storage URL (default: the journal file OUT/study.log, or an older OUT/study.db already there)")
     p.add_argument("--study", type=study_name, help="study name (default: the file's study: or its file name)")
     p.add_argument("--out", type=Path, help="output folder (default generated/<study>/)")
     p.add_argument("--epochs", type=positive_int, help="override train.epochs (for quick checks)")
     p.add_argument("--limit", type=positive_int, help="use a stratified subset of this many samples (for quick checks)")
     p.add_argument("--resume", action="store_true", help="continue an existing study (running the same command does too)")
-    p.add_argument("--workers", type=positive_int, help="worker processes sharing the study on this machine (default storage: OUT/study.log)")
+    p.add_argument("--workers", type=positive_int, help="worker processes sharing the study on this machine (default storage: as without --workers)")
     p.add_argument("--devices", help="comma-separated devices for the workers, e.g. cuda:0,cuda:1 (round robin)")
     _add_trial_options(p)
     p.set_defaults(handler=search.cmd_search)
@@ -415,9 +416,22 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     status = run_command(argv)
-    if argv is None:  # the program: what remains is interpreter shutdown; Ctrl-C now ends it quietly
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if argv is None:  # the program: only interpreter shutdown remains, the work is done
+        _exit_on_signals(status)
     return status
+
+
+def _exit_on_signals(status: int) -> None:
+    """From now on SIGINT/SIGTERM end the process at once with the finished command's status
+    (not 130/143 after a complete success, and no traceback from an exit handler)."""
+
+    def exit_now(signum: int, frame: object) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, exit_now)
 
 
 def run_command(argv: Sequence[str] | None = None) -> int:
