@@ -62,7 +62,8 @@ def in_shielded_code(frame: FrameType | None) -> bool:
 
 def shield_boundary(frame: FrameType | None) -> FrameType | None:
     """The frame that called the outermost shielded frame on ``frame``'s stack (where a held-back
-    signal can be raised), or None if there is none (then it waits for the end of the block)."""
+    signal can be raised): ``frame`` itself when nothing is shielded, None when every frame is
+    (then the signal waits for the end of the block)."""
     boundary = None
     while frame is not None:
         if is_shielded(frame):
@@ -87,9 +88,9 @@ class _Stop:
             sys.stderr.write(f"yaml2torch: second {signal.Signals(signum).name}, exiting now\n")
             os._exit(128 + signum)
         self.signum = signum
-        if not in_shielded_code(frame):
-            self.raise_now()
         boundary = shield_boundary(frame)
+        if boundary is frame:  # nothing shielded on the stack
+            self.raise_now()
         if boundary is not None:
             boundary.f_trace = self.at_boundary
             boundary.f_trace_lines = True
