@@ -97,12 +97,12 @@ class RunOptions:
     def storage_url(self) -> str:
         if self.storage is not None:
             return self.storage
-        journal, sqlite = self.out_dir / "study.log", self.out_dir / "study.db"
         # A new study is a journal file, for one process or many: each storage call costs a tenth
         # of SQLite's (docs/benchmarks.md). A SQLite study already in OUT (an older default) is resumed.
-        if sqlite.exists() and not journal.exists():
-            return f"sqlite:///{sqlite.resolve()}"
-        return journal_url(journal)
+        found = study_file_in(self.out_dir)
+        if found is not None and found.name == "study.db":
+            return f"sqlite:///{found.resolve()}"
+        return journal_url(self.out_dir / "study.log")
 
     def settings(self, config: SearchConfig) -> RunSettings:
         """The shared settings: this run's overrides over the search file's budget."""
@@ -294,6 +294,11 @@ SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 OPENING = Backoff(first=0.5, cap=4.0, total=15.0)
 
 
+def study_file_in(folder: Path) -> Path | None:
+    """The study file of a search's output folder: its ``study.log``, else an older ``study.db``."""
+    return next((folder / name for name in ("study.log", "study.db") if (folder / name).is_file()), None)
+
+
 def resolve_storage(text: str) -> str:
     """A storage URL from what a user has at hand: a URL, a search's output folder (its
     ``study.log`` or an older ``study.db``), or the path of a SQLite/journal file."""
@@ -301,10 +306,10 @@ def resolve_storage(text: str) -> str:
         return text
     path = Path(text)
     if path.is_dir():
-        found = [path / name for name in ("study.log", "study.db") if (path / name).is_file()]  # as search picks
-        if not found:
+        found = study_file_in(path)  # the file search itself resumes
+        if found is None:
             raise UsageError(f"{path}: no study.log or study.db here (give the search's output folder or --storage URL)")
-        path = found[0]
+        path = found
     if path.suffix in SQLITE_SUFFIXES:
         if not path.is_file():
             raise UsageError(f"{path}: no such database file")
