@@ -20,6 +20,10 @@ nothing), divided by REF: 1.0 would be F1 = 1 at zero MACs. Pruned trials never 
 Per seed: h* = the no-rule run's HV at the budget; t_none, t_rule = the time each run first
 reached h* (from the trials' completion times, relative to the first trial's start); ratio =
 t_rule / t_none (goal <= 0.7; "> x" when the rule run never reached h*: x is budget / t_none).
+Over the seeds: each arm's mean HV curve (the mean of its seeds' HV at each time); the ratio of
+the times the two mean curves first reach the no-rule runs' mean HV at the budget.
+``--results FILE`` keeps every run's points as JSON lines; ``--from-results FILE`` prints the
+report again from them (another ``--ref-macs`` included) without running anything.
 Run: .venv/bin/python bench/mo_early_stop.py [--budget 150] [--limit 500] [--epochs 6] [--seeds 0 1 2]
 Default: 3 x 150 s side by side, plus the trials running at the budget and the exports: about
 9 minutes on 2 quiet cores.
@@ -161,11 +165,35 @@ def report(runs: dict[tuple[str, int], Run], args: argparse.Namespace) -> None:
         f"mean {means['none']:8.4f} {means['Dominance']:8.4f}   ratio: mean {statistics.mean(ratios):.2f}, "
         f"median {statistics.median(ratios):.2f} (goal <= 0.7; a '>' ratio counts as its bound)"
     )
+    t_none_mean = mean_curve_reach(runs, "none", args, means["none"])
+    t_rule_mean = mean_curve_reach(runs, "Dominance", args, means["none"])
+    print(
+        f"mean curve: the no-rule runs' mean HV at the budget ({means['none']:.4f}) is first reached by the "
+        f"mean no-rule curve at {t_none_mean:.1f} s and by the mean rule curve at "
+        + (
+            f"{t_rule_mean:.1f} s: ratio {t_rule_mean / t_none_mean:.2f} (goal <= 0.7)"
+            if t_rule_mean is not None
+            else f"never: ratio > {budget / t_none_mean:.2f}"
+        )
+    )
     print("\nmean HV over the seeds at a share of the budget:")
     print(f"{'arm':>10} " + " ".join(f"{f'{int(f * 100)}% ({f * budget:.0f} s)':>14}" for f in FRACTIONS))
     for arm in ARMS:
         row = [statistics.mean(runs[arm, s].hv_at(f * budget, ref) for s in args.seeds) for f in FRACTIONS]
         print(f"{arm:>10} " + " ".join(f"{v:14.4f}" for v in row))
+
+
+def mean_curve_reach(
+    runs: dict[tuple[str, int], Run], arm: str, args: argparse.Namespace, target: float
+) -> float | None:
+    """When the mean over the seeds of ``arm``'s HV first reaches ``target`` (the mean curve only
+    steps at a trial's completion, so its steps are the times to check)."""
+    seeds_runs = [runs[arm, s] for s in args.seeds]
+    times = sorted({when for run in seeds_runs for when, _, _ in run.points if when <= args.budget})
+    for when in times:
+        if statistics.mean(run.hv_at(when, args.ref_macs) for run in seeds_runs) >= target - 1e-12:
+            return when
+    return None
 
 
 def run_json(run: Run) -> str:
@@ -215,7 +243,14 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="copy each run's output folder (study.log, trials/) here")
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # one run, for side_by_side
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--results", type=Path, help="write every run's points here (JSON lines)")
+    parser.add_argument("--from-results", type=Path, help="report from a --results file; run nothing")
     args = parser.parse_args()
+    if args.from_results is not None:
+        runs = {(r.arm, r.seed): r for r in map(run_from_json, args.from_results.read_text().splitlines())}
+        args.seeds = sorted({seed for _, seed in runs})
+        report(runs, args)
+        return 0
     if args.arm is not None:
         args.json.write_text(run_json(run_arm(args.arm, args.seeds[0], args, args.keep)))
         return 0
@@ -244,6 +279,9 @@ def main() -> int:
                 flush=True,
             )
         print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
+        if args.results is not None:
+            with args.results.open("a", encoding="utf-8") as results:
+                results.writelines(run_json(runs[arm, seed]) + "\n" for arm in ARMS)
     report(runs, args)
     return 0
 

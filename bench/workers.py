@@ -18,7 +18,11 @@ Runs, each a fresh study through the CLI as a user types it, in rotating order `
   at cores / workers = 1 each on 2 cores).
 
 Throughput is counted from the first trial's start to the last trial's end (process start-up and
-the final export excluded: they are in the whole command's time, shown too).
+the final export excluded: they are in the whole command's time, shown too). Each round also
+prints two workers against the default one worker of the same round, and the end the median of
+those paired ratios: on a shared VM the machine's speed drifts between rounds, and a ratio of two
+runs minutes apart is steadier than a ratio of two bests from different rounds.
+``--rows core`` leaves out the ``--threads 2`` row.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,11 +72,14 @@ model:
     - [1, Linear, [10]]
 """
 
+DEFAULT = "1 worker, threads measured (default)"
+ONE_THREAD = "1 worker, --threads 1"
+TWO_WORKERS = "2 workers (--workers 2), threads measured, cap 1"
 RUNS = {
-    "1 worker, threads measured (default)": (),
-    "1 worker, --threads 1": ("--threads", "1"),
+    DEFAULT: (),
+    ONE_THREAD: ("--threads", "1"),
     "1 worker, --threads 2": ("--threads", "2"),
-    "2 workers (--workers 2), threads measured, cap 1": ("--workers", "2"),
+    TWO_WORKERS: ("--workers", "2"),
 }
 
 
@@ -97,6 +105,9 @@ def main() -> None:
     parser.add_argument("--space", choices=("digits", "fixed"), default="digits")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--rows", choices=("all", "core"), default="all", help="core: leave out the --threads 2 row (faster)"
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     folder = Path(tempfile.mkdtemp(prefix="y2t-workers-bench-"))
@@ -108,17 +119,32 @@ def main() -> None:
     print(f"# {space.name}, {args.trials} trials per run, best of {args.repeats}; {machine()}")
     print(f"# load average at start: {os.getloadavg()[0]:.1f} (other processes share these cores when above 0)")
     best: dict[str, dict[str, float]] = {}
-    labels = list(RUNS)
+    labels = [label for label in RUNS if args.rows == "all" or label in (DEFAULT, ONE_THREAD, TWO_WORKERS)]
+    paired: list[tuple[float, float]] = []  # per repeat: two workers against the default, (trials, epochs)
     try:
         for repeat in range(args.repeats):
-            for index, label in enumerate(labels[repeat % 4 :] + labels[: repeat % 4]):
+            this_round = {}
+            for index, label in enumerate(labels[repeat % len(labels) :] + labels[: repeat % len(labels)]):
                 result = run(space, study, folder / f"run{repeat}-{index}", args.trials, *RUNS[label])
+                this_round[label] = result
                 if label not in best or result["trials/min"] > best[label]["trials/min"]:
                     best[label] = result
+            two, one_round = this_round[TWO_WORKERS], this_round[DEFAULT]
+            paired.append((two["trials/min"] / one_round["trials/min"], two["epochs/min"] / one_round["epochs/min"]))
+            print(
+                f"# round {repeat + 1}: "
+                + ", ".join(f"{label}: {this_round[label]['trials/min']:.1f} trials/min" for label in labels)
+                + f"; two workers / default: {paired[-1][0]:.2f}x trials, {paired[-1][1]:.2f}x epochs",
+                flush=True,
+            )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"# load average at end: {os.getloadavg()[0]:.1f}")
-    one = best[labels[0]]
+    print(
+        f"# two workers against the default in the same round, median of {len(paired)}: "
+        f"{statistics.median(r for r, _ in paired):.2f}x trials/min, {statistics.median(e for _, e in paired):.2f}x epochs/min"
+    )
+    one = best[DEFAULT]
     print("| run | trials/min | epochs/min | vs 1 worker (trials, epochs) | mean trial (s) | whole command (s) |")
     print("|---|---:|---:|---:|---:|---:|")
     for label in labels:
