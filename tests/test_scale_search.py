@@ -196,3 +196,20 @@ def test_four_workers_on_postgres_with_a_real_search(postgres_server, space, tmp
     trials = load(url, "search4")
     check_trained(trials, out, 8)
     assert len(trials) == 8  # exactly the budget: no surplus entries
+
+
+@pytest.mark.postgres
+def test_report_of_a_server_study_defaults_to_its_recorded_output_folder(postgres_server, space, tmp_path):  # noqa: F811
+    out, url = tmp_path / "out", postgres_server.url
+    run = yaml2torch("search", space, "--trials", 1, "--storage", url, "--study", "served", "--out", out, "--quiet")
+    assert run.returncode == 0, run.stderr
+    report = yaml2torch("report", "--storage", url, "--study", "served")
+    assert (report.returncode, report.stderr) == (0, f"wrote {out.resolve() / 'report.html'}\n")
+    assert "study served" in (out / "report.html").read_text()
+    out.rename(tmp_path / "moved")  # another machine: the recorded folder is not here
+    refused = yaml2torch("report", "--storage", url, "--study", "served")
+    expected = (
+        f"yaml2torch: error: report: the study is on a database server and its output folder {out.resolve()} "
+        "is not on this machine; give -o FILE.html\n"
+    )
+    assert (refused.returncode, refused.stderr) == (2, expected)

@@ -390,7 +390,13 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("source", nargs="?", help="the search's output folder (or its study.log)")
     p.add_argument("--storage", help="a storage URL instead of the folder")
     p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
-    p.add_argument("-o", "--output", type=Path, help="the HTML file (default OUT_DIR/report.html)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="the HTML file (default: report.html in the search's output folder, the one holding the study file; "
+        "for a database server URL, the output folder the study recorded)",
+    )
     p.set_defaults(handler=search.cmd_report)
 
     p = commands.add_parser("train", help="train one architecture with the search's machinery")
