@@ -589,7 +589,7 @@ def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[
     settings = options.settings(config)
     with_storage_retries(lambda: write_settings(study, settings), what="recording the study settings")
     trials = study.get_trials(deepcopy=False)
-    with SearchProgress(config, total=settings.trials, done=_finished(study), enabled=options.progress) as progress:
+    with SearchProgress(config, study, total=settings.trials, enabled=options.progress) as progress:
         if may_start(trials, settings.trials):
             if options.workers > 1:
                 run_local_workers(study, options, progress, _say)
@@ -641,5 +641,5 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
     data = DataCache(
         replace(config.data, limit=settings.data_limit or config.data.limit), resolve_device(options.device)
     )
-    with SearchProgress(config, total=settings.trials, done=finished, enabled=options.progress) as progress:
+    with SearchProgress(config, study, total=settings.trials, enabled=options.progress) as progress:
         return run_trials(study, config, options, settings, data, progress)
