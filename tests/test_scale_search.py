@@ -180,6 +180,48 @@ def test_sigterm_stops_a_real_search_promptly_with_nothing_half_written(space, t
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
 
 
+def search_process(*args: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "yaml2torch", "search", *map(str, args)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != ENV_INJECT},
+    )
+
+
+def test_sigint_to_search_with_workers_says_it_stops_the_workers_that_run_trials(space, tmp_path):
+    out = tmp_path / "out"
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SPACE.replace("epochs: 2", "epochs: 400"))
+    process = search_process(slow, "--workers", 2, "--trials", 4, "--threads", 1, "--out", out, "--quiet")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all((out / "trials" / f"000{i}" / "model.py").is_file() for i in (0, 1)):
+        time.sleep(0.2)
+    time.sleep(1.0)  # both workers are training
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "yaml2torch: SIGINT: stopping 2 workers" in stderr.splitlines(), stderr
+    assert stderr.count("stopped by SIGINT; trial") == 2, stderr
+
+
+def test_sigint_after_the_workers_finished_their_trials_says_no_worker_was_stopped(space, tmp_path):
+    """The budget is spent and the workers are only exiting (or the export runs): no "stopping N
+    workers", which would say that trials were cut short."""
+    process = search_process(space, "--workers", 2, "--trials", 2, "--out", tmp_path / "out")
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if sum("yaml2torch: worker: " in seen for seen in lines) == 2:  # both workers are done
+            process.send_signal(signal.SIGINT)
+            break
+    stderr = "".join(lines) + process.communicate(timeout=120)[1]
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "stopping" not in stderr and "stopped" not in stderr, stderr
+    assert stderr.splitlines()[-1] == "yaml2torch: interrupted", stderr
+
+
 def test_sigterm_as_the_study_is_made_is_one_line_and_leaves_no_orphan_trial(space, tmp_path):
     """Start-up, the first trial's creation or its training: whichever the signal meets, the command
     ends with status 143 and one line, and no trial is left RUNNING without its retry."""

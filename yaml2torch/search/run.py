@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from yaml2torch import __version__
 from yaml2torch.errors import CannotWrite, StudyError, UsageError
@@ -538,7 +539,9 @@ def default_devices(options: RunOptions) -> tuple[str, ...]:
     return tuple(f"cuda:{i}" for i in range(count)) if count > 1 else ()
 
 
-def run_local_workers(study: optuna.Study, options: RunOptions, progress: Any, say: Callable[[str], None]) -> None:
+def run_local_workers(
+    study: optuna.Study, options: RunOptions, total: int | None, progress: Any, say: Callable[[str], None]
+) -> None:
     devices = default_devices(options)
     commands = [
         worker_command(options, study.study_name, i, devices[i % len(devices)] if devices else options.device)
@@ -557,7 +560,14 @@ def run_local_workers(study: optuna.Study, options: RunOptions, progress: Any, s
                 seen.add(trial.number)
                 progress.trial_done(study, trial)
 
-    launch_workers(commands, on_poll=report_new_trials, say=say)
+    def busy() -> bool:
+        try:
+            trials = study.get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - cannot tell: a stop then says what it usually does
+            return True
+        return any(t.state == TrialState.RUNNING for t in trials) or may_start(trials, total)
+
+    launch_workers(commands, on_poll=report_new_trials, busy=busy, say=say)
 
 
 # --- the commands' entry points ------------------------------------------------------------------
@@ -592,7 +602,7 @@ def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[
     with SearchProgress(config, study, total=settings.trials, enabled=options.progress) as progress:
         if may_start(trials, settings.trials):
             if options.workers > 1:
-                run_local_workers(study, options, progress, _say)
+                run_local_workers(study, options, settings.trials, progress, _say)
             else:
                 run_trials(study, config, options, settings, data, progress)
         summary = export_study(study, config, options.out_dir, data, option="--out")
