@@ -348,7 +348,9 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"a running trial silent this long is stale (default {DEFAULT_GRACE_PERIOD})",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars or closing table")
+    p.add_argument(
+        "--quiet", action="store_true", help="only errors and warnings: no progress bars, closing table or summary lines"
+    )
 
 
 def _add_search_commands(commands: argparse._SubParsersAction) -> None:

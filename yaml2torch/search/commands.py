@@ -43,7 +43,9 @@ def _run_options(args: argparse.Namespace, out_dir: Path, **extra: Any) -> Any:
         time_limit=args.time_limit,
         artifacts=args.artifacts,
         device=args.device,
-        progress=not args.quiet,
+        # A worker that search --workers launched (--worker-index) draws no bars: the search does.
+        progress=not args.quiet and getattr(args, "worker_index", None) is None,
+        quiet=args.quiet,
         isolate=args.isolate,
         threads=args.threads,
         max_threads=args.max_threads,

@@ -83,7 +83,8 @@ class RunOptions:
     artifacts: str | None = None  # artifact store folder for weights (default OUT/artifacts)
     device: str | None = None  # auto, cpu, cuda, cuda:1
     resume: bool = False  # require an existing study
-    progress: bool = True
+    progress: bool = True  # progress bars and the closing table
+    quiet: bool = False  # nothing on stderr but errors and warnings (--quiet): no worker summary lines
     search_model: Callable[..., Any] | None = None  # the Python escape hatch, passed directly
     workers: int = 1  # worker processes on this machine
     devices: tuple[str, ...] = ()  # round robin over the workers
@@ -499,7 +500,8 @@ def run_trials(
                 raise
     finally:
         restore_threads()
-    say(f"yaml2torch: {summary.line()}")
+    if not options.quiet:
+        say(f"yaml2torch: {summary.line()}")
     return summary
 
 
@@ -512,7 +514,8 @@ def worker_command(options: RunOptions, study: str, index: int, device: str | No
     command += ["--out", str(options.out_dir), "--worker-index", str(index)]
     command += ["--threads", str(options.threads)] if options.threads else ["--max-threads", str(options.thread_cap())]
     command += ["--heartbeat-interval", str(options.heartbeat_interval), "--grace-period", str(options.grace_period)]
-    command += ["--quiet", *(["--device", device] if device else []), *([] if options.isolate else ["--no-isolate"])]
+    command += ["--quiet"] if options.quiet else []  # (a launched worker never draws bars: the search does)
+    command += [*(["--device", device] if device else []), *([] if options.isolate else ["--no-isolate"])]
     return command
 
 
@@ -547,7 +550,8 @@ def run_local_workers(
         worker_command(options, study.study_name, i, devices[i % len(devices)] if devices else options.device)
         for i in range(options.workers)
     ]
-    say(f"yaml2torch: {len(commands)} workers on {options.storage_url} (study {study.study_name})")
+    if not options.quiet:
+        say(f"yaml2torch: {len(commands)} workers on {options.storage_url} (study {study.study_name})")
     seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
 
     def report_new_trials() -> None:
