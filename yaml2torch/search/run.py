@@ -214,6 +214,8 @@ def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
     path = storage_file(options.storage) if options.storage is not None else None
     if options.storage is not None and (path is None or not path.resolve().is_relative_to(options.out_dir.resolve())):
         check_storage_file(options.storage)  # a bad --storage is refused before OUT is made (unless OUT holds it)
+    if options.storage is None:
+        _refuse_what_blocks_the_journal(options.out_dir)
     made = NewPaths.before(options.out_dir, storage_file(options.storage_url))
     try:
         return _open_or_create(config, options)
@@ -296,9 +298,37 @@ SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 OPENING = Backoff(first=0.5, cap=4.0, total=15.0)
 
 
+STUDY_LOG = "study.log"
+STUDY_FILES = (STUDY_LOG, "study.db")  # what search writes in OUT, newest first
+
+
 def study_file_in(folder: Path) -> Path | None:
     """The study file of a search's output folder: its ``study.log``, else an older ``study.db``."""
-    return next((folder / name for name in ("study.log", "study.db") if (folder / name).is_file()), None)
+    return next((folder / name for name in STUDY_FILES if (folder / name).is_file()), None)
+
+
+def not_a_study_file(folder: Path) -> Path | None:
+    """Why ``folder`` holds no study file, when something is in the way: a ``study.log`` or
+    ``study.db`` there that is not a file (a folder, a FIFO), or ``folder`` itself when it is
+    named as one (``--storage OUT/study.log`` where that is a folder)."""
+    if folder.name in STUDY_FILES and folder.is_dir():
+        return folder
+    return next((folder / name for name in STUDY_FILES if (folder / name).exists() and not (folder / name).is_file()), None)
+
+
+def odd_kind(path: Path) -> str:
+    return "a folder" if path.is_dir() else "not a regular file"
+
+
+def _refuse_what_blocks_the_journal(out_dir: Path) -> None:
+    """search's default storage is OUT/study.log (when OUT holds no study file): a folder there is
+    refused with advice that helps; the storage layer's "name a file in it" would mean --storage."""
+    place = out_dir / STUDY_LOG
+    if study_file_in(out_dir) is None and place.exists() and not place.is_file():
+        raise UsageError(
+            f"{place} is {odd_kind(place)}, not a study file (search keeps its journal there); "
+            "move it away, or use another --out"
+        )
 
 
 def resolve_storage(text: str) -> str:
@@ -309,6 +339,11 @@ def resolve_storage(text: str) -> str:
     path = Path(text)
     if path.is_dir():
         found = study_file_in(path)  # the file search itself resumes
+        if found is None and (odd := not_a_study_file(path)) is not None:
+            where = "" if odd == path else f"{path}: no study here: "
+            raise UsageError(
+                f"{where}{odd} is {odd_kind(odd)}, not a study file; give the output folder or storage URL that holds the study"
+            )
         if found is None:
             raise UsageError(f"{path}: no study.log or study.db here (give the search's output folder or --storage URL)")
         path = found
@@ -329,6 +364,8 @@ def _study_names(storage: Any) -> tuple[list[str], str]:
 def only_study(storage: Any, url: str) -> str:
     """The name of the one study in a storage (for commands given no --study)."""
     names, listed = _study_names(storage)
+    if not names:  # an empty journal or database: --study would not help
+        raise StudyError(f"{url}: the storage holds no studies; give the output folder or storage URL of a search's study")
     if len(names) != 1:
         raise UsageError(f"{url}: give --study NAME ({listed})")
     return names[0]
@@ -350,12 +387,12 @@ def open_stored_study(url: str, name: str | None, **storage_options: Any) -> Sto
     left out when the storage holds one study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_storage(url)
-    check_storage_file(url)  # a folder, a missing folder, a file that is not a database: what to do
+    check_storage_file(url, new_study=False)  # a folder, a missing folder, a file that is not a database: what to do
     local = storage_file(url)
     if local is not None and not local.exists():  # reading a study must never create a database
         raise StudyError(f"{local}: no such study database or journal file")
     storage = with_storage_retries(
-        lambda: make_storage(url, **storage_options), what="opening the storage", backoff=OPENING
+        lambda: make_storage(url, new_study=False, **storage_options), what="opening the storage", backoff=OPENING
     )
     study_name = name or only_study(storage, url)
     try:
