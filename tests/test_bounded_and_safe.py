@@ -257,11 +257,11 @@ def storage_cases(tmp_path: Path) -> dict[str, tuple[str, str]]:
     return {
         "empty": (
             f"sqlite:///{t}/empty.db",
-            f"{t}/empty.db is empty (0 bytes), not a study database (truncated?); restore it, or move it away to start a new study",
+            f"{t}/empty.db is empty (0 bytes), not a study database (truncated?); restore it",  # not "start a new study": reading
         ),
         "text": (
             f"sqlite:///{t}/text.db",
-            f"{t}/text.db is not a SQLite database; pass the study's database, or move this file away to start a new study",
+            f"{t}/text.db is not a SQLite database; pass the study's database",
         ),
         "folder": (f"sqlite:///{t}/folder", f"{t}/folder is a folder; name a file in it (e.g. {t}/folder/study.db)"),
         "missing_folder": (
@@ -289,6 +289,7 @@ def test_storage_that_cannot_hold_a_study_is_refused_with_what_to_do(tmp_path, r
     for argv in (("report", "-o", tmp_path / "r.html"), ("best", "-o", tmp_path / "best"), ("worker",)):
         message = one_line_error(run_cli(argv[0], "--storage", url, "--study", "s", *argv[1:]))
         assert expected in message, message
+        assert "start a new study" not in message  # these commands read a study; moving the file away gives none
     assert not (tmp_path / "r.html").exists()
     assert not (tmp_path / "other.db").exists() or sqlite3.connect(tmp_path / "other.db").execute(
         "SELECT count(*) FROM sqlite_master WHERE name = 'studies'"
@@ -339,17 +340,79 @@ def test_a_file_that_is_no_journal_is_named_as_such_by_every_command(tmp_path, r
     space.write_text(SPACE)
     expected = (
         f"storage {log}: {log} is not an Optuna journal file (it does not start with a journal record); "
-        "pass the study's journal file, or move this file away to start a new study"
+        "pass the study's journal file"
     )
     for argv in (
         ("report", "--storage", log, "--study", "s", "-o", tmp_path / "r.html"),
         ("best", "--storage", log, "--study", "s", "-o", tmp_path / "best"),
         ("worker", "--storage", log, "--study", "s"),
-        ("search", space, "--storage", log, "--out", tmp_path / "out", "--quiet"),
     ):
         one_line_error(run_cli(*argv), expected)
+    # Only search would start a new study if the file were moved away.
+    search = ("search", space, "--storage", log, "--out", tmp_path / "out", "--quiet")
+    one_line_error(run_cli(*search), expected + ", or move this file away to start a new study")
     assert log.read_bytes() == NOT_A_JOURNAL[content]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml", "study.log"]
+
+
+def reading_commands(out: Path, tmp_path: Path) -> list[tuple[object, ...]]:
+    """Every command that reads the study of an output folder, given the folder."""
+    return [
+        ("best", "--storage", out, "-o", tmp_path / "best"),
+        ("report", out),
+        ("report", "--storage", out),
+        ("worker", "--storage", out, "--quiet"),
+        ("train", "--from", out, "-o", tmp_path / "train", "--quiet"),
+    ]
+
+
+def test_an_empty_study_log_is_a_new_study_for_search_and_no_study_for_the_readers(tmp_path, run_cli) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "study.log").touch()
+    expected = f"{out / 'study.log'}: the storage holds no studies; give the output folder or storage URL of a search's study"
+    for argv in reading_commands(out, tmp_path):  # not "give --study NAME": there is none to name
+        one_line_error(run_cli(*argv), expected)
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    assert run_cli("search", space, "--out", out, "--quiet", "--device", "cpu").status == 0
+
+
+def test_a_folder_named_study_log_is_named_as_such_with_advice_that_helps(tmp_path, run_cli) -> None:
+    out = tmp_path / "out"
+    (out / "study.log").mkdir(parents=True)
+    expected = f"{out}: no study here: {out / 'study.log'} is a folder, not a study file; give the output folder or storage URL that holds the study"
+    for argv in reading_commands(out, tmp_path):
+        one_line_error(run_cli(*argv), expected)
+    one_line_error(
+        run_cli("best", "--storage", out / "study.log", "-o", tmp_path / "best"),
+        f"{out / 'study.log'} is a folder, not a study file; give the output folder or storage URL that holds the study",
+    )
+    # search was given no --storage: "name a file in it" would mean one; the folder is in the way.
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    one_line_error(
+        run_cli("search", space, "--out", out, "--quiet"),
+        f"{out / 'study.log'} is a folder, not a study file (search keeps its journal there); move it away, or use another --out",
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["study.log"] and not list((out / "study.log").iterdir())
+
+
+def test_a_study_log_of_garbage_in_the_output_folder_is_no_study_for_any_command(tmp_path, run_cli) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    log = out / "study.log"
+    log.write_bytes(NOT_A_JOURNAL["random bytes"])
+    not_a_journal = f"{log} is not an Optuna journal file (it does not start with a journal record); pass the study's journal file"
+    for argv in reading_commands(out, tmp_path):
+        one_line_error(run_cli(*argv), f"storage {log}: {not_a_journal}")
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    one_line_error(
+        run_cli("search", space, "--out", out, "--quiet"),
+        f"storage {journal_url(log)}: {not_a_journal}, or move this file away to start a new study",
+    )
+    assert log.read_bytes() == NOT_A_JOURNAL["random bytes"] and sorted(p.name for p in out.iterdir()) == ["study.log"]
 
 
 def test_a_journal_cut_mid_record_is_read_and_resumed_and_a_damaged_line_is_one_line(tmp_path, run_cli) -> None:
@@ -376,11 +439,11 @@ def test_a_journal_cut_mid_record_is_read_and_resumed_and_a_damaged_line_is_one_
     log.write_bytes(b"".join([*lines[:3], b"not a record\n", *lines[3:]]))
     expected = (
         f"journal {log} is damaged: line 4 is not a journal record (Expecting value: line 1 column 1 (char 0)); "
-        "restore the file from a copy, or move it away to start a new study"
+        "restore the file from a copy"
     )
     for argv in (("report", out, "-o", tmp_path / "r.html"), ("best", "--storage", log, "-o", tmp_path / "b"), ("worker", "--storage", log)):
         one_line_error(run_cli(*argv), expected)
-    one_line_error(run_cli("search", space, *quick, "--trials", "3"), expected)
+    one_line_error(run_cli("search", space, *quick, "--trials", "3"), expected + ", or move it away to start a new study")
 
 
 @pytest.mark.parametrize("url", ["foo://bar", "mysql://user@localhost/db"])

@@ -200,6 +200,24 @@ def test_report_of_an_output_folder_shows_the_picked_models_test_scores(searched
     assert (out / "again" / "best_model.py").read_text() == (out / "best_model.py").read_text()
 
 
+def test_report_without_output_writes_report_html_beside_the_study_file(searched, capsys):
+    """However the study is named (--storage folder, its study.log, a journal URL, the file as
+    the source), the default report is OUT/report.html, as for ``report OUT``."""
+    _, out = searched
+    report = out / "report.html"
+    for argv in (
+        ["--storage", str(out)],
+        ["--storage", str(out / "study.log")],
+        ["--storage", f"journal://{(out / 'study.log').resolve()}"],
+        [str(out / "study.log")],
+    ):
+        report.unlink(missing_ok=True)
+        assert main(["report", *argv]) == 0, argv
+        written = capsys.readouterr().err.removeprefix("wrote ").rstrip("\n")
+        assert Path(written).resolve() == report.resolve(), argv
+        assert "Confusion matrix" in report.read_text()
+
+
 def test_train_from_a_study_retrains_the_picked_trial_with_its_settings(searched, tmp_path, capsys):
     _, out = searched
     summary = json.loads((out / "summary.json").read_text())

@@ -36,9 +36,8 @@ def test_two_workers_share_a_journal_study_and_best_runs_from_storage_alone(spac
     out = tmp_path / "out"
     # --devices alone sets one worker per device (CPU here: the same path as cuda:0,cuda:1).
     done = yaml2torch("search", space, "--devices", "cpu,cpu", "--trials", 4, "--out", out, "--quiet")
-    assert done.returncode == 0, done.stderr
-    assert "2 workers on journal://" in done.stderr
-    url = journal_url(out / "study.log")
+    assert (done.returncode, done.stderr) == (0, "")  # --quiet: no worker lines either
+    url = journal_url(out / "study.log")  # the default storage with workers: a journal file
     complete = check_trained(load(url), out, 4)
     assert len({c.user_attrs["worker"]["pid"] for c in complete}) == 2  # both workers trained
     for trial in complete:
@@ -66,6 +65,19 @@ def test_two_workers_share_a_journal_study_and_best_runs_from_storage_alone(spac
     assert "different search file" in refused.stderr
 
 
+def test_quiet_search_and_worker_print_nothing_when_all_goes_well(space, tmp_path):
+    out = tmp_path / "out"
+    runs = (
+        ("search", space, "--trials", 1, "--out", out, "--quiet"),
+        ("search", space, "--trials", 3, "--workers", 2, "--out", out, "--quiet"),
+        ("worker", "--storage", out, "--trials", 4, "--quiet"),
+    )
+    for args in runs:
+        run = yaml2torch(*args)
+        assert (run.returncode, run.stdout, run.stderr) == (0, "", ""), args
+    assert len(load(journal_url(out / "study.log"))) == 4
+
+
 def test_killed_worker_mid_training_is_retried_and_the_report_shows_it(space, tmp_path):
     out = tmp_path / "out"
     # Trial 1 SIGKILLs the worker that runs it after its first epoch (of 2).
@@ -91,6 +103,29 @@ def test_killed_worker_mid_training_is_retried_and_the_report_shows_it(space, tm
     assert report.returncode == 0, report.stderr
     html = (tmp_path / "report.html").read_text()
     assert "retry of trial 1" in html and f"retried as trial {retry.number}" in html
+
+
+def trials_bar(stderr: str) -> str:
+    """The trials bar as rich leaves it on a pipe: printed once, when the search ends."""
+    [bar] = [line for line in stderr.splitlines() if line.startswith("trials ")]
+    return bar
+
+
+def test_the_trials_bar_counts_a_retried_trial_once_and_shows_the_best_at_the_end(space, tmp_path):
+    out = tmp_path / "out"
+    # Trial 1's worker is killed mid-training: trial 1 fails (stale) and its retry runs; 5 entries, 4 counted.
+    args = ("search", space, "--workers", 2, "--trials", 4, "--out", out)
+    run = yaml2torch(*args, fault="sigkill:trial=1,epoch=1")
+    assert run.returncode == 0, run.stderr
+    trials = load(journal_url(out / "study.log"))
+    assert len(trials) == 5 and len(counted_trials(trials)) == 4
+    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    shown = f"best {best.value:.4f} (trial {best.number})"
+    assert " 4/4 " in trials_bar(run.stderr) and shown in trials_bar(run.stderr), run.stderr
+    # The same command again: the budget is spent, nothing runs, and the bar still says the best.
+    again = yaml2torch(*args)
+    assert again.returncode == 0, again.stderr
+    assert " 4/4 " in trials_bar(again.stderr) and shown in trials_bar(again.stderr), again.stderr
 
 
 def test_faults_in_real_training_fail_their_trial_with_the_reason(space, tmp_path):
@@ -157,6 +192,48 @@ def test_sigterm_stops_a_real_search_promptly_with_nothing_half_written(space, t
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
 
 
+def search_process(*args: object) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "yaml2torch", "search", *map(str, args)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != ENV_INJECT},
+    )
+
+
+def test_sigint_to_search_with_workers_says_it_stops_the_workers_that_run_trials(space, tmp_path):
+    out = tmp_path / "out"
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SPACE.replace("epochs: 2", "epochs: 400"))
+    process = search_process(slow, "--workers", 2, "--trials", 4, "--threads", 1, "--out", out, "--quiet")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all((out / "trials" / f"000{i}" / "model.py").is_file() for i in (0, 1)):
+        time.sleep(0.2)
+    time.sleep(1.0)  # both workers are training
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "yaml2torch: SIGINT: stopping 2 workers" in stderr.splitlines(), stderr
+    assert stderr.count("stopped by SIGINT; trial") == 2, stderr
+
+
+def test_sigint_after_the_workers_finished_their_trials_says_no_worker_was_stopped(space, tmp_path):
+    """The budget is spent and the workers are only exiting (or the export runs): no "stopping N
+    workers", which would say that trials were cut short."""
+    process = search_process(space, "--workers", 2, "--trials", 2, "--out", tmp_path / "out")
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if sum("yaml2torch: worker: " in seen for seen in lines) == 2:  # both workers are done
+            process.send_signal(signal.SIGINT)
+            break
+    stderr = "".join(lines) + process.communicate(timeout=120)[1]
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "stopping" not in stderr and "stopped" not in stderr, stderr
+    assert stderr.splitlines()[-1] == "yaml2torch: interrupted", stderr
+
+
 def test_sigterm_as_the_study_is_made_is_one_line_and_leaves_no_orphan_trial(space, tmp_path):
     """Start-up, the first trial's creation or its training: whichever the signal meets, the command
     ends with status 143 and one line, and no trial is left RUNNING without its retry."""
@@ -196,3 +273,20 @@ def test_four_workers_on_postgres_with_a_real_search(postgres_server, space, tmp
     trials = load(url, "search4")
     check_trained(trials, out, 8)
     assert len(trials) == 8  # exactly the budget: no surplus entries
+
+
+@pytest.mark.postgres
+def test_report_of_a_server_study_defaults_to_its_recorded_output_folder(postgres_server, space, tmp_path):  # noqa: F811
+    out, url = tmp_path / "out", postgres_server.url
+    run = yaml2torch("search", space, "--trials", 1, "--storage", url, "--study", "served", "--out", out, "--quiet")
+    assert run.returncode == 0, run.stderr
+    report = yaml2torch("report", "--storage", url, "--study", "served")
+    assert (report.returncode, report.stderr) == (0, f"wrote {out.resolve() / 'report.html'}\n")
+    assert "study served" in (out / "report.html").read_text()
+    out.rename(tmp_path / "moved")  # another machine: the recorded folder is not here
+    refused = yaml2torch("report", "--storage", url, "--study", "served")
+    expected = (
+        f"yaml2torch: error: report: the study is on a database server and its output folder {out.resolve()} "
+        "is not on this machine; give -o FILE.html\n"
+    )
+    assert (refused.returncode, refused.stderr) == (2, expected)

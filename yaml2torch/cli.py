@@ -348,7 +348,9 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"a running trial silent this long is stale (default {DEFAULT_GRACE_PERIOD})",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars or closing table")
+    p.add_argument(
+        "--quiet", action="store_true", help="only errors and warnings: no progress bars, closing table or summary lines"
+    )
 
 
 def _add_search_commands(commands: argparse._SubParsersAction) -> None:
@@ -390,7 +392,13 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("source", nargs="?", help="the search's output folder (or its study.log)")
     p.add_argument("--storage", help="a storage URL instead of the folder")
     p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
-    p.add_argument("-o", "--output", type=Path, help="the HTML file (default OUT_DIR/report.html)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="the HTML file (default: report.html in the search's output folder, the one holding the study file; "
+        "for a database server URL, the output folder the study recorded)",
+    )
     p.set_defaults(handler=search.cmd_report)
 
     p = commands.add_parser("train", help="train one architecture with the search's machinery")

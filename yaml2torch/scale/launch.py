@@ -22,6 +22,7 @@ def launch_workers(
     commands: Sequence[Sequence[str]],
     *,
     on_poll: Callable[[], None] = lambda: None,
+    busy: Callable[[], bool] = lambda: True,
     say: Callable[[str], None],
     poll: float = 1.0,
 ) -> list[int]:
@@ -29,6 +30,8 @@ def launch_workers(
 
     Each command gets ``--parent-pid <this pid>`` appended (see ``terminate_with_parent``).
     Raises StopRequested after SIGINT/SIGTERM, once the signal was passed on and the workers exited.
+    ``busy`` says whether the workers still have work (a trial running or one to start): only then
+    does a signal stop them, and only then is that said.
     """
     processes = [
         subprocess.Popen([*command, PARENT_PID_OPTION, str(os.getpid())], start_new_session=True)
@@ -41,11 +44,12 @@ def launch_workers(
                     time.sleep(poll)
                     on_poll()
             except StopRequested as stop:
-                say(f"yaml2torch: {stop.signal_name}: stopping {len(processes)} workers")
-                for process in processes:
-                    if process.poll() is None:
-                        process.send_signal(stop.signum)
-                for process in processes:
+                running = [p for p in processes if p.poll() is None]
+                if running and busy():  # else they are done and only exiting: nothing to stop
+                    say(f"yaml2torch: {stop.signal_name}: stopping {len(running)} workers")
+                for process in running:
+                    process.send_signal(stop.signum)
+                for process in running:
                     process.wait(60)
                 raise
     finally:

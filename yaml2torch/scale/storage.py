@@ -84,9 +84,19 @@ def storage_file(url: str) -> Path | None:
     return None
 
 
-def check_storage_file(url: str) -> None:
+START_ANEW = ", or move this file away to start a new study"
+
+
+def start_anew(new_study: bool) -> str:
+    """The advice to move a bad study file away: true only for a command that would then start a
+    new study there (search); one that reads a study (best, report, worker) would find none."""
+    return START_ANEW if new_study else ""
+
+
+def check_storage_file(url: str, *, new_study: bool = True) -> None:
     """Refuse, with what to do, a local storage file that cannot hold a study: a missing folder
-    (SQLite), a folder or device, an empty or non-SQLite file where a SQLite database should be."""
+    (SQLite), a folder or device, an empty or non-SQLite file where a SQLite database should be.
+    ``new_study``: whether the command may start a new study there (see ``start_anew``)."""
     path, kind = storage_file(url), classify_storage(url).kind
     if path is None:
         return
@@ -104,12 +114,12 @@ def check_storage_file(url: str) -> None:
     if not stat.S_ISREG(mode):
         raise UsageError(f"storage {url}: {path} is not a regular file")
     if kind == "sqlite":
-        _check_sqlite_header(url, path)
+        _check_sqlite_header(url, path, new_study)
     elif kind == "journal":
-        _check_journal_header(url, path)
+        _check_journal_header(url, path, new_study)
 
 
-def _check_journal_header(url: str, path: Path) -> None:
+def _check_journal_header(url: str, path: Path, new_study: bool) -> None:
     """A journal starts with a record (or is empty: Optuna creates it so); anything else is refused
     here, since Optuna skips a last line it cannot read and would report "no such study"."""
     from yaml2torch.scale.journal import RECORD_PREFIX
@@ -122,11 +132,11 @@ def _check_journal_header(url: str, path: Path) -> None:
     if not RECORD_PREFIX.startswith(head):
         raise StudyError(
             f"storage {url}: {path} is not an Optuna journal file (it does not start with a journal record); "
-            "pass the study's journal file, or move this file away to start a new study"
+            f"pass the study's journal file{start_anew(new_study)}"
         )
 
 
-def _check_sqlite_header(url: str, path: Path) -> None:
+def _check_sqlite_header(url: str, path: Path, new_study: bool) -> None:
     try:
         with path.open("rb") as handle:
             header = handle.read(len(SQLITE_HEADER))
@@ -135,14 +145,13 @@ def _check_sqlite_header(url: str, path: Path) -> None:
     if not header:
         raise StudyError(
             f"storage {url}: {path} is empty (0 bytes), not a study database (truncated?); "
-            "restore it, or move it away to start a new study"
+            f"restore it{start_anew(new_study)}"
         )
     if header != SQLITE_HEADER:
         raise StudyError(
-            f"storage {url}: {path} is not a SQLite database; pass the study's database, "
-            "or move this file away to start a new study"
+            f"storage {url}: {path} is not a SQLite database; pass the study's database{start_anew(new_study)}"
         )
-    tables = _sqlite_tables(url, path)
+    tables = _sqlite_tables(url, path, new_study)
     if tables and "studies" not in tables:
         raise StudyError(
             f"storage {url}: {path} is the SQLite database of something else (tables {', '.join(sorted(tables)[:3])}); "
@@ -150,7 +159,7 @@ def _check_sqlite_header(url: str, path: Path) -> None:
         )
 
 
-def _sqlite_tables(url: str, path: Path) -> set[str]:
+def _sqlite_tables(url: str, path: Path, new_study: bool) -> set[str]:
     import sqlite3
 
     try:
@@ -164,7 +173,7 @@ def _sqlite_tables(url: str, path: Path) -> set[str]:
             return {"studies"}  # another process is writing it: Optuna's busy timeout deals with that
         raise StudyError(f"storage {url}: SQLite cannot read {path} ({exc}); is it damaged?") from None
     except sqlite3.DatabaseError as exc:
-        raise StudyError(f"storage {url}: {path} is a damaged SQLite database ({exc}); restore it or move it away") from None
+        raise StudyError(f"storage {url}: {path} is a damaged SQLite database ({exc}); restore it{start_anew(new_study)}") from None
     return {name for (name,) in rows}
 
 
@@ -178,21 +187,23 @@ def make_storage(
     *,
     heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL,
     grace_period: int = DEFAULT_GRACE_PERIOD,
+    new_study: bool = True,
 ) -> optuna.storages.BaseStorage:
-    """Open the storage a URL names (see the module docstring for the forms)."""
+    """Open the storage a URL names (see the module docstring for the forms). ``new_study``: the
+    command may start a new study there (see ``start_anew``)."""
     from optuna.storages import JournalStorage, RDBStorage
 
     from yaml2torch.scale.journal import JournalFile
 
     kind = classify_storage(url)
-    check_storage_file(url)
+    check_storage_file(url, new_study=new_study)
     if kind.kind == "journal":
         path = Path(kind.location)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"storage {url}: cannot create the folder {path.parent}: {exc.strerror or exc}") from None
-        return JournalStorage(JournalFile(str(path)))
+        return JournalStorage(JournalFile(str(path), new_study=new_study))
     if kind.kind == "sqlite":
         # A busy timeout so a second local process waits for the lock instead of failing.
         return _refuse_bad_url(url, lambda: RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}))

@@ -43,7 +43,9 @@ def _run_options(args: argparse.Namespace, out_dir: Path, **extra: Any) -> Any:
         time_limit=args.time_limit,
         artifacts=args.artifacts,
         device=args.device,
-        progress=not args.quiet,
+        # A worker that search --workers launched (--worker-index) draws no bars: the search does.
+        progress=not args.quiet and getattr(args, "worker_index", None) is None,
+        quiet=args.quiet,
         isolate=args.isolate,
         threads=args.threads,
         max_threads=args.max_threads,
@@ -150,8 +152,10 @@ def _trial_files_here(best: Any, stored: Any, trials_root: Path, args: argparse.
     return args.output
 
 
+REPORT_FILE = "report.html"  # report's default output, in the search's output folder
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from yaml2torch.errors import UsageError
     from yaml2torch.search.report import render_report
     from yaml2torch.search.run import open_stored_study
 
@@ -160,16 +164,23 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.source}: no such folder or file")
     if source is None:
         raise UsageError("report needs the search's output folder (report OUT_DIR) or --storage URL")
-    output = args.output
-    if output is None:
-        if args.source is None or not Path(args.source).is_dir():
-            raise UsageError("report needs -o FILE.html (or an output folder, where report.html is written)")
-        output = Path(args.source) / "report.html"
-    refuse_overwriting_inputs([output], [_storage_file(source)])
+    study_file = _storage_file(source)
+    output = args.output or (study_file.parent / REPORT_FILE if study_file is not None else None)
+    if output is not None:
+        refuse_overwriting_inputs([output], [study_file])
     stored = open_stored_study(source, args.study)
+    output = output or _recorded_report_file(stored.record.out_dir)
     write_atomic(output, render_report(stored.study, stored.config))
     print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+def _recorded_report_file(out_dir: str | None) -> Path:
+    """The default report of a study on a database server: in the output folder it recorded."""
+    if out_dir is None or not Path(out_dir).is_dir():
+        where = f"its output folder {out_dir} is not on this machine" if out_dir else "it recorded no output folder"
+        raise UsageError(f"report: the study is on a database server and {where}; give -o FILE.html")
+    return Path(out_dir) / REPORT_FILE
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from yaml2torch.scale.budget import counted_trials
 from yaml2torch.study_record import TrialRecord
 
 
@@ -36,15 +37,23 @@ def trial_seconds(trial) -> float | None:
     return None
 
 
+def trials_done(trials, total: int | None) -> int:
+    """Finished trials as the budget counts them (a failure that was queued again counts through
+    its retry, not twice), at most ``total``: the bar never shows more than its total."""
+    done = sum(1 for t in counted_trials(trials) if t.state.is_finished())
+    return done if total is None else min(done, total)
+
+
 class SearchProgress:
     """Two bars on stderr: trials, and epochs of the current trial. Disabled: prints nothing."""
 
-    def __init__(self, config, total: int | None, done: int, enabled: bool = True) -> None:
+    def __init__(self, config, study, total: int | None, enabled: bool = True) -> None:
         self.config = config
         self.enabled = enabled
+        self.total = total
+        self.last = ""  # the last finished trial's state, shown after the best value
         # A log file or pipe gets wide lines rather than a table wrapped at 80 columns.
         self.console = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 150)
-        self.best = "-"
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -55,8 +64,10 @@ class SearchProgress:
             disable=not enabled,
             transient=False,
         )
-        self.trials = self.progress.add_task("trials", total=total, completed=done, info="best -")
+        trials = study.get_trials(deepcopy=False)
+        self.trials = self.progress.add_task("trials", total=total, completed=trials_done(trials, total), info="")
         self.epochs = self.progress.add_task("epochs", total=1, completed=0, info="", visible=False)
+        self.show_study(study)
 
     def __enter__(self) -> Self:
         self.progress.__enter__()
@@ -78,24 +89,29 @@ class SearchProgress:
         )
 
     def trial_done(self, study, trial) -> None:
+        self.last = f"last: {trial.state.name.lower()} {TrialRecord.of(trial).status or ''}"
+        self.show_study(study)
+        self.progress.update(self.epochs, visible=False)
+
+    def show_study(self, study) -> None:
+        """The trials bar from the study itself: its count as the budget counts, and the best so far."""
+        trials = study.get_trials(deepcopy=False)
+        info = f"{self.best(study)}  {self.last}".rstrip()
+        self.progress.update(self.trials, completed=trials_done(trials, self.total), info=info)
+
+    def best(self, study) -> str:
         try:
             if not self.config.multi_objective:
                 best = study.best_trial
-                self.best = f"best {format_metric(self.config.objectives[0].metric, best.value)} (trial {best.number})"
-            else:
-                self.best = f"pareto {len(study.best_trials)} trials"
+                return f"best {format_metric(self.config.objectives[0].metric, best.value)} (trial {best.number})"
+            return f"pareto {len(study.best_trials)} trials"
         except ValueError:
-            pass  # no completed trial yet
-        self.progress.update(
-            self.trials,
-            advance=1,
-            info=f"{self.best}  last: {trial.state.name.lower()} {TrialRecord.of(trial).status or ''}",
-        )
-        self.progress.update(self.epochs, visible=False)
+            return "best -"  # no completed trial yet
 
     def closing_table(self, study, config, summary: dict) -> None:
         if not self.enabled:
             return
+        self.show_study(study)  # also when no trial ran here (the budget was reached before)
         self.progress.stop()
         self.console.print(trials_table(study, config, summary.get("picked", {}).get("number")))
         picked = summary.get("picked")

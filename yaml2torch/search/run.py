@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from yaml2torch import __version__
 from yaml2torch.errors import CannotWrite, StudyError, UsageError
@@ -82,7 +83,8 @@ class RunOptions:
     artifacts: str | None = None  # artifact store folder for weights (default OUT/artifacts)
     device: str | None = None  # auto, cpu, cuda, cuda:1
     resume: bool = False  # require an existing study
-    progress: bool = True
+    progress: bool = True  # progress bars and the closing table
+    quiet: bool = False  # nothing on stderr but errors and warnings (--quiet): no worker summary lines
     search_model: Callable[..., Any] | None = None  # the Python escape hatch, passed directly
     workers: int = 1  # worker processes on this machine
     devices: tuple[str, ...] = ()  # round robin over the workers
@@ -212,6 +214,8 @@ def open_study(config: SearchConfig, options: RunOptions) -> optuna.Study:
     path = storage_file(options.storage) if options.storage is not None else None
     if options.storage is not None and (path is None or not path.resolve().is_relative_to(options.out_dir.resolve())):
         check_storage_file(options.storage)  # a bad --storage is refused before OUT is made (unless OUT holds it)
+    if options.storage is None:
+        _refuse_what_blocks_the_journal(options.out_dir)
     made = NewPaths.before(options.out_dir, storage_file(options.storage_url))
     try:
         return _open_or_create(config, options)
@@ -294,9 +298,37 @@ SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 OPENING = Backoff(first=0.5, cap=4.0, total=15.0)
 
 
+STUDY_LOG = "study.log"
+STUDY_FILES = (STUDY_LOG, "study.db")  # what search writes in OUT, newest first
+
+
 def study_file_in(folder: Path) -> Path | None:
     """The study file of a search's output folder: its ``study.log``, else an older ``study.db``."""
-    return next((folder / name for name in ("study.log", "study.db") if (folder / name).is_file()), None)
+    return next((folder / name for name in STUDY_FILES if (folder / name).is_file()), None)
+
+
+def not_a_study_file(folder: Path) -> Path | None:
+    """Why ``folder`` holds no study file, when something is in the way: a ``study.log`` or
+    ``study.db`` there that is not a file (a folder, a FIFO), or ``folder`` itself when it is
+    named as one (``--storage OUT/study.log`` where that is a folder)."""
+    if folder.name in STUDY_FILES and folder.is_dir():
+        return folder
+    return next((folder / name for name in STUDY_FILES if (folder / name).exists() and not (folder / name).is_file()), None)
+
+
+def odd_kind(path: Path) -> str:
+    return "a folder" if path.is_dir() else "not a regular file"
+
+
+def _refuse_what_blocks_the_journal(out_dir: Path) -> None:
+    """search's default storage is OUT/study.log (when OUT holds no study file): a folder there is
+    refused with advice that helps; the storage layer's "name a file in it" would mean --storage."""
+    place = out_dir / STUDY_LOG
+    if study_file_in(out_dir) is None and place.exists() and not place.is_file():
+        raise UsageError(
+            f"{place} is {odd_kind(place)}, not a study file (search keeps its journal there); "
+            "move it away, or use another --out"
+        )
 
 
 def resolve_storage(text: str) -> str:
@@ -307,6 +339,11 @@ def resolve_storage(text: str) -> str:
     path = Path(text)
     if path.is_dir():
         found = study_file_in(path)  # the file search itself resumes
+        if found is None and (odd := not_a_study_file(path)) is not None:
+            where = "" if odd == path else f"{path}: no study here: "
+            raise UsageError(
+                f"{where}{odd} is {odd_kind(odd)}, not a study file; give the output folder or storage URL that holds the study"
+            )
         if found is None:
             raise UsageError(f"{path}: no study.log or study.db here (give the search's output folder or --storage URL)")
         path = found
@@ -327,6 +364,8 @@ def _study_names(storage: Any) -> tuple[list[str], str]:
 def only_study(storage: Any, url: str) -> str:
     """The name of the one study in a storage (for commands given no --study)."""
     names, listed = _study_names(storage)
+    if not names:  # an empty journal or database: --study would not help
+        raise StudyError(f"{url}: the storage holds no studies; give the output folder or storage URL of a search's study")
     if len(names) != 1:
         raise UsageError(f"{url}: give --study NAME ({listed})")
     return names[0]
@@ -348,12 +387,12 @@ def open_stored_study(url: str, name: str | None, **storage_options: Any) -> Sto
     left out when the storage holds one study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_storage(url)
-    check_storage_file(url)  # a folder, a missing folder, a file that is not a database: what to do
+    check_storage_file(url, new_study=False)  # a folder, a missing folder, a file that is not a database: what to do
     local = storage_file(url)
     if local is not None and not local.exists():  # reading a study must never create a database
         raise StudyError(f"{local}: no such study database or journal file")
     storage = with_storage_retries(
-        lambda: make_storage(url, **storage_options), what="opening the storage", backoff=OPENING
+        lambda: make_storage(url, new_study=False, **storage_options), what="opening the storage", backoff=OPENING
     )
     study_name = name or only_study(storage, url)
     try:
@@ -498,7 +537,8 @@ def run_trials(
                 raise
     finally:
         restore_threads()
-    say(f"yaml2torch: {summary.line()}")
+    if not options.quiet:
+        say(f"yaml2torch: {summary.line()}")
     return summary
 
 
@@ -511,7 +551,8 @@ def worker_command(options: RunOptions, study: str, index: int, device: str | No
     command += ["--out", str(options.out_dir), "--worker-index", str(index)]
     command += ["--threads", str(options.threads)] if options.threads else ["--max-threads", str(options.thread_cap())]
     command += ["--heartbeat-interval", str(options.heartbeat_interval), "--grace-period", str(options.grace_period)]
-    command += ["--quiet", *(["--device", device] if device else []), *([] if options.isolate else ["--no-isolate"])]
+    command += ["--quiet"] if options.quiet else []  # (a launched worker never draws bars: the search does)
+    command += [*(["--device", device] if device else []), *([] if options.isolate else ["--no-isolate"])]
     return command
 
 
@@ -538,13 +579,16 @@ def default_devices(options: RunOptions) -> tuple[str, ...]:
     return tuple(f"cuda:{i}" for i in range(count)) if count > 1 else ()
 
 
-def run_local_workers(study: optuna.Study, options: RunOptions, progress: Any, say: Callable[[str], None]) -> None:
+def run_local_workers(
+    study: optuna.Study, options: RunOptions, total: int | None, progress: Any, say: Callable[[str], None]
+) -> None:
     devices = default_devices(options)
     commands = [
         worker_command(options, study.study_name, i, devices[i % len(devices)] if devices else options.device)
         for i in range(options.workers)
     ]
-    say(f"yaml2torch: {len(commands)} workers on {options.storage_url} (study {study.study_name})")
+    if not options.quiet:
+        say(f"yaml2torch: {len(commands)} workers on {options.storage_url} (study {study.study_name})")
     seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
 
     def report_new_trials() -> None:
@@ -557,7 +601,14 @@ def run_local_workers(study: optuna.Study, options: RunOptions, progress: Any, s
                 seen.add(trial.number)
                 progress.trial_done(study, trial)
 
-    launch_workers(commands, on_poll=report_new_trials, say=say)
+    def busy() -> bool:
+        try:
+            trials = study.get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - cannot tell: a stop then says what it usually does
+            return True
+        return any(t.state == TrialState.RUNNING for t in trials) or may_start(trials, total)
+
+    launch_workers(commands, on_poll=report_new_trials, busy=busy, say=say)
 
 
 # --- the commands' entry points ------------------------------------------------------------------
@@ -589,10 +640,10 @@ def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[
     settings = options.settings(config)
     with_storage_retries(lambda: write_settings(study, settings), what="recording the study settings")
     trials = study.get_trials(deepcopy=False)
-    with SearchProgress(config, total=settings.trials, done=_finished(study), enabled=options.progress) as progress:
+    with SearchProgress(config, study, total=settings.trials, enabled=options.progress) as progress:
         if may_start(trials, settings.trials):
             if options.workers > 1:
-                run_local_workers(study, options, progress, _say)
+                run_local_workers(study, options, settings.trials, progress, _say)
             else:
                 run_trials(study, config, options, settings, data, progress)
         summary = export_study(study, config, options.out_dir, data, option="--out")
@@ -641,5 +692,5 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
     data = DataCache(
         replace(config.data, limit=settings.data_limit or config.data.limit), resolve_device(options.device)
     )
-    with SearchProgress(config, total=settings.trials, done=finished, enabled=options.progress) as progress:
+    with SearchProgress(config, study, total=settings.trials, enabled=options.progress) as progress:
         return run_trials(study, config, options, settings, data, progress)
