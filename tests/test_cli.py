@@ -333,3 +333,45 @@ def test_a_signal_after_the_command_finished_keeps_its_status_and_prints_nothing
         )
         run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
         assert (run.returncode, run.stderr) == (0, ""), signum
+
+
+def test_a_signal_late_in_interpreter_shutdown_keeps_the_commands_status() -> None:
+    """Past atexit Python drops its own signal handlers; a signal from an object's finalizer (the
+    latest point a real one could land) must still leave the command's status, not a kill."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        script = (
+            "import os, sys\n"
+            "class Late:\n"
+            f"    def __del__(self): os.kill(os.getpid(), {int(signum)})\n"
+            "sys.argv = ['yaml2torch', 'blocks']\n"
+            "from yaml2torch.cli import main\n"
+            "status = main()\n"
+            "late = Late()\n"  # a module global: finalized during shutdown, after atexit
+            "sys.exit(status)\n"
+        )
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+        assert (run.returncode, run.stderr) == (0, ""), signum
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ("search", "space.yaml", "--bogus", "2"),
+            "yaml2torch search: unrecognized arguments: --bogus 2 (see yaml2torch search --help)",
+        ),
+        (("--bogus",), "the following arguments are required: COMMAND (see yaml2torch --help)"),
+        (("compile",), "yaml2torch compile: the following arguments are required: spec (see yaml2torch compile --help)"),
+    ],
+)
+def test_a_usage_error_names_the_command_whose_help_to_read(argv: tuple[str, ...], message: str) -> None:
+    result = run_cli_subprocess(*argv)
+    assert (result.status, result.stdout, result.stderr) == (2, "", f"yaml2torch: error: {message}\n")
+
+
+def test_search_and_worker_take_dash_o_for_their_output_folder() -> None:
+    from yaml2torch.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["search", "s.yaml", "-o", "OUT"]).out == Path("OUT")
+    assert parser.parse_args(["worker", "--storage", "S", "-o", "OUT"]).out == Path("OUT")

@@ -9,6 +9,7 @@ exception is a bug and keeps its traceback. torch is imported only by commands (
 from __future__ import annotations
 
 import argparse
+import atexit
 import difflib
 import json
 import os
@@ -223,9 +224,20 @@ def study_name(text: str) -> str:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line like every other error."""
 
+    commands: argparse._SubParsersAction | None = None  # the top-level parser's subcommands
+
     def error(self, message: str) -> NoReturn:
-        print(f"yaml2torch: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        where = "" if self.prog == "yaml2torch" else f"{self.prog}: "
+        print(f"yaml2torch: error: {where}{message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: None = None) -> argparse.Namespace:  # type: ignore[override]  # narrower than argparse's overloads: the CLI never passes a namespace
+        """Like argparse, but an unknown option is reported by the command it was given to."""
+        parsed, unknown = self.parse_known_args(args)
+        if unknown:
+            command = self.commands.choices.get(parsed.command) if self.commands is not None else None
+            (command or self).error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -244,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="yaml2torch", description="Compile YAML model specs to PyTorch and search architectures.")
     parser.add_argument("--version", action="version", version=f"yaml2torch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    parser.commands = commands
 
     p = commands.add_parser("compile", help="compile a spec to one standalone model.py")
     p.add_argument("spec", type=Path)
@@ -361,7 +374,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=positive_int, help="total number of trials in the study (exact; overrides the file)")
     p.add_argument("--storage", help="any Optuna storage URL (default: the journal file OUT/study.log, or an older OUT/study.db already there)")
     p.add_argument("--study", type=study_name, help="study name (default: the file's study: or its file name)")
-    p.add_argument("--out", type=Path, help="output folder (default generated/<study>/)")
+    p.add_argument("-o", "--out", type=Path, help="output folder (default generated/<study>/)")
     p.add_argument("--epochs", type=positive_int, help="override train.epochs (for quick checks)")
     p.add_argument("--limit", type=positive_int, help="use a stratified subset of this many samples (for quick checks)")
     p.add_argument("--resume", action="store_true", help="continue an existing study (running the same command does too)")
@@ -373,7 +386,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("worker", help="join a stored study and run its trials (any machine)")
     p.add_argument("--storage", required=True, help="the study's storage: a URL, OUT/study.log (or another journal or SQLite file), or OUT")
     p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
-    p.add_argument("--out", type=Path, help="folder for trial files (default: the study's, else generated/<study>/)")
+    p.add_argument("-o", "--out", type=Path, help="folder for trial files (default: the study's, else generated/<study>/)")
     p.add_argument("--trials", type=positive_int, help="study-wide trial budget (default: the one recorded in the study)")
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by search --workers
@@ -440,6 +453,14 @@ def _exit_on_signals(status: int) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, exit_now)
+    # Late in shutdown Python drops its own handlers (back to the default: killed, not our status);
+    # an ignored signal stays ignored, and by the time atexit runs every thread has been joined.
+    atexit.register(_ignore_stop_signals)
+
+
+def _ignore_stop_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def run_command(argv: Sequence[str] | None = None) -> int:
