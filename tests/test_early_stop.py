@@ -64,8 +64,22 @@ def test_dominated_by_enough_cheaper_trials_at_the_epoch_is_stopped():
     }
     assert stop.reason(rule) == (
         "stopped by Dominance after epoch 2: f1 0.7000 is dominated by 2 of the 3 trials with no more MACs "
-        "that reached epoch 2 (trials 0, 1; threshold 0.8000, the 2nd best f1 of those); min_dominators 2"
+        "that reached epoch 2 (66%; trials 0, 1; threshold 0.8000, the 2nd best f1 of those); min_dominators 2, "
+        "min_percent 50"
     )
+
+
+def test_the_dominators_must_also_be_a_share_of_the_cheaper_trials():
+    """Late in a long study every trial has many cheaper ones; a fixed count alone would stop
+    nearly all of them. 3 of 8 cheaper trials beat this one at epoch 2: 37%."""
+    cheaper = [frozen(n, 1000 + n, [0.5, 0.9 if n < 3 else 0.6]) for n in range(8)]
+    judged = me(5000, [0.5, 0.7])
+    rule = Dominance(n_startup_trials=3, n_warmup_epochs=1, min_dominators=3)
+    assert decide(rule, F1_MACS, judged, cheaper) is None  # min_percent 50 by default
+    assert decide(dataclasses.replace(rule, min_percent=38), F1_MACS, judged, cheaper) is None
+    stop = decide(dataclasses.replace(rule, min_percent=37), F1_MACS, judged, cheaper)
+    assert stop is not None and stop.dominators == (0, 1, 2) and stop.compared == 8
+    assert decide(dataclasses.replace(rule, min_percent=0), F1_MACS, judged, cheaper) is not None  # the count alone
 
 
 def test_not_stopped_when_the_rule_does_not_apply():
@@ -105,7 +119,7 @@ def test_rule_arguments_and_defaults():
     assert tuple(early_stop.ARG_MINIMUMS) == tuple(f.name for f in dataclasses.fields(Dominance))
     config = parse_config("model: {backbone: []}\nobjectives: {f1: maximize, macs: minimize}\n", "s.yaml", Path("."))
     assert config.pruner.type == "Dominance" and config.pruner.kwargs == ()  # the default with several objectives
-    assert Dominance() == Dominance(n_startup_trials=5, n_warmup_epochs=1, min_dominators=3)
+    assert Dominance() == Dominance(n_startup_trials=5, n_warmup_epochs=1, min_dominators=3, min_percent=50)
     assert isinstance(make_pruner(config), optuna.pruners.NopPruner)  # the trial applies it, not Optuna
     assert parse_config("model: {backbone: []}\n", "s.yaml", Path(".")).pruner.type == "Median"
     given = "model: {backbone: []}\nobjectives: [f1, macs]\npruner: {type: Dominance, min_dominators: 3}\n"
@@ -132,6 +146,11 @@ MO = "model: {backbone: []}\nobjectives: [f1, macs]\n"
             MO + "pruner: {type: Dominance, n_startup_trials: -1}\n",
             3,
             "Dominance argument n_startup_trials must be at least 0, got -1",
+        ),
+        (
+            MO + "pruner: {type: Dominance, min_percent: 101}\n",
+            3,
+            "pruner Dominance: min_percent must be at most 100, got 101",
         ),
         (
             MO + "pruner: {type: Dominance, warmup: 2}\n",

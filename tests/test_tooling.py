@@ -153,6 +153,8 @@ def test_typical_search_mistakes_are_flagged(mistake: str) -> None:
         (["f1", "macs"], {"type": "Median"}, False),
         (["f1", "macs"], "Hyperband", False),
         (["f1", "macs"], {"type": "Dominance", "min_dominators": 2}, True),
+        (["f1", "macs"], {"type": "Dominance", "min_percent": 100}, True),
+        (["f1", "macs"], {"type": "Dominance", "min_percent": 101}, False),
         (["f1", "macs"], "none", True),
         ({"f1": "maximize", "macs": "minimize"}, "Median", False),
         (["accuracy"], "Dominance", False),

@@ -3,8 +3,10 @@
 Optuna's pruners need ``trial.report``, which multi-objective studies refuse. But the static
 objectives (params, MACs, latency) are known before a trial trains, so a trial can be judged
 at epoch k against the other trials at epoch k: its point (static objectives, measured
-objectives at epoch k) is compared with theirs, and a trial whose point is dominated by at
-least ``min_dominators`` of them is stopped. A dominator is no more expensive in every static
+objectives at epoch k) is compared with those of the trials that cost no more, and a trial whose
+point is dominated by at least ``min_dominators`` of them, and by at least ``min_percent``
+percent of them, is stopped (the share keeps the rule as strict late in a long study as early
+on: a fixed count alone stops nearly every trial once hundreds of cheaper ones have run). A dominator is no more expensive in every static
 objective and, at that epoch, no worse in every measured one and better in one, so the cheapest
 trials are never stopped and a trial stays while few cheaper trials beat it.
 
@@ -34,16 +36,23 @@ class Dominance:
 
     The first ``n_warmup_epochs`` epochs of a trial always run; at each later epoch k, once at
     least ``n_startup_trials`` other trials have reached epoch k, the trial is stopped when at
-    least ``min_dominators`` of those dominate its epoch-k point.
+    least ``min_dominators`` of those that cost no more dominate its epoch-k point, and at least
+    ``min_percent`` percent of them.
     """
 
     n_startup_trials: int = 5
     n_warmup_epochs: int = 1
     min_dominators: int = 3
+    min_percent: int = 50
+
+    def __post_init__(self) -> None:
+        if self.min_percent > 100:
+            raise ValueError(f"min_percent must be at most 100, got {self.min_percent}")
 
 
 # name -> minimum; every argument is an int (checked at load, search/config.py)
-ARG_MINIMUMS = {"n_startup_trials": 0, "n_warmup_epochs": 0, "min_dominators": 1}
+ARG_MINIMUMS = {"n_startup_trials": 0, "n_warmup_epochs": 0, "min_dominators": 1, "min_percent": 0}
+ARG_MAXIMUMS = {"min_percent": 100}
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,9 @@ class Stop:
         return (
             f"stopped by {NAME} after epoch {self.epoch}: {self.metric} {self.value:.4f} is dominated by "
             f"{len(self.dominators)} of the {self.compared} trials with no more {self.cost} that reached epoch "
-            f"{self.epoch} (trials {listed}; threshold {self.threshold:.4f}, the "
-            f"{_ordinal(rule.min_dominators)} best {self.metric} of those); min_dominators {rule.min_dominators}"
+            f"{self.epoch} ({100 * len(self.dominators) // self.compared}%; trials {listed}; threshold "
+            f"{self.threshold:.4f}, the {_ordinal(rule.min_dominators)} best {self.metric} of those); "
+            f"min_dominators {rule.min_dominators}, min_percent {rule.min_percent}"
         )
 
     def as_attr(self) -> dict[str, Any]:
@@ -166,7 +176,7 @@ def decide(
         return None
     cheaper = [p for p in points if no_more_expensive(p, own, objectives)]
     dominators = [p for p in cheaper if dominates(p, own, objectives)]
-    if len(dominators) < rule.min_dominators:
+    if len(dominators) < rule.min_dominators or 100 * len(dominators) < rule.min_percent * len(cheaper):
         return None
     index, (metric, direction) = next((i, o) for i, o in enumerate(objectives) if o[0] not in STATIC_METRICS)
     value = own.values[index]

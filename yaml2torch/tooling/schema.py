@@ -494,7 +494,10 @@ def component_schema(what: str, types: tuple[str, ...]) -> Schema:
         from yaml2torch.search import early_stop
 
         own = next(rule for rule in mapping["allOf"] if rule["if"]["properties"]["type"]["const"] == early_stop.NAME)
-        own["then"]["properties"] = {name: integer(low) for name, low in early_stop.ARG_MINIMUMS.items()}
+        own["then"]["properties"] = {
+            name: integer(low) | ({"maximum": most} if (most := early_stop.ARG_MAXIMUMS.get(name)) is not None else {})
+            for name, low in early_stop.ARG_MINIMUMS.items()
+        }
     names: list[Schema] = [{"enum": list(types)}] + ([{"type": "null"}] if "none" in types else [])
     return {"description": f"the {what}: a name or {{type: Name, ...its arguments}}", "anyOf": [*names, mapping]}
 
