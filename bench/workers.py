@@ -22,7 +22,8 @@ the final export excluded: they are in the whole command's time, shown too). Eac
 prints two workers against the default one worker of the same round, and the end the median of
 those paired ratios: on a shared VM the machine's speed drifts between rounds, and a ratio of two
 runs minutes apart is steadier than a ratio of two bests from different rounds.
-``--rows core`` leaves out the ``--threads 2`` row.
+``--rows core`` leaves out the ``--threads 2`` row, ``--rows pair`` keeps only the default one
+worker and two workers.
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
-        "--rows", choices=("all", "core"), default="all", help="core: leave out the --threads 2 row (faster)"
+        "--rows",
+        choices=("all", "core", "pair"),
+        default="all",
+        help="core: leave out the --threads 2 row; pair: only the default one worker and two workers",
     )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -119,7 +123,8 @@ def main() -> None:
     print(f"# {space.name}, {args.trials} trials per run, best of {args.repeats}; {machine()}")
     print(f"# load average at start: {os.getloadavg()[0]:.1f} (other processes share these cores when above 0)")
     best: dict[str, dict[str, float]] = {}
-    labels = [label for label in RUNS if args.rows == "all" or label in (DEFAULT, ONE_THREAD, TWO_WORKERS)]
+    rows = {"all": tuple(RUNS), "core": (DEFAULT, ONE_THREAD, TWO_WORKERS), "pair": (DEFAULT, TWO_WORKERS)}[args.rows]
+    labels = [label for label in RUNS if label in rows]
     paired: list[tuple[float, float]] = []  # per repeat: two workers against the default, (trials, epochs)
     try:
         for repeat in range(args.repeats):
