@@ -338,3 +338,21 @@ def test_the_study_file_already_in_out_is_resumed_whatever_workers_says(tmp_path
     sqlite = f"sqlite:///{(tmp_path / 'study.db').resolve()}"
     assert RunOptions(out_dir=tmp_path).storage_url == sqlite
     assert RunOptions(out_dir=tmp_path, workers=2).storage_url == sqlite
+
+
+def test_a_search_where_no_trial_completes_says_so_in_one_line_and_every_reader_agrees(tmp_path: Path) -> None:
+    """Every trial infeasible: no traceback from the closing table, the report says why its plots
+    are missing, and ``best`` has nothing to export; status 1 (a result, not bad input)."""
+    from conftest import ROOT, run_cli_subprocess
+
+    text = (ROOT / "examples" / "search" / "digits.yaml").read_text(encoding="utf-8")
+    space = tmp_path / "tiny.yaml"
+    space.write_text(text.replace("max_params: 100000", "max_params: 10"), encoding="utf-8")
+    out = tmp_path / "out"
+    searched = run_cli_subprocess("search", space, "-o", out, "--trials", "2", "--epochs", "1")
+    assert searched.status == 1 and "Traceback" not in searched.stderr
+    assert searched.stderr.splitlines()[-1] == f"yaml2torch: no trial completed; see {out}/summary.json"
+    best = run_cli_subprocess("best", "--storage", out, "-o", tmp_path / "best")
+    assert (best.status, best.stderr) == (1, "yaml2torch: no completed trial to export\n")
+    report = run_cli_subprocess("report", out)
+    assert report.status == 0 and "not available: no trial completed" in (out / "report.html").read_text(encoding="utf-8")

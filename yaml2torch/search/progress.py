@@ -113,7 +113,7 @@ class SearchProgress:
             return
         self.show_study(study)  # also when no trial ran here (the budget was reached before)
         self.progress.stop()
-        self.console.print(trials_table(study, config, summary.get("picked", {}).get("number")))
+        self.console.print(trials_table(study, config, (summary.get("picked") or {}).get("number")))
         picked = summary.get("picked")
         if picked:
             test = picked.get("test") or {}

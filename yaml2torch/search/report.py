@@ -24,6 +24,9 @@ def _figures(study: Any, config: SearchConfig, picked: int | None) -> list[tuple
     names = [o.metric for o in config.objectives]
     for i, name in enumerate(names):
         target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
+        if not done:  # Optuna would log a warning of its own and draw an empty plot
+            figures.append((f"Optimization history: {name}", "not available: no trial completed"))
+            continue
         try:
             figures.append(
                 (f"Optimization history: {name}", vis.plot_optimization_history(study, target=target, target_name=name))
