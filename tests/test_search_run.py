@@ -356,3 +356,17 @@ def test_a_search_where_no_trial_completes_says_so_in_one_line_and_every_reader_
     assert (best.status, best.stderr) == (1, "yaml2torch: no completed trial to export\n")
     report = run_cli_subprocess("report", out)
     assert report.status == 0 and "not available: no trial completed" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_search_file_with_nothing_to_build_is_refused_before_any_study_exists(tmp_path: Path) -> None:
+    from conftest import run_cli_subprocess
+
+    space = tmp_path / "nomodel.yaml"
+    space.write_text("study: x\n", encoding="utf-8")
+    result = run_cli_subprocess("search", space, "-o", tmp_path / "out")
+    assert (result.status, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"yaml2torch: error: {space}:1:1: the search file has neither model: (a template) nor python: (a function), "
+        "so no trial has anything to build; add one of them (docs/search.md)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nomodel.yaml"]  # no study, no folder

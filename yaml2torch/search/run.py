@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from yaml2torch import __version__
-from yaml2torch.errors import CannotWrite, StudyError, UsageError
+from yaml2torch.errors import CannotWrite, Location, SpecError, StudyError, UsageError
 from yaml2torch.files import load_state_dict, state_dict_bytes, write_atomic
 from yaml2torch.scale.budget import StudyLock, may_start
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
@@ -634,6 +634,12 @@ def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[
     from yaml2torch.search.export import export_study
     from yaml2torch.search.progress import SearchProgress
 
+    if config.model is None and config.python is None and options.search_model is None:  # before any study exists
+        raise SpecError(
+            Location(str(config.path), 1, 1),
+            "the search file has neither model: (a template) nor python: (a function), so no trial has anything "
+            "to build; add one of them (docs/search.md)",
+        )
     data = DataCache(replace(config.data, limit=options.data_limit or config.data.limit), resolve_device(options.device))
     data.splits  # noqa: B018 - a missing or unreadable data source fails here, before any study exists
     study = open_study(config, options)
