@@ -242,7 +242,8 @@ def test_a_file_without_a_model_needs_a_function(tmp_path, capsys):
     space = tmp_path / "s.yaml"
     space.write_text("trials: 1\n")
     assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
-    assert "no model: template, no python: function" in capsys.readouterr().err
+    assert "the search file has neither model: (a template) nor python: (a function)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
