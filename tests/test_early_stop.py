@@ -148,9 +148,9 @@ MO = "model: {backbone: []}\nobjectives: [f1, macs]\n"
             "Dominance argument n_startup_trials must be at least 0, got -1",
         ),
         (
-            MO + "pruner: {type: Dominance, min_percent: 101}\n",
-            3,
-            "pruner Dominance: min_percent must be at most 100, got 101",
+            MO + "pruner:\n  type: Dominance\n  min_percent: 101\n",
+            5,
+            "Dominance argument min_percent must be at most 100, got 101",
         ),
         (
             MO + "pruner: {type: Dominance, warmup: 2}\n",

@@ -538,6 +538,7 @@ _COMPONENT_MINIMUM = {
     "min_resource": 1,
     "population_size": 2,
 }
+_COMPONENT_MAXIMUM = early_stop.ARG_MAXIMUMS
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
 
 
@@ -559,6 +560,9 @@ def _component_value(value: Node, name: str, key: str, types: tuple[str, ...]) -
         least = _COMPONENT_MINIMUM.get(key, 0)
         if plain < least:
             raise SpecError(value.loc, f"{name} argument {key} must be at least {least}, got {plain}")
+        most = _COMPONENT_MAXIMUM.get(key)
+        if most is not None and plain > most:
+            raise SpecError(value.loc, f"{name} argument {key} must be at most {most}, got {plain}")
     return plain
 
 
