@@ -370,3 +370,26 @@ def test_a_search_file_with_nothing_to_build_is_refused_before_any_study_exists(
         "so no trial has anything to build; add one of them (docs/search.md)\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nomodel.yaml"]  # no study, no folder
+
+
+def test_resuming_with_other_epochs_or_limit_is_refused_and_the_same_options_resume(tmp_path: Path) -> None:
+    """--epochs and --limit are part of what a trial means; another --limit would also move test
+    images into the training split, so a resumed study must keep them."""
+    from conftest import ROOT, run_cli_subprocess
+
+    space, out = ROOT / "examples" / "search" / "digits.yaml", tmp_path / "out"
+    first = run_cli_subprocess("search", space, "-o", out, "--trials", "1", "--epochs", "1", "--limit", "300", "--quiet")
+    assert first.status == 0
+    log = (out / "study.log").read_bytes()
+    refused = run_cli_subprocess("search", space, "-o", out, "--trials", "2", "--epochs", "1", "--quiet")
+    assert (refused.status, refused.stdout) == (2, "")
+    assert refused.stderr == (
+        "yaml2torch: error: study 'digits' ran its trials with --epochs 1 and --limit 300, this run asks for --epochs 1 "
+        "and all the data: its trials would not compare (and another --limit moves test images into training); "
+        "resume it with --epochs 1 --limit 300, or use another --out folder or --study name\n"
+    )
+    assert (out / "study.log").read_bytes() == log  # nothing recorded
+    again = run_cli_subprocess("search", space, "-o", out, "--trials", "2", "--epochs", "1", "--limit", "300", "--quiet")
+    assert again.status == 0
+    finished = optuna.load_study(study_name="digits", storage=make_storage(journal_url(out / "study.log"))).trials
+    assert len([t for t in finished if t.state.is_finished()]) == 2

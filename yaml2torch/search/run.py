@@ -270,6 +270,7 @@ def _open_or_create(config: SearchConfig, options: RunOptions) -> optuna.Study:
     claim_trials_folder(options.out_dir, name, new=existing is None or not existing.get_trials(deepcopy=False))
     if existing is not None and STUDY_SPACE_YAML in existing.user_attrs:
         check_same_space(existing, config.text, config.path)
+        _check_same_trial_meaning(existing, options)
         sampler = make_sampler(config, _finished(existing))
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=make_pruner(config))
     study = optuna.create_study(
@@ -290,6 +291,33 @@ def _open_or_create(config: SearchConfig, options: RunOptions) -> optuna.Study:
         version=__version__,
     ).write(study)
     return study
+
+
+def _check_same_trial_meaning(study: optuna.Study, options: RunOptions) -> None:
+    """``--epochs`` and ``--limit`` are part of what a trial means: a study whose trials ran with
+    other values is refused (a changed --limit also moves the test split into the training data)."""
+    if not study.get_trials(deepcopy=False):
+        return
+    recorded = StudyRecord.read(study).settings
+    before = (recorded.epochs, recorded.data_limit)
+    now = (options.epochs, options.data_limit)
+    if before == now:
+        return
+
+    def words(epochs: int | None, limit: int | None) -> str:
+        trained = f"--epochs {epochs}" if epochs else "the file's epochs"
+        data = f"--limit {limit}" if limit else "all the data"
+        return f"{trained} and {data}"
+
+    flags = [f"--epochs {before[0]}"] * bool(before[0]) + [f"--limit {before[1]}"] * bool(before[1])
+    raise StudyError(
+        f"study {study.study_name!r} ran its trials with {words(*before)}, this run asks for {words(*now)}: its "
+        "trials would not compare"
+        + (" (and another --limit moves test images into training)" if before[1] != now[1] else "")
+        + "; resume it "
+        + (f"with {' '.join(flags)}" if flags else "without --epochs and --limit")
+        + ", or use another --out folder or --study name"
+    )
 
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
