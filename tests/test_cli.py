@@ -361,6 +361,11 @@ def test_a_signal_late_in_interpreter_shutdown_keeps_the_commands_status() -> No
             "yaml2torch search: unrecognized arguments: --bogus 2 (see yaml2torch search --help)",
         ),
         (("--bogus",), "the following arguments are required: COMMAND (see yaml2torch --help)"),
+        (("--bogus", "search", "x.yaml"), "unrecognized arguments: --bogus (see yaml2torch --help)"),
+        (
+            ("report", "OUT", "--storage", "OTHER"),
+            "report: give the study once: OUT or --storage OTHER, not both",
+        ),
         (("compile",), "yaml2torch compile: the following arguments are required: spec (see yaml2torch compile --help)"),
     ],
 )

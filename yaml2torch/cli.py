@@ -233,10 +233,14 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: None = None) -> argparse.Namespace:  # type: ignore[override]  # narrower than argparse's overloads: the CLI never passes a namespace
         """Like argparse, but an unknown option is reported by the command it was given to."""
-        parsed, unknown = self.parse_known_args(args)
+        given = list(sys.argv[1:] if args is None else args)
+        parsed, unknown = self.parse_known_args(given)
         if unknown:
             command = self.commands.choices.get(parsed.command) if self.commands is not None else None
-            (command or self).error(f"unrecognized arguments: {' '.join(unknown)}")
+            before_command = parsed.command in given and given.index(unknown[0]) < given.index(parsed.command)
+            (self if command is None or before_command else command).error(
+                f"unrecognized arguments: {' '.join(unknown)}"
+            )
         return parsed
 
 

@@ -159,6 +159,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from yaml2torch.search.report import render_report
     from yaml2torch.search.run import open_stored_study
 
+    if args.storage is not None and args.source is not None:
+        raise UsageError(f"report: give the study once: {args.source} or --storage {args.storage}, not both")
     source = args.storage or args.source
     if args.source is not None and "://" not in args.source and not Path(args.source).exists():
         raise UsageError(f"{args.source}: no such folder or file")
