@@ -353,7 +353,8 @@ def test_a_search_where_no_trial_completes_says_so_in_one_line_and_every_reader_
     assert searched.status == 1 and "Traceback" not in searched.stderr
     assert searched.stderr.splitlines()[-1] == f"yaml2torch: no trial completed; see {out}/summary.json"
     best = run_cli_subprocess("best", "--storage", out, "-o", tmp_path / "best")
-    assert (best.status, best.stderr) == (1, "yaml2torch: no completed trial to export\n")
+    assert (best.status, best.stderr) == (1, f"yaml2torch: no completed trial to export; see {tmp_path / 'best'}/summary.json\n")
+    assert json.loads((tmp_path / "best" / "summary.json").read_text(encoding="utf-8"))["picked"] is None
     report = run_cli_subprocess("report", out)
     assert report.status == 0 and "not available: no trial completed" in (out / "report.html").read_text(encoding="utf-8")
 

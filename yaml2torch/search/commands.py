@@ -122,7 +122,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     data = DataCache(replace(config.data, limit=limit), resolve_device(None))
     summary = export_study(stored.study, config, args.output, data, trials_root)
     if summary["picked"] is None:
-        print("yaml2torch: no completed trial to export", file=sys.stderr)
+        print(f"yaml2torch: no completed trial to export; see {args.output}/summary.json", file=sys.stderr)
         return 1
     picked = summary["picked"]
     print(json.dumps({"picked": picked["number"], "test": picked["test"], "out": str(args.output)}))
