@@ -64,8 +64,7 @@ class SearchProgress:
             disable=not enabled,
             transient=False,
         )
-        trials = study.get_trials(deepcopy=False)
-        self.trials = self.progress.add_task("trials", total=total, completed=trials_done(trials, total), info="")
+        self.trials = self.progress.add_task("trials", total=total, completed=0, info="")
         self.epochs = self.progress.add_task("epochs", total=1, completed=0, info="", visible=False)
         self.show_study(study)
 
@@ -95,6 +94,8 @@ class SearchProgress:
 
     def show_study(self, study) -> None:
         """The trials bar from the study itself: its count as the budget counts, and the best so far."""
+        if not self.enabled:  # nothing is drawn: spare the storage reads (every trial, quiet runs too)
+            return
         trials = study.get_trials(deepcopy=False)
         info = f"{self.best(study)}  {self.last}".rstrip()
         self.progress.update(self.trials, completed=trials_done(trials, self.total), info=info)

@@ -267,10 +267,12 @@ def _open_or_create(config: SearchConfig, options: RunOptions) -> optuna.Study:
     # journal files, PostgreSQL heartbeats; a server that stays away ends as one line (StorageUnreachable)
     storage = with_storage_retries(lambda: make_storage(options.storage_url), what="opening the storage", backoff=OPENING)
     existing = _load_existing(name, storage, options)
-    claim_trials_folder(options.out_dir, name, new=existing is None or not existing.get_trials(deepcopy=False))
+    has_trials = existing is not None and bool(existing.get_trials(deepcopy=False))
+    claim_trials_folder(options.out_dir, name, new=not has_trials)
     if existing is not None and STUDY_SPACE_YAML in existing.user_attrs:
         check_same_space(existing, config.text, config.path)
-        _check_same_trial_meaning(existing, options)
+        if has_trials:
+            _check_same_trial_meaning(existing, options)
         sampler = make_sampler(config, _finished(existing))
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=make_pruner(config))
     study = optuna.create_study(
@@ -296,8 +298,6 @@ def _open_or_create(config: SearchConfig, options: RunOptions) -> optuna.Study:
 def _check_same_trial_meaning(study: optuna.Study, options: RunOptions) -> None:
     """``--epochs`` and ``--limit`` are part of what a trial means: a study whose trials ran with
     other values is refused (a changed --limit also moves the test split into the training data)."""
-    if not study.get_trials(deepcopy=False):
-        return
     recorded = StudyRecord.read(study).settings
     before = (recorded.epochs, recorded.data_limit)
     now = (options.epochs, options.data_limit)
