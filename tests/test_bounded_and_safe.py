@@ -443,7 +443,7 @@ def test_a_journal_cut_mid_record_is_read_and_resumed_and_a_damaged_line_is_one_
     )
     for argv in (("report", out, "-o", tmp_path / "r.html"), ("best", "--storage", log, "-o", tmp_path / "b"), ("worker", "--storage", log)):
         one_line_error(run_cli(*argv), expected)
-    one_line_error(run_cli("search", space, *quick, "--trials", "3"), expected + ", or move it away to start a new study")
+    one_line_error(run_cli("search", space, *quick, "--trials", "3"), expected + ", or move this file away to start a new study")
 
 
 @pytest.mark.parametrize("url", ["foo://bar", "mysql://user@localhost/db"])

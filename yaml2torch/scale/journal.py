@@ -37,12 +37,12 @@ def _warn(message: str) -> None:
 class JournalFile(JournalFileBackend):
     """A journal file backend whose appends are whole or absent (see the module docstring)."""
 
-    def __init__(self, path: str, warn: Callable[[str], None] = _warn, new_study: bool = True) -> None:
+    def __init__(self, path: str, warn: Callable[[str], None] = _warn, start_anew: str = "") -> None:
         self._append_lock = JournalFileSymlinkLock(path)
         super().__init__(path, lock_obj=self._append_lock)
         self.path = path
         self._say = warn
-        self._new_study = new_study  # the command could start a new study here (the damage advice)
+        self._start_anew = start_anew  # what the damage message adds (storage.start_anew)
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         line = log_number_from  # one record a line: the lines read so far
@@ -56,8 +56,10 @@ class JournalFile(JournalFileBackend):
             raise StudyError(self._damaged(line + 1, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
 
     def _damaged(self, line: int, detail: str) -> str:
-        anew = ", or move it away to start a new study" if self._new_study else ""
-        return f"journal {self.path} is damaged: line {line} is not a journal record ({detail}); restore the file from a copy{anew}"
+        return (
+            f"journal {self.path} is damaged: line {line} is not a journal record ({detail}); "
+            f"restore the file from a copy{self._start_anew}"
+        )
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")

@@ -203,7 +203,7 @@ def make_storage(
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"storage {url}: cannot create the folder {path.parent}: {exc.strerror or exc}") from None
-        return JournalStorage(JournalFile(str(path), new_study=new_study))
+        return JournalStorage(JournalFile(str(path), start_anew=start_anew(new_study)))
     if kind.kind == "sqlite":
         # A busy timeout so a second local process waits for the lock instead of failing.
         return _refuse_bad_url(url, lambda: RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}))
