@@ -440,3 +440,19 @@ def test_reading_a_study_never_creates_a_database(url, tmp_path):
     with pytest.raises(StudyError, match="no such study database or journal file"):
         open_stored_study(url, "s")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_launched_workers_stderr_comes_back_through_say_whole_lines_and_nothing_to_the_terminal(capfd):
+    """A worker writing to the terminal itself lands its line on the end of the live progress bar,
+    so each worker's stderr is relayed, line by line, through the launcher's ``say``."""
+    from yaml2torch.scale.launch import launch_workers
+
+    script = "import sys\nfor i in range(3):\n    print(f'worker {sys.argv[1]} line {i}', file=sys.stderr, flush=True)\n"
+    said: list[str] = []
+    codes = launch_workers(
+        [[sys.executable, "-c", script, "a"], [sys.executable, "-c", script, "b"]], say=said.append, poll=0.05
+    )
+    assert codes == [0, 0]
+    assert sorted(said) == sorted(f"worker {w} line {i}" for w in "ab" for i in range(3))
+    assert [line for line in said if line.startswith("worker a")] == [f"worker a line {i}" for i in range(3)]
+    assert capfd.readouterr().err == ""
