@@ -80,6 +80,8 @@ def test_the_exported_model_scores_the_reported_test_accuracy_on_raw_images(sear
     summary = json.loads((out / "summary.json").read_text())
     reported = summary["picked"]["test"]
     assert "normalize: {mean: [" in (out / "best.yaml").read_text()
+    assert ", scaled_from: 255}" in (out / "best.yaml").read_text()  # PNG pixels 0-255
+    assert "values in [0, 1] (pixel values 0-255 divided by 255).\n" in (out / "best_model.py").read_text()
     model = import_model_class(out / "best_model.py")()
     load_state_dict(model, out / "best_model.pt")
     model.eval()
@@ -95,11 +97,18 @@ def test_the_exported_model_scores_the_reported_test_accuracy_on_raw_images(sear
     assert reported["classes"] == ["blue", "green", "red"]
 
 
-def test_best_model_and_trial_files_pass_compile_check(searched):
+def test_best_model_and_trial_files_pass_compile_check_and_the_commit_hooks(searched, capsys):
     _, out = searched
     assert main(["compile", str(out / "best.yaml"), "-o", str(out / "best_model.py"), "--check"]) == 0
+    specs = [str(out / "best.yaml")]
     for folder in sorted(p for p in (out / "trials").iterdir() if p.is_dir()):
         assert main(["compile", str(folder / "spec.yaml"), "-o", str(folder / "model.py"), "--check"]) == 0
+        specs.append(str(folder / "spec.yaml"))
+    # Committed search outputs pass the pre-commit hooks as written: fmt's layout, and check
+    # --fresh finds best_model.py and model.py under the names the search gives them.
+    assert main(["fmt", "--check", *specs]) == 0
+    assert main(["check", "--fresh", *specs]) == 0
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".pt2"])
@@ -174,6 +183,8 @@ def test_a_normalizing_model_takes_inputs_in_0_1_and_says_so():
         ("{mean: [0.5, 0.5, 0.5]}", "3:12: normalize needs 'std' (normalize: {mean: [0.5], std: [0.25]})"),
         ("{mean: [0, 0, 0], sd: [1, 1, 1]}", "3:30: unknown normalize key 'sd' (did you mean 'std'?)"),
         ("[0.5, 0.25]", "3:12: normalize must be a mapping like normalize: {mean: [0.5], std: [0.25]}, not a list"),
+        ("{mean: [0, 0, 0], std: [1, 1, 1], scaled_from: 0}", "3:59: normalize.scaled_from must be positive, got 0.0"),
+        ("{mean: [0, 0, 0], std: [1, 1, 1], scaled_from: x}", "3:59: normalize.scaled_from must be a number, not a string ('x')"),
     ],
 )
 def test_bad_normalize_values_are_located_errors(normalize, message, tmp_path, capsys):
@@ -248,4 +259,7 @@ def test_the_course_example_runs_on_an_image_folder(tmp_path):
     for entry in summary["pareto"]:
         yaml_path, py_path = out / entry["file"], out / entry["model"]
         assert main(["compile", str(yaml_path), "-o", str(py_path), "--check"]) == 0
+    pareto = [str(out / entry["file"]) for entry in summary["pareto"]]
+    assert main(["fmt", "--check", str(out / "best.yaml"), *pareto]) == 0
+    assert main(["check", "--fresh", str(out / "best.yaml"), *pareto]) == 0
     assert "normalize: {mean: [" in (out / "best.yaml").read_text()

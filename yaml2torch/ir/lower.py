@@ -112,6 +112,7 @@ def lower(
         arch_hash="",
         options=spec.options,
         normalize=None if spec.normalize is None else (spec.normalize.mean, spec.normalize.std),
+        scaled_from=None if spec.normalize is None else spec.normalize.scaled_from,
     )
     return ModelIR(**{**ir.__dict__, "arch_hash": architecture_hash(ir)})
 

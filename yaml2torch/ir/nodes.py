@@ -173,6 +173,7 @@ class ModelIR:
     options: str = ""  # command-line options the spec was compiled with (--scale n --nc 10)
     # (mean, std) per input channel: the model normalizes inputs in [0, 1] first; None: it does not
     normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    scaled_from: float | None = None  # the raw pixel maximum inputs were divided by (docstring only)
     # the files read to build it besides the spec: YamlModule sub-specs, plugin modules (never replaced by an output)
     inputs: tuple[InputFile, ...] = ()
 

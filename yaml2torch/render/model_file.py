@@ -138,6 +138,7 @@ def render_model_file(ir: ModelIR, class_name: str = "Model") -> str:
         input_shape=shape_literal(ir.input_shape) if ir.input_size_known else None,
         input_desc=", ".join(str(d) if d is not None else ["H", "W"][i - 1] for i, d in enumerate(ir.input_shape.dims)),
         normalize=normalize_view(ir.normalize),
+        scaled_from=None if ir.scaled_from is None else f"{ir.scaled_from:g}",
         output_shape=str(ir.output_shape),
         params=format_count(ir.params),
         macs=format_count(ir.macs),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import queue
+import signal
 import subprocess
 import threading
 import time

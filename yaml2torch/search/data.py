@@ -27,6 +27,7 @@ class Arrays:
     classes: tuple[str, ...]
     x_test: torch.Tensor | None = None  # a source's own test split (CIFAR-10's test_batch)
     y_test: torch.Tensor | None = None
+    scaled_from: float | None = None  # the raw pixel maximum x was divided by (None: taken as given)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Splits:
     classes: tuple[str, ...]
     mean: tuple[float, ...]  # per channel, from the training split; written into the model spec
     std: tuple[float, ...]
+    scaled_from: float | None = None  # the raw pixel maximum the images were divided by (the spec says it)
 
     @property
     def num_classes(self) -> int:
@@ -65,7 +67,7 @@ def load_digits(settings: DataSettings) -> Arrays:
     bunch = sklearn_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     y = torch.from_numpy(bunch.target.astype(np.int64))
-    return Arrays(x, y, tuple(str(i) for i in range(10)))
+    return Arrays(x, y, tuple(str(i) for i in range(10)), scaled_from=16)
 
 
 def load_image_folder(settings: DataSettings) -> Arrays:
@@ -107,7 +109,7 @@ def load_image_folder(settings: DataSettings) -> Arrays:
         images.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
     x = torch.from_numpy(np.stack(images))
     y = torch.tensor([label for _, label in files], dtype=torch.int64)
-    return Arrays(x, y, tuple(d.name for d in class_dirs))
+    return Arrays(x, y, tuple(d.name for d in class_dirs), scaled_from=255)
 
 
 def _unpickle(path: Path) -> dict:
@@ -147,7 +149,7 @@ def load_cifar10(settings: DataSettings) -> Arrays:
         names = _unpickle(meta).get(b"label_names")
         if names and len(names) == 10:
             classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-    return Arrays(x, y, classes, x_test, y_test)
+    return Arrays(x, y, classes, x_test, y_test, scaled_from=255)
 
 
 def _npz_images(x: np.ndarray, path: Path) -> torch.Tensor:
@@ -173,6 +175,7 @@ def load_npz(settings: DataSettings) -> Arrays:
         for key in ("x", "y"):
             if key not in archive:
                 raise DataError(path, f"missing array {key!r} (found {', '.join(archive.files) or 'none'})")
+        archive_dtype = archive["x"].dtype
         x = _npz_images(archive["x"], path)
         y_raw = archive["y"]
         if y_raw.ndim != 1 or len(y_raw) != len(x):
@@ -183,7 +186,10 @@ def load_npz(settings: DataSettings) -> Arrays:
             x_test = _npz_images(archive["x_test"], path)
             index = {label: i for i, label in enumerate(labels.tolist())}
             y_test = torch.tensor([index[v] for v in archive["y_test"].tolist()], dtype=torch.int64)
-    return Arrays(x, torch.from_numpy(y.astype(np.int64)), tuple(str(v) for v in labels.tolist()), x_test, y_test)
+    scaled_from = 255 if archive_dtype == np.uint8 else None  # float arrays: the user's own scale
+    return Arrays(
+        x, torch.from_numpy(y.astype(np.int64)), tuple(str(v) for v in labels.tolist()), x_test, y_test, scaled_from
+    )
 
 
 def _split(indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -258,6 +264,7 @@ def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
         arrays.classes,
         mean,
         std,
+        arrays.scaled_from,
     )
 
 

@@ -130,7 +130,9 @@ def train_spec_file(request: TrainRequest) -> dict[str, Any]:
     found = resolve_input(request)
     data = DataCache(found.data, resolve_device(request.device))
     splits = data.splits
-    node, train = fit_to_data(found.node, found.train, splits.channels, splits.size, (splits.mean, splits.std))
+    node, train = fit_to_data(
+        found.node, found.train, splits.channels, splits.size, (splits.mean, splits.std), splits.scaled_from
+    )
     spec_yaml, compiled = compile_node(node, found.filename, found.base_dir)
     compiled.refuse_overwriting_inputs(request.out_dir / name for name in TRAIN_OUTPUTS)  # sub-specs, plugins
     write_trial_files(request.out_dir, spec_yaml, compiled.source)

@@ -28,6 +28,7 @@ from yaml2torch.search import space as sp
 from yaml2torch.search.config import SCORE_METRICS, DataSettings, SearchConfig, TrainSettings, parse_train
 from yaml2torch.search.train import DataCache, EpochResult, measure_latency, seeded_model, train_model
 from yaml2torch.spec.load import parse_spec
+from yaml2torch.spec.model_spec import ANCHOR_ONLY_KEYS, TOP_LEVEL_KEYS
 from yaml2torch.spec.yaml_nodes import Node, load_text, type_name
 from yaml2torch.study_record import (
     TrialRecord,
@@ -68,7 +69,11 @@ class _FlowDict(dict):
 
 
 class _SpecDumper(yaml.SafeDumper):
-    pass
+    """Rows indented under their section, as ``yaml2torch fmt`` writes them (PyYAML's default
+    puts a block list's dashes at its key's indent)."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
 
 
 _SpecDumper.add_representer(
@@ -98,9 +103,11 @@ def fit_to_data(
     channels: int,
     data_size: tuple[int, int],
     stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    scaled_from: float | None = None,
 ) -> tuple[Node, TrainSettings]:
     """The spec with the data's ``input_channel``, ``input_size`` and ``normalize`` (the training
-    split's per-channel mean and std, ``stats``) filled in where it omits them.
+    split's per-channel mean and std, ``stats``, and the raw pixel maximum the images were divided
+    by, ``scaled_from``) filled in where it omits them.
 
     A spec that states them must agree with the data (channels) and with ``image_size``; a
     ``normalize:`` it states is kept (the user's own preprocessing).
@@ -136,11 +143,16 @@ def fit_to_data(
     if stats is not None and "normalize" not in fields:
         loc = model_node.loc
         mean, std = (Node([Node(v, loc) for v in values], loc) for values in stats)
-        fields["normalize"] = Node({"mean": mean, "std": std}, loc, {"mean": loc, "std": loc})
+        normalize = {"mean": mean, "std": std}
+        if scaled_from is not None:
+            normalize["scaled_from"] = Node(scaled_from, loc)
+        fields["normalize"] = Node(normalize, loc, dict.fromkeys(normalize, loc))
         key_locs["normalize"] = loc
-    first = ("input_channel", "input_size", "normalize")
-    order = [*first, *(k for k in fields if k not in first)]
-    return Node({k: fields[k] for k in order if k in fields}, model_node.loc, key_locs), train
+    # The keys in the order ``yaml2torch fmt`` writes them (unknown ones last), so the specs a
+    # search writes pass ``fmt --check`` as written.
+    rank = {key: n for n, key in enumerate(TOP_LEVEL_KEYS + ANCHOR_ONLY_KEYS)}
+    order = sorted(fields, key=lambda key: rank.get(key, len(rank)))
+    return Node({k: fields[k] for k in order}, model_node.loc, key_locs), train
 
 
 def compile_node(model_node: Node, filename: str, base_dir: Path) -> tuple[str, CompiledModel]:
@@ -318,7 +330,9 @@ class Objective:
         if self.epochs is not None:
             train = replace(train, epochs=self.epochs)
         splits = self.data.splits
-        model_node, train = fit_to_data(model_node, train, splits.channels, splits.size, (splits.mean, splits.std))
+        model_node, train = fit_to_data(
+            model_node, train, splits.channels, splits.size, (splits.mean, splits.std), splits.scaled_from
+        )
         try:
             spec_yaml, compiled = compile_node(model_node, filename, self.config.base_dir)
         except SpecError as exc:

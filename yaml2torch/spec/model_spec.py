@@ -42,10 +42,13 @@ class NormSpec:
 @dataclass(frozen=True)
 class InputNormalization:
     """``normalize: {mean: [...], std: [...]}``: the model takes inputs in [0, 1] and normalizes
-    them per channel as its first step (the training data's statistics, written by the search)."""
+    them per channel as its first step (the training data's statistics, written by the search).
+    ``scaled_from``: the raw pixel maximum the [0, 1] inputs were divided by (16 for digits, 255
+    for image files), said in the model's docstring; not part of the architecture."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    scaled_from: float | None = None
 
 
 @dataclass(frozen=True)
@@ -215,9 +218,10 @@ def parse_normalize(node: Node, channels: int) -> InputNormalization:
     if not node.is_map:
         raise SpecError(node.loc, f"normalize must be a mapping like {example}, not {type_name(node)}")
     values: dict[str, Node] = node.value  # type: ignore[assignment]  # is_map: a dict of nodes
+    keys = ("mean", "std", "scaled_from")
     for key in values:
-        if key not in ("mean", "std"):
-            raise SpecError((node.key_locs or {})[key], f"unknown normalize key {key!r}{suggest(key, ('mean', 'std'))}")
+        if key not in keys:
+            raise SpecError((node.key_locs or {})[key], f"unknown normalize key {key!r}{suggest(key, keys)}")
     found: dict[str, tuple[float, ...]] = {}
     for key in ("mean", "std"):
         if key not in values:
@@ -230,7 +234,9 @@ def parse_normalize(node: Node, channels: int) -> InputNormalization:
             if not math.isfinite(number) or (key == "std" and number <= 0):
                 raise SpecError(item.loc, f"normalize.{key} values must be finite{' and positive' if key == 'std' else ''}")
         found[key] = numbers
-    return InputNormalization(found["mean"], found["std"])
+    scaled = values.get("scaled_from")
+    scaled_from = None if scaled is None or scaled.value is None else expect_positive_float(scaled, "normalize.scaled_from")
+    return InputNormalization(found["mean"], found["std"], scaled_from)
 
 
 def parse_row(node: Node, index: int, in_head: bool, diagnostics: Diagnostics) -> RowSpec:

@@ -2,7 +2,7 @@
 
 ``check SPEC...`` compiles each spec in memory (every error a compile would give, nothing written);
 with ``--fresh`` it also compares the committed model file, by convention ``<stem>.py`` (``.y2t`` dropped) beside the
-spec or in ``--out-dir``, and names the command that regenerates a stale or missing one.
+spec or in ``--out-dir`` (a search's ``best_model.py`` and trial ``model.py`` too: ``model_path``), and names the command that regenerates a stale or missing one.
 
 A YamlModule sub-spec (``module:`` rows, no ``backbone:``) has no model file of its own: it is
 checked for what it holds on its own (``check_sub_spec``), then every spec of its git repository
@@ -40,10 +40,19 @@ class CheckResult:
         return f"yaml2torch: {prefix}{self.message}" if self.message else ""
 
 
+# What a search writes beside its specs (search/export.py, the trial folders): best.yaml ->
+# best_model.py, trials/NNNN/spec.yaml -> model.py; used when <stem>.py is not there.
+SEARCH_MODEL_FILES = {"best": "best_model.py", "spec": "model.py"}
+
+
 def model_path(spec: Path, out_dir: Path | None) -> Path:
-    """``resnet.yaml`` and ``resnet.y2t.yaml`` -> ``resnet.py`` (beside the spec or in ``out_dir``)."""
+    """``resnet.yaml`` and ``resnet.y2t.yaml`` -> ``resnet.py`` (beside the spec or in ``out_dir``);
+    a search's ``best.yaml`` -> ``best_model.py`` and ``spec.yaml`` -> ``model.py`` when only those exist."""
     stem = spec.stem.removesuffix(".y2t")
-    return (out_dir or spec.parent) / f"{stem}.py"
+    folder = out_dir or spec.parent
+    usual = folder / f"{stem}.py"
+    searched = folder / SEARCH_MODEL_FILES[stem] if stem in SEARCH_MODEL_FILES else None
+    return searched if searched is not None and not usual.exists() and searched.exists() else usual
 
 
 def check_files(paths: list[Path], fresh: bool, out_dir: Path | None) -> list[CheckResult]:

@@ -309,6 +309,10 @@ def spec_value_schemas() -> dict[str, Schema]:
                     "properties": {
                         "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1},
                         "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1},
+                        "scaled_from": {
+                            "description": "the raw pixel maximum the [0, 1] inputs were divided by (16 for digits, 255 for image files); said in the docstring",
+                            "anyOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0}],
+                        },
                     },
                     "required": ["mean", "std"],
                     "additionalProperties": False,
