@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import numpy as np
 import pytest
@@ -142,3 +143,36 @@ def test_train_takes_data_and_settings_from_a_search_file(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", str(spec), "--config", str(search), "-o", str(tmp_path / "o2")]) == 2
     assert "the train section has choices" in capsys.readouterr().err
+
+
+def test_train_from_a_study_names_why_a_trial_has_no_spec(tmp_path, capsys):
+    """An infeasible sample is recorded without a spec: training it says which constraint it broke."""
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        textwrap.dedent(
+            """\
+            study: tight
+            seed: 0
+            trials: 1
+            data: {source: digits, limit: 300}
+            sampler: Random
+            pruner: none
+            constraints: {max_params: 100}
+            train: {epochs: 1, optimizer: {type: Adam, lr: 0.01}, scheduler: none}
+            model:
+              backbone:
+                - [1, Conv, [8, 3, 1]]
+                - [1, GlobalAvgPool, []]
+                - [1, Flatten, []]
+                - [1, Linear, [10]]
+            """
+        )
+    )
+    out = tmp_path / "out"
+    assert main(["search", str(space), "--out", str(out), "--quiet"]) == 1  # no trial completed
+    capsys.readouterr()
+    assert main(["train", "--from", str(out), "--trial", "0", "-o", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err == (
+        "yaml2torch: error: trial 0 of study 'tight' has no spec to train (pruned: 178 params > max_params 100)\n"
+    )
+    assert not (tmp_path / "t").exists()

@@ -97,7 +97,11 @@ def _from_study(request: TrainRequest) -> TrainInput:
         raise UsageError(f"--trial {request.trial}: study {stored.study.study_name!r} has trials 0 to {len(trials) - 1}")
     record = TrialRecord.of(trial)
     if record.spec_yaml is None or record.train is None:
-        raise UsageError(f"trial {trial.number} of study {stored.study.study_name!r} was never sampled into a spec")
+        why = f": {record.reason}" if record.reason else ""  # an infeasible sample: its constraint
+        raise UsageError(
+            f"trial {trial.number} of study {stored.study.study_name!r} has no spec to train "
+            f"({trial.state.name.lower()}{why})"
+        )
     config = stored.config
     data = replace(config.data, limit=stored.record.settings.data_limit or config.data.limit)
     name = f"{stored.study.study_name}:trial {trial.number}"
