@@ -163,7 +163,7 @@ def check_same_space(study: Any, space_yaml: str, space_path: str) -> None:
         raise StudyError(
             f"study {study.study_name!r} was created from a different search file "
             f"({study.user_attrs.get(STUDY_SPACE_PATH)}) than {space_path}; use another --study name "
-            "or --out folder, or join it with 'yaml2torch worker --storage URL --study NAME'"
+            f"or --out folder, or join it with 'yaml2torch worker --storage URL --study {study.study_name}'"
         )
 
 
