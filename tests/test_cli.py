@@ -380,3 +380,32 @@ def test_search_and_worker_take_dash_o_for_their_output_folder() -> None:
     parser = build_parser()
     assert parser.parse_args(["search", "s.yaml", "-o", "OUT"]).out == Path("OUT")
     assert parser.parse_args(["worker", "--storage", "S", "-o", "OUT"]).out == Path("OUT")
+
+
+# --- commands that read a stored study ---------------------------------------------------------
+
+
+def test_a_missing_postgresql_driver_names_the_extra_to_install(tmp_path: Path) -> None:
+    """A machine without psycopg: an import blocker stands in for uninstalling it."""
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            """\
+            import sys
+
+            class NoDriver:
+                def find_spec(self, name, path=None, target=None):
+                    if name.split(".")[0] in ("psycopg", "psycopg2"):
+                        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+            sys.meta_path.insert(0, NoDriver())
+            """
+        ),
+        encoding="utf-8",
+    )
+    url = "postgresql://u@127.0.0.1:1/db"
+    result = run_cli_subprocess("worker", "--storage", url, "--study", "x", env={"PYTHONPATH": str(tmp_path)})
+    expected = (
+        f"yaml2torch: error: storage '{url}': the PostgreSQL driver is not installed (No module named 'psycopg'); "
+        "pip install 'yaml2torch[postgres]'\n"
+    )
+    assert (result.status, result.stderr) == (2, expected)
