@@ -4,6 +4,7 @@ torch is imported only when a spec needs it."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -380,6 +381,90 @@ def test_search_and_worker_take_dash_o_for_their_output_folder() -> None:
     parser = build_parser()
     assert parser.parse_args(["search", "s.yaml", "-o", "OUT"]).out == Path("OUT")
     assert parser.parse_args(["worker", "--storage", "S", "-o", "OUT"]).out == Path("OUT")
+
+
+# --- standard output and error: a reader that went away, a full disk -------------------------
+
+
+def _run_with_a_closed_pipe(*argv: str | Path, stream: str = "stdout", cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """The console entry point writing ``stream`` into a pipe whose reader has gone (``| head``),
+    deterministically: the read end is closed before the command starts."""
+    read, write = os.pipe()
+    os.close(read)
+    other = "stderr" if stream == "stdout" else "stdout"
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "yaml2torch", *map(str, argv)],
+            cwd=cwd,
+            timeout=300,
+            check=False,
+            text=True,
+            **{stream: write, other: subprocess.PIPE},  # type: ignore[call-overload]
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (("compile", "examples/models/resnet50.yaml"), 141),
+        (("summary", "examples/models/resnet50.yaml", "--json"), 141),
+        (("blocks", "--json"), 141),
+        (("schema", "search"), 141),
+        (("diff", "examples/models/resnet18.yaml", "examples/models/resnet50.yaml"), 141),
+        (("compile", "--help"), 141),
+        (("textconv", "examples/models/resnet50.yaml"), 0),  # git is never failed (docs/tooling.md)
+    ],
+)
+def test_a_reader_that_went_away_ends_the_command_quietly(argv: tuple[str, ...], status: int) -> None:
+    result = _run_with_a_closed_pipe(*argv)
+    assert (result.returncode, result.stderr) == (status, "")
+
+
+def test_a_closed_standard_error_does_not_fail_a_search_that_did_its_work(tmp_path: Path) -> None:
+    space = write(
+        tmp_path / "space.yaml",
+        """\
+        study: tiny
+        seed: 0
+        trials: 1
+        data: {source: digits, limit: 200}
+        train: {epochs: 1, batch_size: 128}
+        model:
+          backbone:
+            - [1, Conv, [8, 3, 1]]
+            - [1, GlobalAvgPool, []]
+            - [1, Flatten, []]
+            - [1, Linear, [10]]
+        """,
+    )
+    result = _run_with_a_closed_pipe("search", space, "-o", tmp_path / "out", "--no-isolate", stream="stderr")
+    assert (result.returncode, result.stdout) == (0, "")
+    assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["picked"]["number"] == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("compile", "examples/models/resnet50.yaml"),  # fails while writing
+        ("summary", "examples/models/resnet18.yaml", "--json"),  # fits the buffer: fails when flushed
+        ("textconv", "examples/models/resnet18.yaml"),  # bytes, not text
+    ],
+)
+def test_a_full_standard_output_is_named_as_such(argv: tuple[str, ...]) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "yaml2torch", *argv],
+            cwd=ROOT,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert (result.returncode, result.stderr) == (2, "yaml2torch: error: standard output: cannot write: No space left on device\n")
 
 
 # --- commands that read a stored study ---------------------------------------------------------

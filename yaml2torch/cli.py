@@ -3,7 +3,8 @@
 The top layer: it defines every command's options here and calls the handlers (compile,
 summary and diff below; the search side's in ``yaml2torch.search.commands``). Nothing imports
 this module. A ``UserError`` prints one line ``yaml2torch: error: ...`` and exits 2; any other
-exception is a bug and keeps its traceback. torch is imported only by commands (or specs) that need it.
+exception is a bug and keeps its traceback. A reader of standard output that went away
+(``| head``) ends a command quietly with 141 (``run_command``). torch is imported only by commands (or specs) that need it.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
 from yaml2torch import __version__
-from yaml2torch.errors import UsageError, UserError
+from yaml2torch.errors import CannotWrite, UsageError, UserError
 from yaml2torch.files import refuse_overwriting_inputs, write_atomic
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 from yaml2torch.scale.signals import stop_on_signals
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from yaml2torch.spec.ultralytics import UltralyticsOptions
 
 EXIT_USAGE = 2
+EXIT_OUTPUT_CLOSED = 128 + 13  # standard output's reader went away: a tool killed by SIGPIPE exits so
 MAX_STUDY_NAME = 100
 
 
@@ -468,13 +470,32 @@ def _ignore_stop_signals() -> None:
 
 
 def run_command(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Parse ``argv`` and run its command; the exit status. While it runs, standard output and
+    error are guarded (``_Guarded``): a reader that went away ends the command quietly."""
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, _Guarded(stdout, lambda exc: _stdout_failed(stdout, exc)))
+    sys.stderr = cast(TextIO, _Guarded(stderr, lambda exc: _stderr_failed(stderr, exc)))
+    command = None
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        return _run_handler(args)
+    except _OutputClosed:
+        # The reader of standard output went away (`yaml2torch ... | head`): stop without a word,
+        # as a tool killed by SIGPIPE would; textconv's promise to git is exit 0 whatever happens.
+        return 0 if command == "textconv" else EXIT_OUTPUT_CLOSED
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run_handler(args: argparse.Namespace) -> int:
     try:
         # SIGTERM, like Ctrl-C, stops any command with one line and status 128+signal, never
         # inside a storage call or halfway through a write (yaml2torch/scale/signals.py).
         with stop_on_signals():
-            return args.handler(args)
+            status = args.handler(args)
+            sys.stdout.flush()  # a full disk or a closed pipe shows here, not at interpreter exit
+            return status
     except UserError as exc:
         print(f"yaml2torch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -489,6 +510,76 @@ def run_command(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"yaml2torch: error: {cannot_write}", file=sys.stderr)
         return EXIT_USAGE
+
+
+# --- standard output and error: a closed pipe or a full disk is no traceback ---------------------
+
+
+class _OutputClosed(Exception):
+    """Standard output's reader went away (a closed pipe); what is left to write goes nowhere."""
+
+
+class _Guarded:
+    """A standard stream (text, or its ``buffer``) whose write errors go to ``failed``; everything
+    else is the stream's own. Its ``failed`` returns (the error is dropped) or raises."""
+
+    def __init__(self, stream: Any, failed: Callable[[OSError], None]) -> None:
+        self._stream = stream
+        self._failed = failed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return method(*args)
+        except OSError as exc:
+            self._failed(exc)
+            return None
+
+    def write(self, data: Any) -> Any:
+        return self._call(self._stream.write, data)
+
+    def writelines(self, lines: Any) -> None:
+        self._call(self._stream.writelines, lines)
+
+    def flush(self) -> None:
+        self._call(self._stream.flush)
+
+    @property
+    def buffer(self) -> _Guarded:
+        return _Guarded(self._stream.buffer, self._failed)
+
+
+def _stdout_failed(stream: TextIO, exc: OSError) -> None:
+    """Standard output cannot take more: its reader went away (``_OutputClosed``), or its disk is
+    full (``CannotWrite``, one line naming standard output, not some file)."""
+    _discard(stream)
+    if isinstance(exc, BrokenPipeError):
+        raise _OutputClosed from None
+    raise CannotWrite(f"standard output: cannot write: {exc.strerror or exc}") from None
+
+
+def _stderr_failed(stream: TextIO, exc: OSError) -> None:
+    """A closed standard error (``search ... 2>&1 | head -1``) does not stop the work: what is
+    left to say goes nowhere. Any other error is raised."""
+    if not isinstance(exc, BrokenPipeError):
+        raise exc
+    _discard(stream)
+
+
+def _discard(stream: TextIO) -> None:
+    """Point the stream's file descriptor at the null device (the Python docs' advice for SIGPIPE):
+    what is still buffered goes nowhere instead of failing again when the interpreter exits."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":
