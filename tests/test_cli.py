@@ -136,7 +136,8 @@ def test_check_needs_an_output(tiny: Path, run_cli) -> None:
 
 def test_check_exit_codes(tiny: Path, tmp_path: Path, run_cli) -> None:
     out = tmp_path / "model.py"
-    assert run_cli("compile", tiny, "-o", out, "--check").status == 1  # missing
+    missing = run_cli("compile", tiny, "-o", out, "--check")
+    assert (missing.status, missing.stderr) == (1, f"{out} is missing: run 'yaml2torch compile {tiny} -o {out}'\n")
     run_cli("compile", tiny, "-o", out)
     assert run_cli("compile", tiny, "-o", out, "--check").status == 0  # fresh
     out.write_text(out.read_text(encoding="utf-8").replace("16", "17", 1), encoding="utf-8")
@@ -359,7 +360,7 @@ def test_a_signal_late_in_interpreter_shutdown_keeps_the_commands_status() -> No
     [
         (
             ("search", "space.yaml", "--bogus", "2"),
-            "yaml2torch search: unrecognized arguments: --bogus 2 (see yaml2torch search --help)",
+            "search: unrecognized arguments: --bogus 2 (see yaml2torch search --help)",
         ),
         (("--bogus",), "the following arguments are required: COMMAND (see yaml2torch --help)"),
         (("--bogus", "search", "x.yaml"), "unrecognized arguments: --bogus (see yaml2torch --help)"),
@@ -367,7 +368,8 @@ def test_a_signal_late_in_interpreter_shutdown_keeps_the_commands_status() -> No
             ("report", "OUT", "--storage", "OTHER"),
             "report: give the study once: OUT or --storage OTHER, not both",
         ),
-        (("compile",), "yaml2torch compile: the following arguments are required: spec (see yaml2torch compile --help)"),
+        (("compile",), "compile: the following arguments are required: spec (see yaml2torch compile --help)"),
+        (("train", "x.yaml"), "train: the following arguments are required: -o/--output (see yaml2torch train --help)"),
     ],
 )
 def test_a_usage_error_names_the_command_whose_help_to_read(argv: tuple[str, ...], message: str) -> None:
@@ -381,6 +383,22 @@ def test_search_and_worker_take_dash_o_for_their_output_folder() -> None:
     parser = build_parser()
     assert parser.parse_args(["search", "s.yaml", "-o", "OUT"]).out == Path("OUT")
     assert parser.parse_args(["worker", "--storage", "S", "-o", "OUT"]).out == Path("OUT")
+
+
+def test_every_argument_has_help() -> None:
+    import argparse
+
+    from yaml2torch.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, command in commands.items()
+        for action in command._actions
+        if action.help is None and not isinstance(action, argparse._HelpAction)
+    ]
+    assert missing == []
 
 
 # --- standard output and error: a reader that went away, a full disk -------------------------

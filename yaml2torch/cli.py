@@ -71,7 +71,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         current = args.output.read_text(encoding="utf-8") if args.output.is_file() else None
         if current != compiled.source:
             options = f" {compiled.ir.options}" if compiled.ir.options else ""
-            print(f"{args.output} is stale: run 'yaml2torch compile {args.spec}{options} -o {args.output}'", file=sys.stderr)
+            state = "missing" if current is None else "stale"
+            print(f"{args.output} is {state}: run 'yaml2torch compile {args.spec}{options} -o {args.output}'", file=sys.stderr)
             return 1
         return 0
     if args.weights is not None:
@@ -229,7 +230,8 @@ class _Parser(argparse.ArgumentParser):
     commands: argparse._SubParsersAction | None = None  # the top-level parser's subcommands
 
     def error(self, message: str) -> NoReturn:
-        where = "" if self.prog == "yaml2torch" else f"{self.prog}: "
+        # "yaml2torch: error: train: ...": the command once, as the handlers' own usage errors name it
+        where = "" if self.prog == "yaml2torch" else f"{self.prog.removeprefix('yaml2torch ')}: "
         print(f"yaml2torch: error: {where}{message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
@@ -265,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.commands = commands
 
     p = commands.add_parser("compile", help="compile a spec to one standalone model.py")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help="the model spec (.yaml), or an ultralytics model file")
     p.add_argument("-o", "--output", type=Path, help="output file (stdout when omitted)")
     p.add_argument("--class-name", default="Model", help="name of the model class (default Model)")
     p.add_argument("--check", action="store_true", help="exit 1 when OUT differs from what would be written")
@@ -276,19 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_compile)
 
     p = commands.add_parser("summary", help="per-row shapes, params and MACs without building weights")
-    p.add_argument("spec", type=Path)
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
-    p.add_argument("--json", action="store_true")
+    p.add_argument("spec", type=Path, help="the model spec (.yaml), or an ultralytics model file")
+    p.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("H", "W"), help="the input image size (overrides the spec's input_size)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     add_ultralytics_options(p)
     p.set_defaults(handler=cmd_summary)
 
     p = commands.add_parser("diff", help="unified diff of two generated files, then the params/MACs change")
-    p.add_argument("a", type=Path)
-    p.add_argument("b", type=Path)
+    p.add_argument("a", type=Path, help="the old spec (.yaml)")
+    p.add_argument("b", type=Path, help="the new spec (.yaml)")
     p.set_defaults(handler=cmd_diff)
 
     p = commands.add_parser("export", help="a spec and its trained weights as ONNX (.onnx) or torch.export (.pt2)")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help="the model spec the weights were trained for (best.yaml)")
     p.add_argument("--weights", type=Path, required=True, help="the trained state_dict (model.pt, best_model.pt)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model.onnx or model.pt2 (dynamic batch size)")
     add_ultralytics_options(p)
@@ -301,12 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_tooling_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("schema", help="print the JSON Schema (draft 2020-12) of model specs or search files")
-    p.add_argument("kind", choices=("model", "search"))
+    p.add_argument("kind", choices=("model", "search"), help="model: model specs; search: search-space files")
     p.set_defaults(handler=cmd_schema)
 
     p = commands.add_parser("blocks", help="list every block: arguments, types, defaults, twin, origin")
     form = p.add_mutually_exclusive_group()
-    form.add_argument("--json", action="store_true")
+    form.add_argument("--json", action="store_true", help="print JSON instead of the table")
     form.add_argument("--markdown", action="store_true", help="the block reference (docs/blocks.md)")
     p.set_defaults(handler=cmd_blocks)
 
@@ -325,7 +329,7 @@ def _add_tooling_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_check)
 
     p = commands.add_parser("textconv", help="print a spec's generated model.py (a git diff textconv driver)")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="the spec file (git passes the work tree's file or a temporary copy)")
     p.add_argument("--base-dir", type=Path, help="resolve YamlModule files against this folder")
     p.set_defaults(handler=cmd_textconv)
 
@@ -402,7 +406,9 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("best", help="export the best / Pareto trials of a stored study")
     p.add_argument("--storage", required=True, help="a storage URL, OUT/study.log (or another journal or SQLite file), or the output folder")
     p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help="folder for best.yaml, best_model.py/.pt and summary.json"
+    )
     p.add_argument("--from", dest="trials_from", type=Path, help="the search's output folder holding trials/ (for weights and the test score)")
     p.add_argument("--artifacts", help="artifact store folder holding the weights (default: the one the study recorded)")
     p.set_defaults(handler=search.cmd_best)
@@ -431,13 +437,13 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="digits", help="digits, folder, cifar10 or npz")
     p.add_argument("--data-path", type=Path, help="folder / file for the non-built-in sources")
     p.add_argument("--config", type=Path, help="a search file whose data: and train: settings to use")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float)
-    p.add_argument("--image-size", type=positive_int)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: the trial's, --config's or the built-in setting)")
+    p.add_argument("--batch-size", type=positive_int, help="batch size (default: the trial's, --config's or the built-in setting)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: the trial's, --config's or the built-in setting)")
+    p.add_argument("--image-size", type=positive_int, help="input image size (default: the trial's, --config's or the built-in setting)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder: spec.yaml, model.py, model.pt, metrics.json")
     p.set_defaults(handler=search.cmd_train)
 
 
