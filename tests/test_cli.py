@@ -488,6 +488,22 @@ def test_a_full_standard_output_is_named_as_such(argv: tuple[str, ...]) -> None:
 # --- commands that read a stored study ---------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("best", "--storage", "{missing}", "-o", "{tmp}/best"),
+        ("worker", "--storage", "{missing}"),
+        ("report", "--storage", "{missing}"),
+        ("train", "--from", "{missing}", "-o", "{tmp}/best"),
+    ],
+)
+def test_a_study_folder_that_is_not_there_is_named_so(argv: tuple[str, ...], tmp_path: Path, run_cli) -> None:
+    missing = tmp_path / "nonexist"
+    result = run_cli(*(arg.format(missing=missing, tmp=tmp_path) for arg in argv))
+    assert (result.status, result.stdout, result.stderr) == (2, "", f"yaml2torch: error: {missing}: no such folder or file\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_missing_postgresql_driver_names_the_extra_to_install(tmp_path: Path) -> None:
     """A machine without psycopg: an import blocker stands in for uninstalling it."""
     (tmp_path / "sitecustomize.py").write_text(

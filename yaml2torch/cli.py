@@ -376,6 +376,29 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _reading_a_study(
+    handler: Callable[[argparse.Namespace], int], study: Callable[[argparse.Namespace], str | None]
+) -> Callable[[argparse.Namespace], int]:
+    """``handler``, for a command that reads the stored study ``study(args)`` names: a path that is
+    not there is refused in report's words ("no such folder or file"), not with the storage
+    layer's list of URL forms (which reads as if a folder were not accepted)."""
+
+    def run(args: argparse.Namespace) -> int:
+        _refuse_a_missing_path(study(args))
+        return handler(args)
+
+    return run
+
+
+def _refuse_a_missing_path(text: str | None) -> None:
+    from yaml2torch.scale.storage import JOURNAL_SUFFIXES
+    from yaml2torch.search.run import SQLITE_SUFFIXES
+
+    if text is None or "://" in text or os.path.lexists(text) or text.endswith((*JOURNAL_SUFFIXES, *SQLITE_SUFFIXES)):
+        return  # a URL, a path that is there, or a study file whose absence the storage layer names
+    raise UsageError(f"{text}: no such folder or file")
+
+
 def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     from yaml2torch.search import commands as search
 
@@ -401,7 +424,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by search --workers
     _add_trial_options(p)
-    p.set_defaults(handler=search.cmd_worker)
+    p.set_defaults(handler=_reading_a_study(search.cmd_worker, lambda args: args.storage))
 
     p = commands.add_parser("best", help="export the best / Pareto trials of a stored study")
     p.add_argument("--storage", required=True, help="a storage URL, OUT/study.log (or another journal or SQLite file), or the output folder")
@@ -411,7 +434,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--from", dest="trials_from", type=Path, help="the search's output folder holding trials/ (for weights and the test score)")
     p.add_argument("--artifacts", help="artifact store folder holding the weights (default: the one the study recorded)")
-    p.set_defaults(handler=search.cmd_best)
+    p.set_defaults(handler=_reading_a_study(search.cmd_best, lambda args: args.storage))
 
     p = commands.add_parser("report", help="an HTML report of a stored study (report OUT_DIR writes OUT_DIR/report.html)")
     p.add_argument("source", nargs="?", help="the search's output folder (or its study.log)")
@@ -424,7 +447,8 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
         help="the HTML file (default: report.html in the search's output folder, the one holding the study file; "
         "for a database server URL, the output folder the study recorded)",
     )
-    p.set_defaults(handler=search.cmd_report)
+    # report OUT --storage URL is refused by cmd_report (one study, given once); it checks OUT itself
+    p.set_defaults(handler=_reading_a_study(search.cmd_report, lambda args: args.storage if args.source is None else None))
 
     p = commands.add_parser("train", help="train one architecture with the search's machinery")
     p.add_argument("spec", type=Path, nargs="?", help="a model spec (or --from a stored study)")
@@ -444,7 +468,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder: spec.yaml, model.py, model.pt, metrics.json")
-    p.set_defaults(handler=search.cmd_train)
+    p.set_defaults(handler=_reading_a_study(search.cmd_train, lambda args: args.trials_from))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
