@@ -248,6 +248,7 @@ def storage_cases(tmp_path: Path) -> dict[str, tuple[str, str]]:
     (tmp_path / "empty.db").touch()
     (tmp_path / "text.db").write_text("not a database\n")
     (tmp_path / "folder").mkdir()
+    (tmp_path / "garbage").write_text("neither a folder nor a study file\n")
     connection = sqlite3.connect(tmp_path / "other.db")
     connection.execute("CREATE TABLE accounts (id)")
     connection.commit()
@@ -277,12 +278,14 @@ def storage_cases(tmp_path: Path) -> dict[str, tuple[str, str]]:
             "foo://bar",
             "storage 'foo://bar': Can't load plugin: sqlalchemy.dialects:foo; expected sqlite:///path/study.db",
         ),
-        "not_a_url": ("garbage", "storage 'garbage' is neither a database URL"),
+        "not_a_url": (f"{t}/garbage", f"storage '{t}/garbage' is neither a database URL"),
+        "missing": (f"{t}/nonexist", f"{t}/nonexist: no such folder or file"),  # a mistyped output folder
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["empty", "text", "folder", "missing_folder", "other_database", "damaged", "unknown_scheme", "not_a_url"]
+    "case",
+    ["empty", "text", "folder", "missing_folder", "other_database", "damaged", "unknown_scheme", "not_a_url", "missing"],
 )
 def test_storage_that_cannot_hold_a_study_is_refused_with_what_to_do(tmp_path, run_cli, case) -> None:
     url, expected = storage_cases(tmp_path)[case]

@@ -4,6 +4,7 @@ torch is imported only when a spec needs it."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -135,7 +136,8 @@ def test_check_needs_an_output(tiny: Path, run_cli) -> None:
 
 def test_check_exit_codes(tiny: Path, tmp_path: Path, run_cli) -> None:
     out = tmp_path / "model.py"
-    assert run_cli("compile", tiny, "-o", out, "--check").status == 1  # missing
+    missing = run_cli("compile", tiny, "-o", out, "--check")
+    assert (missing.status, missing.stderr) == (1, f"{out} is missing: run 'yaml2torch compile {tiny} -o {out}'\n")
     run_cli("compile", tiny, "-o", out)
     assert run_cli("compile", tiny, "-o", out, "--check").status == 0  # fresh
     out.write_text(out.read_text(encoding="utf-8").replace("16", "17", 1), encoding="utf-8")
@@ -358,7 +360,7 @@ def test_a_signal_late_in_interpreter_shutdown_keeps_the_commands_status() -> No
     [
         (
             ("search", "space.yaml", "--bogus", "2"),
-            "yaml2torch search: unrecognized arguments: --bogus 2 (see yaml2torch search --help)",
+            "search: unrecognized arguments: --bogus 2 (see yaml2torch search --help)",
         ),
         (("--bogus",), "the following arguments are required: COMMAND (see yaml2torch --help)"),
         (("--bogus", "search", "x.yaml"), "unrecognized arguments: --bogus (see yaml2torch --help)"),
@@ -366,7 +368,8 @@ def test_a_signal_late_in_interpreter_shutdown_keeps_the_commands_status() -> No
             ("report", "OUT", "--storage", "OTHER"),
             "report: give the study once: OUT or --storage OTHER, not both",
         ),
-        (("compile",), "yaml2torch compile: the following arguments are required: spec (see yaml2torch compile --help)"),
+        (("compile",), "compile: the following arguments are required: spec (see yaml2torch compile --help)"),
+        (("train", "x.yaml"), "train: the following arguments are required: -o/--output (see yaml2torch train --help)"),
     ],
 )
 def test_a_usage_error_names_the_command_whose_help_to_read(argv: tuple[str, ...], message: str) -> None:
@@ -380,3 +383,148 @@ def test_search_and_worker_take_dash_o_for_their_output_folder() -> None:
     parser = build_parser()
     assert parser.parse_args(["search", "s.yaml", "-o", "OUT"]).out == Path("OUT")
     assert parser.parse_args(["worker", "--storage", "S", "-o", "OUT"]).out == Path("OUT")
+
+
+def test_every_argument_has_help() -> None:
+    import argparse
+
+    from yaml2torch.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, command in commands.items()
+        for action in command._actions
+        if action.help is None and not isinstance(action, argparse._HelpAction)
+    ]
+    assert missing == []
+
+
+# --- standard output and error: a reader that went away, a full disk -------------------------
+
+
+def _run_with_a_closed_pipe(*argv: str | Path, stream: str = "stdout", cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """The console entry point writing ``stream`` into a pipe whose reader has gone (``| head``),
+    deterministically: the read end is closed before the command starts."""
+    read, write = os.pipe()
+    os.close(read)
+    other = "stderr" if stream == "stdout" else "stdout"
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "yaml2torch", *map(str, argv)],
+            cwd=cwd,
+            timeout=300,
+            check=False,
+            text=True,
+            **{stream: write, other: subprocess.PIPE},  # type: ignore[call-overload]
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (("compile", "examples/models/resnet50.yaml"), 141),
+        (("summary", "examples/models/resnet50.yaml", "--json"), 141),
+        (("blocks", "--json"), 141),
+        (("schema", "search"), 141),
+        (("diff", "examples/models/resnet18.yaml", "examples/models/resnet50.yaml"), 141),
+        (("compile", "--help"), 141),
+        (("textconv", "examples/models/resnet50.yaml"), 0),  # git is never failed (docs/tooling.md)
+    ],
+)
+def test_a_reader_that_went_away_ends_the_command_quietly(argv: tuple[str, ...], status: int) -> None:
+    result = _run_with_a_closed_pipe(*argv)
+    assert (result.returncode, result.stderr) == (status, "")
+
+
+def test_a_closed_standard_error_does_not_fail_a_search_that_did_its_work(tmp_path: Path) -> None:
+    space = write(
+        tmp_path / "space.yaml",
+        """\
+        study: tiny
+        seed: 0
+        trials: 1
+        data: {source: digits, limit: 200}
+        train: {epochs: 1, batch_size: 128}
+        model:
+          backbone:
+            - [1, Conv, [8, 3, 1]]
+            - [1, GlobalAvgPool, []]
+            - [1, Flatten, []]
+            - [1, Linear, [10]]
+        """,
+    )
+    result = _run_with_a_closed_pipe("search", space, "-o", tmp_path / "out", "--no-isolate", stream="stderr")
+    assert (result.returncode, result.stdout) == (0, "")
+    assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["picked"]["number"] == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("compile", "examples/models/resnet50.yaml"),  # fails while writing
+        ("summary", "examples/models/resnet18.yaml", "--json"),  # fits the buffer: fails when flushed
+        ("textconv", "examples/models/resnet18.yaml"),  # bytes, not text
+    ],
+)
+def test_a_full_standard_output_is_named_as_such(argv: tuple[str, ...]) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "yaml2torch", *argv],
+            cwd=ROOT,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert (result.returncode, result.stderr) == (2, "yaml2torch: error: standard output: cannot write: No space left on device\n")
+
+
+# --- commands that read a stored study ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("best", "--storage", "{missing}", "-o", "{tmp}/best"),
+        ("worker", "--storage", "{missing}"),
+        ("report", "--storage", "{missing}"),
+        ("train", "--from", "{missing}", "-o", "{tmp}/best"),
+    ],
+)
+def test_a_study_folder_that_is_not_there_is_named_so(argv: tuple[str, ...], tmp_path: Path, run_cli) -> None:
+    missing = tmp_path / "nonexist"
+    result = run_cli(*(arg.format(missing=missing, tmp=tmp_path) for arg in argv))
+    assert (result.status, result.stdout, result.stderr) == (2, "", f"yaml2torch: error: {missing}: no such folder or file\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_postgresql_driver_names_the_extra_to_install(tmp_path: Path) -> None:
+    """A machine without psycopg: an import blocker stands in for uninstalling it."""
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            """\
+            import sys
+
+            class NoDriver:
+                def find_spec(self, name, path=None, target=None):
+                    if name.split(".")[0] in ("psycopg", "psycopg2"):
+                        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+            sys.meta_path.insert(0, NoDriver())
+            """
+        ),
+        encoding="utf-8",
+    )
+    url = "postgresql://u@127.0.0.1:1/db"
+    result = run_cli_subprocess("worker", "--storage", url, "--study", "x", env={"PYTHONPATH": str(tmp_path)})
+    expected = (
+        f"yaml2torch: error: storage '{url}': the PostgreSQL driver is not installed (No module named 'psycopg'); "
+        "pip install 'yaml2torch[postgres]'\n"
+    )
+    assert (result.status, result.stderr) == (2, expected)

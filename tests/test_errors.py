@@ -430,3 +430,41 @@ def test_every_case_is_distinct() -> None:
     # guards against copy-paste cases that test nothing new
     texts = [text for text, _ in CASES.values()]
     assert len(set(texts)) == len(texts)
+
+
+@pytest.mark.parametrize(("key", "command"), [("model", "compile"), ("python", "summary")])
+def test_a_search_file_given_where_a_model_spec_goes_says_to_run_search(
+    key: str, command: str, tmp_path: Path, run_cli
+) -> None:
+    space = tmp_path / "space.yaml"
+    template = "model:\n  backbone: []\n" if key == "model" else "python: space.py:build\n"
+    space.write_text(f"trials: 4\nstudy: s\n{template}", encoding="utf-8")
+    result = run_cli(command, space)
+    assert (result.status, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"yaml2torch: error: {space}:1:1: unknown top-level key 'trials': {space} is a search file (it has {key}:), "
+        f"not a model spec; run it with 'yaml2torch search {space}'\n"
+    )
+
+
+def test_a_model_spec_given_to_search_says_what_to_use_it_with(tmp_path: Path, run_cli) -> None:
+    spec = tmp_path / "net.yaml"
+    spec.write_text("input_channel: 1\nbackbone:\n  - [1, Conv, [8]]\n", encoding="utf-8")
+    result = run_cli("search", spec, "-o", tmp_path / "out")
+    assert (result.status, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"yaml2torch: error: {spec}:1:1: unknown top-level key 'input_channel': {spec} is a model spec, not a search "
+        "file; use it with 'yaml2torch compile', 'summary' or 'train' (a search file holds a model template under model:)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_search_file_key_lists_the_keys(tmp_path: Path, run_cli) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("study: s\nmodel:\n  backbone: []\noptimiser: sgd\n", encoding="utf-8")
+    result = run_cli("search", space, "-o", tmp_path / "out")
+    expected = (
+        f"yaml2torch: error: {space}:4:1: unknown top-level key 'optimiser'; expected one of study, seed, trials, "
+        "timeout, data, model, python, train, objectives, constraints, pick, sampler, pruner, anchors\n"
+    )
+    assert (result.status, result.stderr) == (2, expected)

@@ -3,7 +3,8 @@
 The top layer: it defines every command's options here and calls the handlers (compile,
 summary and diff below; the search side's in ``yaml2torch.search.commands``). Nothing imports
 this module. A ``UserError`` prints one line ``yaml2torch: error: ...`` and exits 2; any other
-exception is a bug and keeps its traceback. torch is imported only by commands (or specs) that need it.
+exception is a bug and keeps its traceback. A reader of standard output that went away
+(``| head``) ends a command quietly with 141 (``run_command``). torch is imported only by commands (or specs) that need it.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
 from yaml2torch import __version__
-from yaml2torch.errors import UsageError, UserError
+from yaml2torch.errors import CannotWrite, UsageError, UserError
 from yaml2torch.files import refuse_overwriting_inputs, write_atomic
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 from yaml2torch.scale.signals import stop_on_signals
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from yaml2torch.spec.ultralytics import UltralyticsOptions
 
 EXIT_USAGE = 2
+EXIT_OUTPUT_CLOSED = 128 + 13  # standard output's reader went away: a tool killed by SIGPIPE exits so
 MAX_STUDY_NAME = 100
 
 
@@ -69,7 +71,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         current = args.output.read_text(encoding="utf-8") if args.output.is_file() else None
         if current != compiled.source:
             options = f" {compiled.ir.options}" if compiled.ir.options else ""
-            print(f"{args.output} is stale: run 'yaml2torch compile {args.spec}{options} -o {args.output}'", file=sys.stderr)
+            state = "missing" if current is None else "stale"
+            print(f"{args.output} is {state}: run 'yaml2torch compile {args.spec}{options} -o {args.output}'", file=sys.stderr)
             return 1
         return 0
     if args.weights is not None:
@@ -227,7 +230,8 @@ class _Parser(argparse.ArgumentParser):
     commands: argparse._SubParsersAction | None = None  # the top-level parser's subcommands
 
     def error(self, message: str) -> NoReturn:
-        where = "" if self.prog == "yaml2torch" else f"{self.prog}: "
+        # "yaml2torch: error: train: ...": the command once, as the handlers' own usage errors name it
+        where = "" if self.prog == "yaml2torch" else f"{self.prog.removeprefix('yaml2torch ')}: "
         print(f"yaml2torch: error: {where}{message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
@@ -263,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.commands = commands
 
     p = commands.add_parser("compile", help="compile a spec to one standalone model.py")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help="the model spec (.yaml), or an ultralytics model file")
     p.add_argument("-o", "--output", type=Path, help="output file (stdout when omitted)")
     p.add_argument("--class-name", default="Model", help="name of the model class (default Model)")
     p.add_argument("--check", action="store_true", help="exit 1 when OUT differs from what would be written")
@@ -274,19 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_compile)
 
     p = commands.add_parser("summary", help="per-row shapes, params and MACs without building weights")
-    p.add_argument("spec", type=Path)
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
-    p.add_argument("--json", action="store_true")
+    p.add_argument("spec", type=Path, help="the model spec (.yaml), or an ultralytics model file")
+    p.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("H", "W"), help="the input image size (overrides the spec's input_size)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     add_ultralytics_options(p)
     p.set_defaults(handler=cmd_summary)
 
     p = commands.add_parser("diff", help="unified diff of two generated files, then the params/MACs change")
-    p.add_argument("a", type=Path)
-    p.add_argument("b", type=Path)
+    p.add_argument("a", type=Path, help="the old spec (.yaml)")
+    p.add_argument("b", type=Path, help="the new spec (.yaml)")
     p.set_defaults(handler=cmd_diff)
 
     p = commands.add_parser("export", help="a spec and its trained weights as ONNX (.onnx) or torch.export (.pt2)")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help="the model spec the weights were trained for (best.yaml)")
     p.add_argument("--weights", type=Path, required=True, help="the trained state_dict (model.pt, best_model.pt)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model.onnx or model.pt2 (dynamic batch size)")
     add_ultralytics_options(p)
@@ -299,12 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_tooling_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("schema", help="print the JSON Schema (draft 2020-12) of model specs or search files")
-    p.add_argument("kind", choices=("model", "search"))
+    p.add_argument("kind", choices=("model", "search"), help="model: model specs; search: search-space files")
     p.set_defaults(handler=cmd_schema)
 
     p = commands.add_parser("blocks", help="list every block: arguments, types, defaults, twin, origin")
     form = p.add_mutually_exclusive_group()
-    form.add_argument("--json", action="store_true")
+    form.add_argument("--json", action="store_true", help="print JSON instead of the table")
     form.add_argument("--markdown", action="store_true", help="the block reference (docs/blocks.md)")
     p.set_defaults(handler=cmd_blocks)
 
@@ -323,7 +329,7 @@ def _add_tooling_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_check)
 
     p = commands.add_parser("textconv", help="print a spec's generated model.py (a git diff textconv driver)")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="the spec file (git passes the work tree's file or a temporary copy)")
     p.add_argument("--base-dir", type=Path, help="resolve YamlModule files against this folder")
     p.set_defaults(handler=cmd_textconv)
 
@@ -370,6 +376,29 @@ def _add_trial_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _reading_a_study(
+    handler: Callable[[argparse.Namespace], int], study: Callable[[argparse.Namespace], str | None]
+) -> Callable[[argparse.Namespace], int]:
+    """``handler``, for a command that reads the stored study ``study(args)`` names: a path that is
+    not there is refused in report's words ("no such folder or file"), not with the storage
+    layer's list of URL forms (which reads as if a folder were not accepted)."""
+
+    def run(args: argparse.Namespace) -> int:
+        _refuse_a_missing_path(study(args))
+        return handler(args)
+
+    return run
+
+
+def _refuse_a_missing_path(text: str | None) -> None:
+    from yaml2torch.scale.storage import JOURNAL_SUFFIXES
+    from yaml2torch.search.run import SQLITE_SUFFIXES
+
+    if text is None or "://" in text or os.path.lexists(text) or text.endswith((*JOURNAL_SUFFIXES, *SQLITE_SUFFIXES)):
+        return  # a URL, a path that is there, or a study file whose absence the storage layer names
+    raise UsageError(f"{text}: no such folder or file")
+
+
 def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     from yaml2torch.search import commands as search
 
@@ -395,15 +424,17 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by search --workers
     _add_trial_options(p)
-    p.set_defaults(handler=search.cmd_worker)
+    p.set_defaults(handler=_reading_a_study(search.cmd_worker, lambda args: args.storage))
 
     p = commands.add_parser("best", help="export the best / Pareto trials of a stored study")
     p.add_argument("--storage", required=True, help="a storage URL, OUT/study.log (or another journal or SQLite file), or the output folder")
     p.add_argument("--study", type=study_name, help="study name (default: the storage's only study)")
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help="folder for best.yaml, best_model.py/.pt and summary.json"
+    )
     p.add_argument("--from", dest="trials_from", type=Path, help="the search's output folder holding trials/ (for weights and the test score)")
     p.add_argument("--artifacts", help="artifact store folder holding the weights (default: the one the study recorded)")
-    p.set_defaults(handler=search.cmd_best)
+    p.set_defaults(handler=_reading_a_study(search.cmd_best, lambda args: args.storage))
 
     p = commands.add_parser("report", help="an HTML report of a stored study (report OUT_DIR writes OUT_DIR/report.html)")
     p.add_argument("source", nargs="?", help="the search's output folder (or its study.log)")
@@ -416,7 +447,8 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
         help="the HTML file (default: report.html in the search's output folder, the one holding the study file; "
         "for a database server URL, the output folder the study recorded)",
     )
-    p.set_defaults(handler=search.cmd_report)
+    # report OUT --storage URL is refused by cmd_report (one study, given once); it checks OUT itself
+    p.set_defaults(handler=_reading_a_study(search.cmd_report, lambda args: args.storage if args.source is None else None))
 
     p = commands.add_parser("train", help="train one architecture with the search's machinery")
     p.add_argument("spec", type=Path, nargs="?", help="a model spec (or --from a stored study)")
@@ -429,14 +461,14 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="digits", help="digits, folder, cifar10 or npz")
     p.add_argument("--data-path", type=Path, help="folder / file for the non-built-in sources")
     p.add_argument("--config", type=Path, help="a search file whose data: and train: settings to use")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float)
-    p.add_argument("--image-size", type=positive_int)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", type=Path, required=True)
-    p.set_defaults(handler=search.cmd_train)
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: the trial's, --config's or the built-in setting)")
+    p.add_argument("--batch-size", type=positive_int, help="batch size (default: the trial's, --config's or the built-in setting)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: the trial's, --config's or the built-in setting)")
+    p.add_argument("--image-size", type=positive_int, help="input image size (default: the trial's, --config's or the built-in setting)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder: spec.yaml, model.py, model.pt, metrics.json")
+    p.set_defaults(handler=_reading_a_study(search.cmd_train, lambda args: args.trials_from))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -468,13 +500,32 @@ def _ignore_stop_signals() -> None:
 
 
 def run_command(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Parse ``argv`` and run its command; the exit status. While it runs, standard output and
+    error are guarded (``_Guarded``): a reader that went away ends the command quietly."""
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, _Guarded(stdout, lambda exc: _stdout_failed(stdout, exc)))
+    sys.stderr = cast(TextIO, _Guarded(stderr, lambda exc: _stderr_failed(stderr, exc)))
+    command = None
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        return _run_handler(args)
+    except _OutputClosed:
+        # The reader of standard output went away (`yaml2torch ... | head`): stop without a word,
+        # as a tool killed by SIGPIPE would; textconv's promise to git is exit 0 whatever happens.
+        return 0 if command == "textconv" else EXIT_OUTPUT_CLOSED
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run_handler(args: argparse.Namespace) -> int:
     try:
         # SIGTERM, like Ctrl-C, stops any command with one line and status 128+signal, never
         # inside a storage call or halfway through a write (yaml2torch/scale/signals.py).
         with stop_on_signals():
-            return args.handler(args)
+            status = args.handler(args)
+            sys.stdout.flush()  # a full disk or a closed pipe shows here, not at interpreter exit
+            return status
     except UserError as exc:
         print(f"yaml2torch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -489,6 +540,76 @@ def run_command(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"yaml2torch: error: {cannot_write}", file=sys.stderr)
         return EXIT_USAGE
+
+
+# --- standard output and error: a closed pipe or a full disk is no traceback ---------------------
+
+
+class _OutputClosed(Exception):
+    """Standard output's reader went away (a closed pipe); what is left to write goes nowhere."""
+
+
+class _Guarded:
+    """A standard stream (text, or its ``buffer``) whose write errors go to ``failed``; everything
+    else is the stream's own. Its ``failed`` returns (the error is dropped) or raises."""
+
+    def __init__(self, stream: Any, failed: Callable[[OSError], None]) -> None:
+        self._stream = stream
+        self._failed = failed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return method(*args)
+        except OSError as exc:
+            self._failed(exc)
+            return None
+
+    def write(self, data: Any) -> Any:
+        return self._call(self._stream.write, data)
+
+    def writelines(self, lines: Any) -> None:
+        self._call(self._stream.writelines, lines)
+
+    def flush(self) -> None:
+        self._call(self._stream.flush)
+
+    @property
+    def buffer(self) -> _Guarded:
+        return _Guarded(self._stream.buffer, self._failed)
+
+
+def _stdout_failed(stream: TextIO, exc: OSError) -> None:
+    """Standard output cannot take more: its reader went away (``_OutputClosed``), or its disk is
+    full (``CannotWrite``, one line naming standard output, not some file)."""
+    _discard(stream)
+    if isinstance(exc, BrokenPipeError):
+        raise _OutputClosed from None
+    raise CannotWrite(f"standard output: cannot write: {exc.strerror or exc}") from None
+
+
+def _stderr_failed(stream: TextIO, exc: OSError) -> None:
+    """A closed standard error (``search ... 2>&1 | head -1``) does not stop the work: what is
+    left to say goes nowhere. Any other error is raised."""
+    if not isinstance(exc, BrokenPipeError):
+        raise exc
+    _discard(stream)
+
+
+def _discard(stream: TextIO) -> None:
+    """Point the stream's file descriptor at the null device (the Python docs' advice for SIGPIPE):
+    what is still buffered goes nowhere instead of failing again when the interpreter exits."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

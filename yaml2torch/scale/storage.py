@@ -238,7 +238,9 @@ def _refuse_bad_url(url: str, open_storage: Callable[[], T]) -> T:
 
     try:
         return open_storage()
-    except (ArgumentError, ImportError) as exc:
+    except ImportError as exc:
+        raise UsageError(_missing_driver(url, exc) or f"storage {url!r}: {_first_line(exc)}; expected {URL_FORMS}") from None
+    except ArgumentError as exc:
         raise UsageError(f"storage {url!r}: {_first_line(exc)}; expected {URL_FORMS}") from None
     except DatabaseError as exc:
         if (cannot_write := as_cannot_write(exc, "opening it", f"the study storage {url}")) is not None:
@@ -246,6 +248,19 @@ def _refuse_bad_url(url: str, open_storage: Callable[[], T]) -> T:
         if url.startswith("sqlite:") and not (isinstance(exc, OperationalError) and "locked" in str(exc)):
             raise StudyError(f"storage {url}: SQLite cannot use it ({_first_line(exc.orig or exc)})") from None
         raise
+
+
+def _missing_driver(url: str, exc: BaseException | None) -> str | None:
+    """What to install when the database driver of ``url`` is missing (Optuna only says "Failed
+    to import DB access module"), or None when ``exc`` is not about a missing module."""
+    while not (isinstance(exc, ModuleNotFoundError) and exc.name):
+        if exc is None:
+            return None
+        exc = exc.__cause__ or exc.__context__
+    missing = f"No module named {exc.name.split('.')[0]!r}"
+    if url.startswith("postgresql"):
+        return f"storage {url!r}: the PostgreSQL driver is not installed ({missing}); pip install 'yaml2torch[postgres]'"
+    return f"storage {url!r}: its database driver is not installed ({missing}); install the driver SQLAlchemy names for this URL"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -214,6 +214,16 @@ def load_config(path: str | Path) -> SearchConfig:
     return parse_config(read_text(path), str(path), path.parent)
 
 
+def _model_spec_hint(root: Node, fields: Mapping[str, Node]) -> str:
+    """For a model spec given where a search file goes (``search resnet18.yaml``): what to run instead."""
+    if "model" in fields or "python" in fields or not ("backbone" in fields or "input_channel" in fields):
+        return ""
+    return (
+        f": {root.loc.file} is a model spec, not a search file; use it with 'yaml2torch compile', 'summary' or 'train' "
+        "(a search file holds a model template under model:)"
+    )
+
+
 def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = None) -> SearchConfig:
     base_dir = base_dir if base_dir is not None else Path.cwd()
     root = load_text(text, filename)
@@ -222,7 +232,11 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
     fields = root.mapping()
     for key in fields:
         if key not in TOP_KEYS:
-            raise SpecError(root.key_loc(key), f"unknown top-level key {key!r}{suggest(key, TOP_KEYS)}")
+            raise SpecError(
+                root.key_loc(key),
+                f"unknown top-level key {key!r}"
+                + (_model_spec_hint(root, fields) or suggest(key, TOP_KEYS) or f"; expected one of {', '.join(TOP_KEYS)}"),
+            )
     if "model" in fields and "python" in fields:
         raise SpecError(
             root.key_loc("python"), "give one of 'model' (a model template) or 'python' (file.py:function), not both"

@@ -30,6 +30,8 @@ TOP_LEVEL_KEYS = (
 # anchors); it is accepted and ignored. Any other unknown key is accepted only when its value
 # defines a YAML anchor (``defaults: &conv [16, 3]``), i.e. it exists to be aliased elsewhere.
 ANCHOR_ONLY_KEYS = ("anchors",)
+# A search file's model template or Python function: a file with one of them is a search file.
+SEARCH_FILE_KEYS = ("model", "python")
 _MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -153,7 +155,8 @@ def _check_top_level_keys(root: Node, fields: dict[str, Node]) -> None:
                 key_locs[key],
                 f"unknown top-level key {key!r}"
                 + (
-                    suggest(key, TOP_LEVEL_KEYS)
+                    _search_file_hint(root, fields)
+                    or suggest(key, TOP_LEVEL_KEYS)
                     or f"; expected one of {', '.join(TOP_LEVEL_KEYS)}, or a key whose value defines a YAML anchor"
                 ),
             )
@@ -163,6 +166,14 @@ def _check_top_level_keys(root: Node, fields: dict[str, Node]) -> None:
         raise SpecError(root.loc, "missing required key 'input_channel'")
     if "backbone" not in fields:
         raise SpecError(root.loc, "missing required key 'backbone'")
+
+
+def _search_file_hint(root: Node, fields: dict[str, Node]) -> str:
+    """For a search file given where a model spec goes (``compile digits.yaml``): what to run instead."""
+    given = next((key for key in SEARCH_FILE_KEYS if key in fields), None)
+    if given is None or "backbone" in fields:
+        return ""
+    return f": {root.loc.file} is a search file (it has {given}:), not a model spec; run it with 'yaml2torch search {root.loc.file}'"
 
 
 def _rounding(node: Node | None) -> str:
