@@ -284,6 +284,9 @@ def test_scale_and_nc_on_a_yaml2torch_spec_are_refused() -> None:
     assert error_of(text, options=UltralyticsOptions("n", 3)) == (
         "--scale n --nc 3 apply to ultralytics model files (with nc: or scales:); m.yaml is a yaml2torch spec"
     )
+    assert error_of(text, options=UltralyticsOptions("n", None)) == (
+        "--scale n applies to ultralytics model files (with nc: or scales:); m.yaml is a yaml2torch spec"
+    )
 
 
 def test_ultralytics_file_keys_are_strict() -> None:

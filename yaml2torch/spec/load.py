@@ -60,6 +60,7 @@ def parse_spec(
     if options is not None and options.flags():
         raise SpecError(
             None,
-            f"{options.flags()} apply to ultralytics model files (with nc: or scales:); {filename} is a yaml2torch spec",
+            f"{options.flags()} {'apply' if options.scale and options.nc else 'applies'} to ultralytics model files "
+            f"(with nc: or scales:); {filename} is a yaml2torch spec",
         )
     return parse_model_spec(root, filename, base_dir, text, diagnostics)
