@@ -468,3 +468,19 @@ def test_an_unknown_search_file_key_lists_the_keys(tmp_path: Path, run_cli) -> N
         "timeout, data, model, python, train, objectives, constraints, pick, sampler, pruner, anchors\n"
     )
     assert (result.status, result.stderr) == (2, expected)
+
+
+def test_yaml_module_args_the_sub_spec_never_reads_are_warned_about(tmp_path: Path, run_cli) -> None:
+    """kindle ignores them too, so they compile; but a dropped value is said, at the first one."""
+    (tmp_path / "sub.yaml").write_text("args: [16]\nmodule:\n  - [-1, 1, Conv, [arg0, 3]]\n  - [-1, 1, Conv, [arg1, 1]]\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text('input_channel: 3\nbackbone:\n  - [-1, 1, YamlModule, ["sub.yaml", 8, 8, 4, 4]]\n')
+    out = tmp_path / "model.py"
+    result = run_cli("compile", spec, "-o", out)
+    assert result.status == 0 and out.is_file()
+    assert result.stderr == (
+        f"yaml2torch: warning: {spec}:3:44: YamlModule sub.yaml reads 2 args (arg0 to arg1); "
+        "this row gives 4, the rest are ignored\n"
+    )
+    spec.write_text('input_channel: 3\nbackbone:\n  - [-1, 1, YamlModule, ["sub.yaml", 8, 8]]\n')
+    assert run_cli("compile", spec, "-o", out).stderr == ""

@@ -158,6 +158,17 @@ def substitute(node: Node, values: dict[int, Node], defaults: list[Node], keep_u
     return node
 
 
+def _placeholders(node: Node) -> set[int]:
+    """The N of every ``argN`` in ``node``: the args a sub-spec's rows read."""
+    if isinstance(node.value, str) and (match := _PLACEHOLDER.match(node.value)):
+        return {int(match.group(1))}
+    if isinstance(node.value, list):
+        return set().union(*(_placeholders(item) for item in node.value))
+    if isinstance(node.value, dict):
+        return set().union(*(_placeholders(item) for item in node.value.values()))
+    return set()
+
+
 def is_sub_spec(root: Node) -> bool:
     """A file read as a YamlModule sub-spec rather than a model spec (``check``, ``textconv``): no
     ``backbone:``, and ``module:`` rows or ``args:`` (the compiler reads a file as a sub-spec only
@@ -219,6 +230,14 @@ def lower_sub_spec(path: Path, values: dict[int, Node], x: Shape, ctx: BuildCont
     root, text = read_sub_spec(path)
     defaults, row_nodes = sub_spec_parts(root)
     diagnostics = loader.diagnostics
+    takes = max([len(defaults), *(n + 1 for node in row_nodes for n in _placeholders(node))], default=0)
+    unused = sorted(n for n in values if n >= takes)
+    if unused:  # kindle ignores them too (so not an error), but never without a word
+        reads = f"reads {takes} args (arg0 to arg{takes - 1})" if takes else "reads no args"
+        diagnostics.warn(
+            values[unused[0]].loc,
+            f"YamlModule {path.name} {reads}; this row gives {max(values) + 1}, the rest are ignored",
+        )
     rows = tuple(parse_row(substitute(node, values, defaults), i, False, diagnostics) for i, node in enumerate(row_nodes))
     spec = ModelSpec(
         path=str(path),
