@@ -267,3 +267,39 @@ def test_every_branch_of_the_model_template_is_checked_at_load(row, message, tmp
     with pytest.raises(SpecError) as caught:
         load_config(space)
     assert str(caught.value).startswith(f"{space}:{message}")
+
+
+@pytest.mark.parametrize(
+    ("cells", "at", "message"),
+    [
+        (
+            "{stages: 3, repeat: {int: [1, 1000000]}, normal: [[1, Conv, [8, 3]]]}",
+            "4:44",
+            "repeat 1000000 in 3 stages expands the cells to up to 3,000,000 rows, more than 2,000",
+        ),
+        (
+            "{stages: 1000000, repeat: 1, normal: [[1, Conv, [8, 3]]]}",
+            "4:23",
+            "stages 1000000 expand the cells to at least 1,000,000 rows, more than 2,000",
+        ),
+        (
+            "{stages: 2, repeat: 600, normal: [[1, Conv, [8, 3]], [1, Conv, [8, 3]]], reduction: [[1, MaxPool, [2]]]}",
+            "4:34",
+            "repeat 600 in 2 stages expands the cells to up to 2,401 rows, more than 2,000",
+        ),
+        ("{stages: {int: [1, 3]}, repeat: 1, normal: [[1, Conv, [8, 3]]]}", "4:23", "stages must be an int, not a mapping"),
+    ],
+)
+def test_cells_that_expand_past_the_layer_limit_are_refused_at_load(cells, at, message, tmp_path, capsys):
+    """Found by a hostile-input check: the limit was checked only after expansion (35 s to read, then
+    5.6 GB in a trial); a mapping for stages printed its Node repr."""
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "data: {source: digits, limit: 200}\nmodel:\n  backbone:\n    - cells: " + cells + "\n"
+        "    - [1, GlobalAvgPool, []]\n    - [1, Flatten, []]\n    - [1, Linear, [10]]\n"
+    )
+    assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    limit = " (limit 2,000 layers after repeats and depth_multiple, sub-specs included)" if "rows" in message else ""
+    assert err == f"yaml2torch: error: {space}:{at}: {message}{limit}\n"
+    assert not (tmp_path / "out").exists()
