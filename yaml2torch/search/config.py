@@ -537,6 +537,8 @@ _COMPONENT_MINIMUM = {
     "n_min_trials": 1,
     "min_resource": 1,
     "population_size": 2,
+    # Hyperband takes 1 although its brackets then divide by log(1) = 0 in every trial
+    "reduction_factor": 2,
 }
 _COMPONENT_MAXIMUM = early_stop.ARG_MAXIMUMS
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
