@@ -303,3 +303,78 @@ def test_cells_that_expand_past_the_layer_limit_are_refused_at_load(cells, at, m
     limit = " (limit 2,000 layers after repeats and depth_multiple, sub-specs included)" if "rows" in message else ""
     assert err == f"yaml2torch: error: {space}:{at}: {message}{limit}\n"
     assert not (tmp_path / "out").exists()
+
+
+TINY = """study: tiny
+seed: 0
+trials: 2
+data: {source: digits, limit: 200}
+model:
+  backbone:
+    - [1, Conv, [8, 3]]
+    - [1, GlobalAvgPool, []]
+    - [1, Flatten, []]
+    - [1, Linear, [10]]
+train:
+  epochs: 1
+  batch_size: 32
+  optimizer: {type: Adam, lr: 0.01}
+sampler: Random
+pruner: none
+"""
+
+
+def refused_search(tmp_path, capsys, text: str) -> str:
+    """The search file is refused with one located line before any study or folder exists."""
+    space = tmp_path / "space.yaml"
+    space.write_text(text)
+    assert main(["search", str(space), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"yaml2torch: error: {space}:") and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+    return err[len(f"yaml2torch: error: {space}:") : -1]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "optimizer: {type: Adam, lr: 0.01}",
+            "optimizer: {type: SGD, lr: 0.01, nesterov: true}",
+            "14:46: nesterov: true needs momentum > 0 and dampening 0 (torch's SGD refuses it otherwise), got momentum 0.0, dampening 0.0",
+        ),
+        (
+            "optimizer: {type: Adam, lr: 0.01}",
+            "optimizer: {type: SGD, lr: 0.01, momentum: {float: [0.0, 0.9]}, nesterov: true}",
+            "14:77: nesterov: true needs momentum > 0 and dampening 0 (torch's SGD refuses it otherwise), got momentum 0.0, dampening 0.0",
+        ),
+        ("  backbone:", "  input_channel: 3\n  backbone:", "6:18: input_channel 3 but the data has 1 channels"),
+        ("  backbone:", "  input_channel: {choice: [1, 3]}\n  backbone:", "6:31: input_channel 3 but the data has 1 channels"),
+        ("  batch_size: 32", "  batch_size: 32\n  image_size: 100000", "14:15: image_size 100000 is more than 1,024 pixels a side (limit 1,024; every image is resized to it)"),
+        ("  batch_size: 32", "  batch_size: 32\n  image_size: [8, 1025]", "14:19: image_size 1025 is more than 1,024 pixels a side (limit 1,024; every image is resized to it)"),
+        ("  batch_size: 32", "  batch_size: 32\n  augment: {shift: 1000000}", "14:20: shift 1000000 is more than 128 pixels (limit 128; each batch is padded by it on every side)"),
+    ],
+)
+def test_settings_every_trial_would_fail_on_are_refused_at_load(old, new, message, tmp_path, capsys):
+    """Found by a hostile-input check: these passed the file check, then failed (or tried to
+    allocate terabytes) in every trial."""
+    assert refused_search(tmp_path, capsys, TINY.replace(old, new)) == message
+
+
+def test_nesterov_with_momentum_and_the_data_channels_load():
+    cfg = config(TINY.replace("optimizer: {type: Adam, lr: 0.01}", "optimizer: {type: SGD, lr: 0.01, momentum: 0.9, nesterov: true}").replace("  backbone:", "  input_channel: 1\n  backbone:"))
+    assert dict(parse_train(sp.sample(cfg.train, sp.WalkParams(0))).optimizer.kwargs)["nesterov"] is True
+
+
+def test_a_template_input_size_without_image_size_resizes_the_data():
+    """The template's input_size acts as image_size: the trial's data is resized to it and its
+    train settings record it (docs/search.md), so best.yaml, the MACs and the training agree."""
+    from yaml2torch.search.config import TrainSettings
+    from yaml2torch.search.trial import fit_to_data
+    from yaml2torch.spec.yaml_nodes import load_text
+
+    node = load_text("input_size: 16\nbackbone: [[1, Conv, [8, 3]]]\n", "t.yaml")
+    fitted, train = fit_to_data(node, TrainSettings(), 1, (8, 8))
+    assert train.image_size == (16, 16) and fitted.mapping()["input_size"].value == 16
+    with pytest.raises(SpecError, match=r"model input_size \[16, 16\] differs from train image_size \[8, 8\]"):
+        fit_to_data(node, TrainSettings(image_size=(8, 8)), 1, (8, 8))

@@ -66,6 +66,9 @@ TRAIN_KEYS = (
     "compile",
 )
 AUGMENT_KEYS = ("hflip", "shift")
+MAX_IMAGE_SIDE = 1024  # train.image_size per side: staging resizes every image of the data set to it
+MAX_SHIFT = 128  # train.augment.shift: each batch is padded by it on every side
+SOURCE_CHANNELS = {"digits": 1, "cifar10": 3}  # the sources whose channels are known before loading
 SCHEDULER_KEYS = ("type", "step_size", "gamma")
 DATA_KEYS = ("source", "path", "val_fraction", "test_fraction", "split_seed", "limit", "channels")
 CONSTRAINT_KEYS = ("max_params", "max_macs", "min_spatial", "max_latency_ms")
@@ -341,9 +344,12 @@ def check_model_space(config: SearchConfig) -> None:
 
     if config.model is None:
         return
+    channels = data_channels(config.data)
     for k in range(sp.walk_passes(config.model)):
         node = sp.sample(config.model, sp.WalkParams(k))
         fields = dict(node.mapping())
+        if channels is not None and "input_channel" in fields:
+            check_channels(fields["input_channel"], channels)
         fields.setdefault("input_channel", Node(1, node.loc))  # filled from the data at run time
         if not fields.get("backbone") or not fields["backbone"].value:
             continue  # every row dropped in this walk: nothing to check
@@ -353,6 +359,20 @@ def check_model_space(config: SearchConfig) -> None:
         for row in spec.rows:
             block = find_block(row, catalogue)
             bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
+
+
+def data_channels(data: DataSettings) -> int | None:
+    """The data's channel count where it is known before loading (digits, CIFAR-10, a folder
+    with ``channels:``); None where only the images tell (an .npz, a folder without it)."""
+    if data.source == "folder":
+        return data.channels
+    return SOURCE_CHANNELS.get(data.source)
+
+
+def check_channels(node: Node, channels: int) -> None:
+    """A template's (or spec's) ``input_channel`` against the data's channel count, at its line."""
+    if node.value != channels:
+        raise SpecError(node.loc, f"input_channel {node.value} but the data has {channels} channels")
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -388,11 +408,20 @@ def _size(node: Node, what: str) -> tuple[int, int] | None:
     if node.value is None:
         return None
     if isinstance(node.value, int) and not isinstance(node.value, bool):
-        size = expect_int(node, what, 1)
+        size = _side(node, what)
         return (size, size)
     if node.is_seq and len(node.sequence()) == 2:
-        return (expect_int(node.sequence()[0], what, 1), expect_int(node.sequence()[1], what, 1))
+        return (_side(node.sequence()[0], what), _side(node.sequence()[1], what))
     raise SpecError(node.loc, f"{what} must be an int or [H, W]")
+
+
+def _side(node: Node, what: str) -> int:
+    side = expect_int(node, what, 1)
+    if side > MAX_IMAGE_SIDE:
+        raise SpecError(
+            node.loc, f"{what} {side} is more than {MAX_IMAGE_SIDE:,} pixels a side (limit {MAX_IMAGE_SIDE:,}; every image is resized to it)"
+        )
+    return side
 
 
 def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
@@ -661,7 +690,13 @@ def parse_train(node: Node) -> TrainSettings:
         if "hflip" in augment:
             settings["hflip"] = _bool(augment["hflip"], "hflip")
         if "shift" in augment:
-            settings["shift"] = expect_int(augment["shift"], "shift", 0)
+            shift = expect_int(augment["shift"], "shift", 0)
+            if shift > MAX_SHIFT:
+                raise SpecError(
+                    augment["shift"].loc,
+                    f"shift {shift} is more than {MAX_SHIFT} pixels (limit {MAX_SHIFT}; each batch is padded by it on every side)",
+                )
+            settings["shift"] = shift
     if "label_smoothing" in fields:
         settings["label_smoothing"] = _float(fields["label_smoothing"], "label_smoothing", 0.0, 0.5)
     for key in ("amp", "channels_last", "compile"):
@@ -695,6 +730,13 @@ def _optimizer(node: Node) -> OptimizerSettings:
             kwargs.append((key, _bool(value, key)))
         else:
             kwargs.append((key, _float(value, key, 0.0, 1e3)))
+    given = dict(kwargs)
+    if given.get("nesterov") and (given.get("momentum", 0.0) <= 0 or given.get("dampening", 0.0) != 0):  # type: ignore[operator]  # floats, parsed above
+        raise SpecError(
+            fields["nesterov"].loc,
+            f"nesterov: true needs momentum > 0 and dampening 0 (torch's SGD refuses it otherwise), "
+            f"got momentum {given.get('momentum', 0.0)}, dampening {given.get('dampening', 0.0)}",
+        )
     return OptimizerSettings(kind, lr, tuple(kwargs))
 
 

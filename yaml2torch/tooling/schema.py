@@ -268,8 +268,9 @@ def cells_schema(defs: Defs, flavour: Flavour, rows: Schema) -> Schema:
 # --- model files ----------------------------------------------------------------------------
 
 
-def _size() -> Schema:
-    return {"anyOf": [{"type": "null"}, integer(1), {"type": "array", "prefixItems": [integer(1), integer(1)], "minItems": 2, "maxItems": 2}]}
+def _size(maximum: int | None = None) -> Schema:
+    side = integer(1) if maximum is None else {**integer(1), "maximum": maximum}
+    return {"anyOf": [{"type": "null"}, side, {"type": "array", "prefixItems": [side, side], "minItems": 2, "maxItems": 2}]}
 
 
 def _positive_number(description: str) -> Schema:
@@ -466,13 +467,13 @@ def train_schema(defs: Defs) -> Schema:
         choosable_values({"type": {"enum": list(config.SCHEDULERS)}, "step_size": integer(1), "gamma": {"type": "number", "minimum": 0, "maximum": 1}}, "scheduler"),
         ("type",),
     )
-    augment = _keys_object(config.AUGMENT_KEYS, choosable_values({"hflip": {"type": "boolean"}, "shift": integer(0)}, "augment"))
+    augment = _keys_object(config.AUGMENT_KEYS, choosable_values({"hflip": {"type": "boolean"}, "shift": {**integer(0), "maximum": config.MAX_SHIFT}}, "augment"))
     values: dict[str, Schema] = {
         "epochs": integer(1),
         "batch_size": integer(1),
         "optimizer": optimizer_schema(defs),
         "scheduler": {"anyOf": [{"type": "null"}, {"enum": list(config.SCHEDULERS)}, scheduler]},
-        "image_size": {"description": "an int or [H, W]: images are resized once", **_size()},
+        "image_size": {"description": "an int or [H, W]: images are resized once", **_size(config.MAX_IMAGE_SIDE)},
         "augment": {"anyOf": [{"type": "null"}, augment]},
         "label_smoothing": {"type": "number", "minimum": 0, "maximum": 0.5},
         **{key: {"type": "boolean", "description": "CUDA only"} for key in ("amp", "channels_last", "compile")},
