@@ -378,3 +378,68 @@ def test_a_template_input_size_without_image_size_resizes_the_data():
     assert train.image_size == (16, 16) and fitted.mapping()["input_size"].value == 16
     with pytest.raises(SpecError, match=r"model input_size \[16, 16\] differs from train image_size \[8, 8\]"):
         fit_to_data(node, TrainSettings(image_size=(8, 8)), 1, (8, 8))
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        ('"a\\nb"', "1:8: study 'a\\nb' is not a plain name (no '/', leading '.', or control characters) (it names the study's folder)"),
+        ('"x\\u202ey"', "1:8: study 'x\\u202ey' is not a plain name (no '/', leading '.', or control characters) (it names the study's folder)"),
+        ("a\\b", "1:8: study 'a\\\\b' is not a plain name (no '/', leading '.', or control characters) (it names the study's folder)"),
+        ("s" * 101, "1:8: study must be 1 to 100 characters (it names the study's folder)"),
+        ("a/b", "1:8: study 'a/b' is not a plain name (no '/', leading '.', or control characters) (it names the study's folder)"),
+        ('""', "1:8: study must be 1 to 100 characters (it names the study's folder)"),
+    ],
+)
+def test_the_files_study_name_follows_the_rule_of_study(study, message, tmp_path, capsys):
+    """Found by a hostile-input check: study: "a\\nb" made a folder with a newline in its name."""
+    assert refused_search(tmp_path, capsys, TINY.replace("study: tiny", f"study: {study}")) == message
+
+
+def test_the_same_study_rule_refuses_the_option(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY)
+    with pytest.raises(SystemExit) as exited:
+        main(["search", str(space), "--study", "x\u202ey", "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    assert "argument --study: 'x\\u202ey' is not a plain name" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("seed: 0", "seed: 4294967296", "2:7: seed must be at most 2,147,483,647, got 4294967296"),
+        ("seed: 0", "seed: 2147483648", "2:7: seed must be at most 2,147,483,647, got 2147483648"),
+        ("limit: 200}", "limit: 200, split_seed: 4294967296}", "4:48: split_seed must be at most 2,147,483,647, got 4294967296"),
+    ],
+)
+def test_seeds_past_what_numpy_takes_are_refused_at_load(old, new, message, tmp_path, capsys):
+    """Found by a hostile-input check: seed 2**32 passed, then scikit-learn's refusal read as
+    'too few samples (1797) for train/val/test splits'."""
+    why = " (numpy and scikit-learn take seeds below 2**32, and workers add offsets)"
+    assert refused_search(tmp_path, capsys, TINY.replace(old, new)) == message + why
+
+
+def test_train_seed_follows_the_rule_of_seed(tmp_path, capsys):
+    spec = tmp_path / "net.yaml"
+    spec.write_text("backbone: [[1, Conv, [8, 3]], [1, GlobalAvgPool, []], [1, Flatten, []], [1, Linear, [10]]]\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["train", str(spec), "--seed", "4294967296", "-o", str(tmp_path / "o")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --seed: must be 0 to 2,147,483,647, got '4294967296'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_split_error_that_is_not_an_empty_split_is_not_called_too_few_samples():
+    import numpy as np
+    import torch
+
+    from yaml2torch.search.config import DataSettings
+    from yaml2torch.search.data import Arrays, make_splits
+
+    arrays = Arrays(torch.zeros(100, 1, 4, 4), torch.from_numpy(np.arange(100) % 2), ("a", "b"))
+    assert len(make_splits(arrays, DataSettings(split_seed=7)).train_y) == 60
+    with pytest.raises(ValueError, match="random_state"):
+        make_splits(arrays, DataSettings(split_seed=2**32))

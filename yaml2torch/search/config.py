@@ -19,6 +19,7 @@ from yaml2torch.search import early_stop
 from yaml2torch.search import space as sp
 from yaml2torch.spec.model_spec import expect_int, expect_positive_float, expect_str
 from yaml2torch.spec.yaml_nodes import Node, load_text, read_text, type_name
+from yaml2torch.study_record import study_name_problem
 
 TOP_KEYS = (
     "study",
@@ -68,6 +69,10 @@ TRAIN_KEYS = (
 AUGMENT_KEYS = ("hflip", "shift")
 MAX_IMAGE_SIDE = 1024  # train.image_size per side: staging resizes every image of the data set to it
 MAX_SHIFT = 128  # train.augment.shift: each batch is padded by it on every side
+# Seeds reach numpy and scikit-learn (random_state < 2**32) with offsets added (a worker's index,
+# a resumed study's finished trials, the validation split's + 1): 2**31 - 1 leaves them room.
+MAX_SEED = 2**31 - 1
+_SEED_WHY = "(numpy and scikit-learn take seeds below 2**32, and workers add offsets)"
 SOURCE_CHANNELS = {"digits": 1, "cifar10": 3}  # the sources whose channels are known before loading
 SCHEDULER_KEYS = ("type", "step_size", "gamma")
 DATA_KEYS = ("source", "path", "val_fraction", "test_fraction", "split_seed", "limit", "channels")
@@ -247,9 +252,10 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
     study = Path(filename).stem if filename != "<search>" else "search"
     if "study" in fields:
         study = expect_str(fields["study"], "study")
-        if not study or "/" in study or study.startswith("."):
-            raise SpecError(fields["study"].loc, "study must be a plain name (used as a folder name)")
-    seed = expect_int(fields["seed"], "seed", 0) if "seed" in fields else 0
+        problem = study_name_problem(study)
+        if problem is not None:
+            raise SpecError(fields["study"].loc, f"study {problem} (it names the study's folder)")
+    seed = seed_value(fields["seed"], "seed") if "seed" in fields else 0
     trials = expect_int(fields["trials"], "trials", 1) if "trials" in fields else None
     timeout = expect_positive_float(fields["timeout"], "timeout") if "timeout" in fields else None
     if trials is None and timeout is None:
@@ -378,6 +384,26 @@ def check_channels(node: Node, channels: int) -> None:
 # --- sections -------------------------------------------------------------------------------
 
 
+def seed_value(node: Node, what: str) -> int:
+    seed = expect_int(node, what, 0)
+    if seed > MAX_SEED:
+        raise SpecError(node.loc, f"{what} must be at most {MAX_SEED:,}, got {seed} {_SEED_WHY}")
+    return seed
+
+
+def seed_option(text: str) -> int:
+    """``--seed``: the rule of ``seed:`` (an argparse type; it names itself in argparse's messages)."""
+    import argparse
+
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_SEED:,}, got {text!r} {_SEED_WHY}")
+    return seed
+
+
 def _keys(node: Node, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
     if not node.is_map:
         raise SpecError(node.loc, f"{what} must be a mapping, not {type_name(node)}")
@@ -458,7 +484,7 @@ def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
         path=path,
         val_fraction=val,
         test_fraction=test,
-        split_seed=expect_int(fields["split_seed"], "split_seed", 0) if "split_seed" in fields else seed,
+        split_seed=seed_value(fields["split_seed"], "split_seed") if "split_seed" in fields else seed,
         limit=expect_int(fields["limit"], "limit", 10) if "limit" in fields else None,
         channels=channels,
     )

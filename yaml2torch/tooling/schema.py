@@ -26,6 +26,7 @@ from yaml2torch.blocks.torch_layer import _EXCLUDED_PARAMS as TORCH_EXCLUDED_PAR
 from yaml2torch.blocks.torch_layer import TorchLayer
 from yaml2torch.blocks.yaml_module import SUB_SPEC_KEYS, YamlModule
 from yaml2torch.spec import model_spec, ultralytics
+from yaml2torch.study_record import MAX_STUDY_NAME
 from yaml2torch.tooling.arg_schemas import LITERAL_REF, Schema, arg_schema, integer, shared_defs
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -528,14 +529,20 @@ def search_value_schemas(defs: Defs) -> dict[str, Schema]:
             "path": {"type": "string"},
             "val_fraction": {"type": "number", "minimum": 0.01, "maximum": 0.9},
             "test_fraction": {"type": "number", "minimum": 0, "maximum": 0.9},
-            "split_seed": integer(0),
+            "split_seed": {**integer(0), "maximum": config.MAX_SEED},
             "limit": integer(10),
             "channels": {"enum": [1, 3]},
         },
     )
     return {
-        "study": {"description": "the study name (also the output folder's)", "type": "string", "pattern": "^[^./][^/]*$"},
-        "seed": integer(0),
+        "study": {
+            "description": "the study name (also the output folder's): printable, no '/' or '\\', no leading '.'",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_STUDY_NAME,
+            "pattern": r"^[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*$",  # and printable: refused at load
+        },
+        "seed": {**integer(0), "maximum": config.MAX_SEED},
         "trials": integer(1),
         "timeout": {"type": "number", "exclusiveMinimum": 0},
         "data": {"anyOf": [{"enum": list(config.DATA_SOURCES)}, data]},
