@@ -142,6 +142,43 @@ def test_parameters_beyond_the_limit_are_refused_from_the_analytic_count(tmp_pat
     )
 
 
+LAYER_LIMIT = f"(limit {MAX_LAYERS:,} layers after repeats and depth_multiple, sub-specs included)"
+PARAM_LIMIT = f"(limit {MAX_PARAMS:,} parameters)"
+BIG = "1" + "0" * 400  # an int beyond a float's range
+
+
+@pytest.mark.parametrize(
+    "head, row, at, message",
+    [
+        ("width_multiple: 1e308\n", "[1, Conv, [6, 3, 1]]", "5:16", f"Conv channels 6 x width_multiple 1e+308 is more than {MAX_PARAMS:,} channels {PARAM_LIMIT}"),
+        ("", f"[1, Conv, [{BIG}, 3, 1]]", "4:16", f"Conv channels about 10^400 x width_multiple 1 is more than {MAX_PARAMS:,} channels {PARAM_LIMIT}"),
+        ("depth_multiple: 1e308\n", "[2, Conv, [6, 3, 1]]", "5:6", f"repeat 2 (x depth_multiple 1e+308) is more than {MAX_LAYERS:,} layers {LAYER_LIMIT}"),
+        ("depth_multiple: 0.5\n", f"[{BIG}, Conv, [6, 3, 1]]", "5:6", f"repeat about 10^400 (x depth_multiple 0.5) is more than {MAX_LAYERS:,} layers {LAYER_LIMIT}"),
+        ("", "[1, MBConv, [1e308, 16, 1, 3]]", "4:18", f"MBConv arg 't' must be at most {MAX_PARAMS:,} {PARAM_LIMIT}, got 1e+308"),
+    ],
+)
+def test_huge_multiples_channels_and_repeats_are_refused_before_int_conversion(tmp_path, run_cli, head, row, at, message) -> None:
+    """Found by a hostile-input check: these ended in an OverflowError traceback (int(inf), round(inf),
+    or an int beyond a float's range multiplied by a multiple)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(head + HEAD + f"  - {row}\n  - [1, Flatten, []]\n")
+    one_line_error(run_cli("summary", spec), f"{spec}:{at}: {message}")
+
+
+@pytest.mark.parametrize(
+    "text, at, message",
+    [
+        ("scales: {n: [1e308, 1e308, 1024]}\n", "4:20", f"Conv channels 64 x width_multiple 1e+308 is more than {MAX_PARAMS:,} channels {PARAM_LIMIT}"),
+        ("depth_multiple: 1e308\n", "4:10", f"repeat 3 (x depth_multiple 1e+308) is more than {MAX_LAYERS:,} layers {LAYER_LIMIT}"),
+        ("width_multiple: 1e308\n", "4:20", f"Conv channels 64 x width_multiple 1e+308 is more than {MAX_PARAMS:,} channels {PARAM_LIMIT}"),
+    ],
+)
+def test_huge_ultralytics_scales_are_refused_located(tmp_path, run_cli, text, at, message) -> None:
+    spec = tmp_path / "yolov8-cls.yaml"
+    spec.write_text("nc: 10\n" + text + "backbone:\n  - [-1, 3, Conv, [64, 3]]\nhead:\n  - [-1, 1, Classify, [nc]]\n")
+    one_line_error(run_cli("summary", spec), f"{spec}:{at}: {message}")
+
+
 # --- -o never replaces an input -----------------------------------------------------------------
 
 
@@ -532,7 +569,8 @@ def test_a_trial_that_cannot_write_its_files_stops_the_search_and_the_study_resu
         ("sampler: {type: QMC, qmc_type: nope}", 10, "sampler QMC: The `qmc_type='nope'` is invalid. Choose either `halton` or `sobol`."),
         ("pruner: {type: Median, n_warmup_steps: x}", 40, "Median argument n_warmup_steps must be an int, not a string"),
         ("pruner: {type: Percentile, percentile: 150}", 9, "pruner Percentile: Percentile must be between 0 and 100 inclusive, but got percentile=150."),
-        ("pruner: {type: SuccessiveHalving, reduction_factor: 1}", 9, "pruner SuccessiveHalving: The value of `reduction_factor` is 1, but must be `reduction_factor >= 2`"),
+        ("pruner: {type: SuccessiveHalving, reduction_factor: 1}", 53, "SuccessiveHalving argument reduction_factor must be at least 2, got 1"),
+        ("pruner: {type: Hyperband, reduction_factor: 1}", 45, "Hyperband argument reduction_factor must be at least 2, got 1"),
         ("pruner: {type: Threshold}", 9, "pruner Threshold: Either lower or upper must be specified."),
         ("pruner: {type: Patient}", 9, "pruner Patient: patient_pruner() missing 1 required positional argument: 'patience'"),
     ],

@@ -146,6 +146,14 @@ CASES: dict[str, tuple[str, str]] = {
         "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8], {k: 3, kernel_size: 5}]\n",
         "3:31: Conv kwarg 'kernel_size' sets 'k' again (already set by kwarg 'k'); give it once",
     ),
+    "kwarg_repeats_a_positional_arg": (  # found by a hostile-input check: the kwarg silently won
+        "input_channel: 3\nbackbone:\n  - [-1, 1, Conv, [8, 3], {k: 5}]\n",
+        "3:28: Conv kwarg 'k' sets 'k' again (already set by positional arg 1); give it once",
+    ),
+    "torch_kwarg_repeats_a_positional_arg": (
+        "input_channel: 3\nbackbone:\n  - [-1, 1, nn.Conv2d, [8, 3], {kernel_size: 5}]\n",
+        "3:33: nn.Conv2d kwarg 'kernel_size' sets 'kernel_size' again (already set by positional arg 1); give it once",
+    ),
     "from_points_forward": (
         "input_channel: 3\nbackbone:\n  - [1, Conv, [8]]\n  - [5, 1, Conv, [8]]\n",
         "4:6: 'from' 5 points at row 5, which is not before row 1; rows may only read earlier rows",

@@ -267,3 +267,179 @@ def test_every_branch_of_the_model_template_is_checked_at_load(row, message, tmp
     with pytest.raises(SpecError) as caught:
         load_config(space)
     assert str(caught.value).startswith(f"{space}:{message}")
+
+
+@pytest.mark.parametrize(
+    ("cells", "at", "message"),
+    [
+        (
+            "{stages: 3, repeat: {int: [1, 1000000]}, normal: [[1, Conv, [8, 3]]]}",
+            "4:44",
+            "repeat 1000000 in 3 stages expands the cells to up to 3,000,000 rows, more than 2,000",
+        ),
+        (
+            "{stages: 1000000, repeat: 1, normal: [[1, Conv, [8, 3]]]}",
+            "4:23",
+            "stages 1000000 expand the cells to at least 1,000,000 rows, more than 2,000",
+        ),
+        (
+            "{stages: 2, repeat: 600, normal: [[1, Conv, [8, 3]], [1, Conv, [8, 3]]], reduction: [[1, MaxPool, [2]]]}",
+            "4:34",
+            "repeat 600 in 2 stages expands the cells to up to 2,401 rows, more than 2,000",
+        ),
+        ("{stages: {int: [1, 3]}, repeat: 1, normal: [[1, Conv, [8, 3]]]}", "4:23", "stages must be an int, not a mapping"),
+    ],
+)
+def test_cells_that_expand_past_the_layer_limit_are_refused_at_load(cells, at, message, tmp_path, capsys):
+    """Found by a hostile-input check: the limit was checked only after expansion (35 s to read, then
+    5.6 GB in a trial); a mapping for stages printed its Node repr."""
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "data: {source: digits, limit: 200}\nmodel:\n  backbone:\n    - cells: " + cells + "\n"
+        "    - [1, GlobalAvgPool, []]\n    - [1, Flatten, []]\n    - [1, Linear, [10]]\n"
+    )
+    assert main(["search", str(space), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    limit = " (limit 2,000 layers after repeats and depth_multiple, sub-specs included)" if "rows" in message else ""
+    assert err == f"yaml2torch: error: {space}:{at}: {message}{limit}\n"
+    assert not (tmp_path / "out").exists()
+
+
+TINY = """study: tiny
+seed: 0
+trials: 2
+data: {source: digits, limit: 200}
+model:
+  backbone:
+    - [1, Conv, [8, 3]]
+    - [1, GlobalAvgPool, []]
+    - [1, Flatten, []]
+    - [1, Linear, [10]]
+train:
+  epochs: 1
+  batch_size: 32
+  optimizer: {type: Adam, lr: 0.01}
+sampler: Random
+pruner: none
+"""
+
+
+def refused_search(tmp_path, capsys, text: str) -> str:
+    """The search file is refused with one located line before any study or folder exists."""
+    space = tmp_path / "space.yaml"
+    space.write_text(text)
+    assert main(["search", str(space), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"yaml2torch: error: {space}:") and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+    return err[len(f"yaml2torch: error: {space}:") : -1]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "optimizer: {type: Adam, lr: 0.01}",
+            "optimizer: {type: SGD, lr: 0.01, nesterov: true}",
+            "14:46: nesterov: true needs momentum > 0 and dampening 0 (torch's SGD refuses it otherwise), got momentum 0.0, dampening 0.0",
+        ),
+        (
+            "optimizer: {type: Adam, lr: 0.01}",
+            "optimizer: {type: SGD, lr: 0.01, momentum: {float: [0.0, 0.9]}, nesterov: true}",
+            "14:77: nesterov: true needs momentum > 0 and dampening 0 (torch's SGD refuses it otherwise), got momentum 0.0, dampening 0.0",
+        ),
+        ("  backbone:", "  input_channel: 3\n  backbone:", "6:18: input_channel 3 but the data has 1 channels"),
+        ("  backbone:", "  input_channel: {choice: [1, 3]}\n  backbone:", "6:31: input_channel 3 but the data has 1 channels"),
+        ("  batch_size: 32", "  batch_size: 32\n  image_size: 100000", "14:15: image_size 100000 is more than 1,024 pixels a side (limit 1,024; every image is resized to it)"),
+        ("  batch_size: 32", "  batch_size: 32\n  image_size: [8, 1025]", "14:19: image_size 1025 is more than 1,024 pixels a side (limit 1,024; every image is resized to it)"),
+        ("  batch_size: 32", "  batch_size: 32\n  augment: {shift: 1000000}", "14:20: shift 1000000 is more than 128 pixels (limit 128; each batch is padded by it on every side)"),
+    ],
+)
+def test_settings_every_trial_would_fail_on_are_refused_at_load(old, new, message, tmp_path, capsys):
+    """Found by a hostile-input check: these passed the file check, then failed (or tried to
+    allocate terabytes) in every trial."""
+    assert refused_search(tmp_path, capsys, TINY.replace(old, new)) == message
+
+
+def test_nesterov_with_momentum_and_the_data_channels_load():
+    cfg = config(TINY.replace("optimizer: {type: Adam, lr: 0.01}", "optimizer: {type: SGD, lr: 0.01, momentum: 0.9, nesterov: true}").replace("  backbone:", "  input_channel: 1\n  backbone:"))
+    assert dict(parse_train(sp.sample(cfg.train, sp.WalkParams(0))).optimizer.kwargs)["nesterov"] is True
+
+
+def test_a_template_input_size_without_image_size_resizes_the_data():
+    """The template's input_size acts as image_size: the trial's data is resized to it and its
+    train settings record it (docs/search.md), so best.yaml, the MACs and the training agree."""
+    from yaml2torch.search.config import TrainSettings
+    from yaml2torch.search.trial import fit_to_data
+    from yaml2torch.spec.yaml_nodes import load_text
+
+    node = load_text("input_size: 16\nbackbone: [[1, Conv, [8, 3]]]\n", "t.yaml")
+    fitted, train = fit_to_data(node, TrainSettings(), 1, (8, 8))
+    assert train.image_size == (16, 16) and fitted.mapping()["input_size"].value == 16
+    with pytest.raises(SpecError, match=r"model input_size \[16, 16\] differs from train image_size \[8, 8\]"):
+        fit_to_data(node, TrainSettings(image_size=(8, 8)), 1, (8, 8))
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        ('"a\\nb"', "1:8: study 'a\\nb' is not a plain name (no '/', leading '.', or control characters) (it names the study's folder)"),
+        ('"x\\u202ey"', "1:8: study 'x\\u202ey' is not a plain name (no '/', leading '.', or control characters) (it names the study's folder)"),
+        ("a\\b", "1:8: study 'a\\\\b' is not a plain name (no '/', leading '.', or control characters) (it names the study's folder)"),
+        ("s" * 101, "1:8: study must be 1 to 100 characters (it names the study's folder)"),
+        ("a/b", "1:8: study 'a/b' is not a plain name (no '/', leading '.', or control characters) (it names the study's folder)"),
+        ('""', "1:8: study must be 1 to 100 characters (it names the study's folder)"),
+    ],
+)
+def test_the_files_study_name_follows_the_rule_of_study(study, message, tmp_path, capsys):
+    """Found by a hostile-input check: study: "a\\nb" made a folder with a newline in its name."""
+    assert refused_search(tmp_path, capsys, TINY.replace("study: tiny", f"study: {study}")) == message
+
+
+def test_the_same_study_rule_refuses_the_option(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY)
+    with pytest.raises(SystemExit) as exited:
+        main(["search", str(space), "--study", "x\u202ey", "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    assert "argument --study: 'x\\u202ey' is not a plain name" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("seed: 0", "seed: 4294967296", "2:7: seed must be at most 2,147,483,647, got 4294967296"),
+        ("seed: 0", "seed: 2147483648", "2:7: seed must be at most 2,147,483,647, got 2147483648"),
+        ("limit: 200}", "limit: 200, split_seed: 4294967296}", "4:48: split_seed must be at most 2,147,483,647, got 4294967296"),
+    ],
+)
+def test_seeds_past_what_numpy_takes_are_refused_at_load(old, new, message, tmp_path, capsys):
+    """Found by a hostile-input check: seed 2**32 passed, then scikit-learn's refusal read as
+    'too few samples (1797) for train/val/test splits'."""
+    why = " (numpy and scikit-learn take seeds below 2**32, and workers add offsets)"
+    assert refused_search(tmp_path, capsys, TINY.replace(old, new)) == message + why
+
+
+def test_train_seed_follows_the_rule_of_seed(tmp_path, capsys):
+    spec = tmp_path / "net.yaml"
+    spec.write_text("backbone: [[1, Conv, [8, 3]], [1, GlobalAvgPool, []], [1, Flatten, []], [1, Linear, [10]]]\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["train", str(spec), "--seed", "4294967296", "-o", str(tmp_path / "o")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --seed: must be 0 to 2,147,483,647, got '4294967296'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_split_error_that_is_not_an_empty_split_is_not_called_too_few_samples():
+    import numpy as np
+    import torch
+
+    from yaml2torch.search.config import DataSettings
+    from yaml2torch.search.data import Arrays, make_splits
+
+    arrays = Arrays(torch.zeros(100, 1, 4, 4), torch.from_numpy(np.arange(100) % 2), ("a", "b"))
+    assert len(make_splits(arrays, DataSettings(split_seed=7)).train_y) == 60
+    with pytest.raises(ValueError, match="random_state"):
+        make_splits(arrays, DataSettings(split_seed=2**32))

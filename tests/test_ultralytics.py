@@ -320,6 +320,11 @@ def test_activation_key_and_nc_override(tmp_path: Path) -> None:
     assert_twin(mine, theirs, torch.randn(2, 3, 32, 32))
     bad = error_of(text.replace("nn.ReLU()", "nn.LeakyReLU(0.1)"))
     assert bad == "m.yaml:2:13: activation must be written nn.<Name>() without arguments, like nn.SiLU(), got 'nn.LeakyReLU(0.1)'"
+    # found by a hostile-input check: accepted, although each block then got its own PReLU
+    assert error_of(text.replace("nn.ReLU()", "nn.PReLU()")) == (
+        "m.yaml:2:13: activation nn.PReLU() is not supported: ultralytics shares its one instance (one slope) "
+        "across the model, yaml2torch would give each block its own"
+    )
 
 
 def test_nc_missing_is_a_located_error() -> None:

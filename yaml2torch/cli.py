@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_OUTPUT_CLOSED = 128 + 13  # standard output's reader went away: a tool killed by SIGPIPE exits so
-MAX_STUDY_NAME = 100
 
 
 def print_warnings(warnings: Sequence[object]) -> None:
@@ -216,11 +215,11 @@ positive_float = _positive(float, "a positive number of seconds")
 
 
 def study_name(text: str) -> str:
-    """A study name is also a folder name: plain, printable, short."""
-    if not text or len(text) > MAX_STUDY_NAME:
-        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_STUDY_NAME} characters")
-    if "/" in text or "\\" in text or text.startswith(".") or not text.isprintable():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a plain name (no '/', leading '.', or control characters)")
+    """A study name is also a folder name: the rule of a search file's ``study:``."""
+    from yaml2torch.study_record import study_name_problem
+
+    if (problem := study_name_problem(text)) is not None:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -401,6 +400,7 @@ def _refuse_a_missing_path(text: str | None) -> None:
 
 def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     from yaml2torch.search import commands as search
+    from yaml2torch.search.config import seed_option
 
     p = commands.add_parser("search", help="run an architecture search from a search-space YAML")
     p.add_argument("space", type=Path, help="the search-space file")
@@ -466,7 +466,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the trial's, --config's or the built-in setting)")
     p.add_argument("--image-size", type=positive_int, help="input image size (default: the trial's, --config's or the built-in setting)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_option, default=0, help="random seed (default 0)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder: spec.yaml, model.py, model.pt, metrics.json")
     p.set_defaults(handler=_reading_a_study(search.cmd_train, lambda args: args.trials_from))
 

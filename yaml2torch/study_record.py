@@ -43,6 +43,20 @@ class FrozenTrialLike(Protocol):
 
 # --- study --------------------------------------------------------------------------------------
 
+MAX_STUDY_NAME = 100
+
+
+def study_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a study, or None. A study name is also a folder name: 1 to 100
+    printable characters (no newline, tab or bidi control), no '/' or '\\', no leading '.'. The one
+    rule for ``--study`` and a search file's ``study:``."""
+    if not name or len(name) > MAX_STUDY_NAME:
+        return f"must be 1 to {MAX_STUDY_NAME} characters"
+    if "/" in name or "\\" in name or name.startswith(".") or not name.isprintable():
+        return f"{name!r} is not a plain name (no '/', leading '.', or control characters)"
+    return None
+
+
 STUDY_SPACE_YAML = "space_yaml"
 STUDY_SPACE_SHA256 = "space_sha256"
 STUDY_SPACE_PATH = "space_path"

@@ -12,6 +12,7 @@ from yaml2torch.blocks.args import ArgType
 from yaml2torch.blocks.base import BuildContext, bn_params, conv2d
 from yaml2torch.errors import Diagnostics, SpecError
 from yaml2torch.ir.nodes import Shape
+from yaml2torch.spec.limits import MAX_PARAMS
 from yaml2torch.spec.yaml_nodes import Node, type_name
 
 
@@ -27,6 +28,8 @@ class ExpandRatio(ArgType):
             raise SpecError(node.loc, f"{label} must be a positive number, not {type_name(node)} ({value!r})")
         if not math.isfinite(value) or value <= 0:
             raise SpecError(node.loc, f"{label} must be a positive finite number, got {value!r}")
+        if value > MAX_PARAMS:  # t hidden channels per input channel: past this no model fits the limit
+            raise SpecError(node.loc, f"{label} must be at most {MAX_PARAMS:,} (limit {MAX_PARAMS:,} parameters), got {value!r}")
         return value
 
 

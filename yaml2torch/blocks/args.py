@@ -197,6 +197,7 @@ def bind_args(
     for arg, node in zip(signature, args):
         values[arg.name] = arg.type.parse(node, f"{block_name} arg {arg.name!r}", diagnostics)
         locs[arg.name] = node.loc
+    positional = {arg.name: i for i, arg in enumerate(signature[: len(args)])}  # arg name -> its index
     kwarg_keys: dict[str, str] = {}  # arg name -> the kwarg key that set it
     for key, node in kwargs.items():
         key_loc = kwarg_locs.get(key, node.loc)
@@ -206,6 +207,12 @@ def bind_args(
                 f"{block_name} has no kwarg {key!r}{suggest(key, by_name)}; it takes {', '.join(sorted(by_name))}",
             )
         arg = by_name[key]
+        if arg.name in positional:  # a positional arg and a kwarg for one parameter: the same guess
+            raise SpecError(
+                key_loc,
+                f"{block_name} kwarg {key!r} sets {arg.name!r} again (already set by positional arg "
+                f"{positional[arg.name]}); give it once",
+            )
         if arg.name in kwarg_keys:  # two spellings of one arg: which one is meant is a guess
             raise SpecError(
                 key_loc,

@@ -11,12 +11,13 @@ from functools import partial
 from yaml2torch.blocks import Catalogue
 from yaml2torch.blocks.args import BoundArgs, bind_args
 from yaml2torch.blocks.base import Block, BuildContext, make_divisible
-from yaml2torch.errors import Diagnostics, SpecError, suggest
+from yaml2torch.errors import Diagnostics, Location, SpecError, suggest
 from yaml2torch.ir.nodes import Call, ClassSource, Layer, Literal, ModelIR, ModuleInstance, Shape
-from yaml2torch.spec.limits import LayerBudget, check_params
+from yaml2torch.spec.limits import MAX_LAYERS, MAX_PARAMS, LayerBudget, check_params, count_text, times
 from yaml2torch.spec.model_spec import ModelSpec, RowSpec
 
 ClassSourceProvider = Callable[[Block], list[ClassSource]]
+_HUGE = 10**15  # past this a repeat is refused by its order of magnitude (the exact count is no help)
 
 
 def snake_case(name: str) -> str:
@@ -77,7 +78,14 @@ def lower(
         bound = bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
         if block.width_scaled and "c" in bound.values and not row.in_head:
             channels = bound.c if spec.max_channels is None else min(bound.c, spec.max_channels)
-            bound = bound.replace(c=ctx.make_divisible(channels * spec.width_multiple))
+            scaled = times(channels, spec.width_multiple)
+            if not scaled <= MAX_PARAMS:  # inf too: refused before any int() of it
+                raise SpecError(
+                    bound.locs.get("c", row.loc),
+                    f"{row.module} channels {count_text(channels)} x width_multiple {spec.width_multiple:g} "
+                    f"is more than {MAX_PARAMS:,} channels (limit {MAX_PARAMS:,} parameters)",
+                )
+            bound = bound.replace(c=ctx.make_divisible(scaled))
         modules = _build_row(spec, row, block, bound, tuple(shapes[s] for s in sources), ctx, budget)
         params += sum(module.params for module in modules)
         check_params(params, row.loc)
@@ -124,7 +132,8 @@ def _build_context(spec: ModelSpec, row: RowSpec, loader: object) -> BuildContex
         bn_eps=spec.norm.eps,
         bn_momentum=spec.norm.momentum,
         make_divisible=partial(
-            make_divisible,
+            _checked_divisible,
+            loc=row.loc,
             divisor=1 if row.in_head else spec.channel_divisor,
             rounding=spec.channel_rounding,
         ),
@@ -135,6 +144,16 @@ def _build_context(spec: ModelSpec, row: RowSpec, loader: object) -> BuildContex
         scale=spec.scale,
         default_act=spec.activation,
     )
+
+
+def _checked_divisible(value: float, divisor: int, rounding: str, loc: Location) -> int:
+    """``make_divisible`` of a computed channel count, refused at the row past the parameter limit
+    (a count that large cannot fit it; an infinite one cannot become an int)."""
+    if not value <= MAX_PARAMS:
+        raise SpecError(
+            loc, f"this row computes {count_text(value)} channels, more than {MAX_PARAMS:,} (limit {MAX_PARAMS:,} parameters)"
+        )
+    return make_divisible(value, divisor, rounding)
 
 
 def _build_row(
@@ -150,8 +169,16 @@ def _build_row(
     budget charged before any is built."""
     repeat = row.repeat
     if repeat > 1 and not row.in_head:
-        repeat = max(round(repeat * spec.depth_multiple), 1)
-    what = f"repeat {row.repeat}" + (f" (x depth_multiple {spec.depth_multiple:g} = {repeat:,})" if repeat != row.repeat else "")
+        scaled = times(repeat, spec.depth_multiple)
+        if not scaled <= _HUGE:  # inf too: refused before round() of it
+            raise SpecError(
+                row.repeat_loc,
+                f"repeat {count_text(row.repeat)} (x depth_multiple {spec.depth_multiple:g}) is more than "
+                f"{MAX_LAYERS:,} layers (limit {MAX_LAYERS:,} layers after repeats and depth_multiple, sub-specs included)",
+            )
+        repeat = max(round(scaled), 1)
+    written = str(row.repeat) if row.repeat <= _HUGE else count_text(row.repeat)
+    what = f"repeat {written}" + (f" (x depth_multiple {spec.depth_multiple:g} = {repeat:,})" if repeat != row.repeat else "")
     budget.charge(repeat, row.repeat_loc if row.repeat > 1 else row.loc, what if row.repeat > 1 else "this row")
     if block.multi_input:
         if repeat != 1:

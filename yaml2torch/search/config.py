@@ -19,6 +19,7 @@ from yaml2torch.search import early_stop
 from yaml2torch.search import space as sp
 from yaml2torch.spec.model_spec import expect_int, expect_positive_float, expect_str
 from yaml2torch.spec.yaml_nodes import Node, load_text, read_text, type_name
+from yaml2torch.study_record import study_name_problem
 
 TOP_KEYS = (
     "study",
@@ -66,6 +67,13 @@ TRAIN_KEYS = (
     "compile",
 )
 AUGMENT_KEYS = ("hflip", "shift")
+MAX_IMAGE_SIDE = 1024  # train.image_size per side: staging resizes every image of the data set to it
+MAX_SHIFT = 128  # train.augment.shift: each batch is padded by it on every side
+# Seeds reach numpy and scikit-learn (random_state < 2**32) with offsets added (a worker's index,
+# a resumed study's finished trials, the validation split's + 1): 2**31 - 1 leaves them room.
+MAX_SEED = 2**31 - 1
+_SEED_WHY = "(numpy and scikit-learn take seeds below 2**32, and workers add offsets)"
+SOURCE_CHANNELS = {"digits": 1, "cifar10": 3}  # the sources whose channels are known before loading
 SCHEDULER_KEYS = ("type", "step_size", "gamma")
 DATA_KEYS = ("source", "path", "val_fraction", "test_fraction", "split_seed", "limit", "channels")
 CONSTRAINT_KEYS = ("max_params", "max_macs", "min_spatial", "max_latency_ms")
@@ -258,9 +266,10 @@ def parse_config(text: str, filename: str = "<search>", base_dir: Path | None = 
     study = Path(filename).stem if filename != "<search>" else "search"
     if "study" in fields:
         study = expect_str(fields["study"], "study")
-        if not study or "/" in study or study.startswith("."):
-            raise SpecError(fields["study"].loc, "study must be a plain name (used as a folder name)")
-    seed = expect_int(fields["seed"], "seed", 0) if "seed" in fields else 0
+        problem = study_name_problem(study)
+        if problem is not None:
+            raise SpecError(fields["study"].loc, f"study {problem} (it names the study's folder)")
+    seed = seed_value(fields["seed"], "seed") if "seed" in fields else 0
     trials = expect_int(fields["trials"], "trials", 1) if "trials" in fields else None
     timeout = expect_positive_float(fields["timeout"], "timeout") if "timeout" in fields else None
     if trials is None and timeout is None:
@@ -355,9 +364,12 @@ def check_model_space(config: SearchConfig) -> None:
 
     if config.model is None:
         return
+    channels = data_channels(config.data)
     for k in range(sp.walk_passes(config.model)):
         node = sp.sample(config.model, sp.WalkParams(k))
         fields = dict(node.mapping())
+        if channels is not None and "input_channel" in fields:
+            check_channels(fields["input_channel"], channels)
         fields.setdefault("input_channel", Node(1, node.loc))  # filled from the data at run time
         if not fields.get("backbone") or not fields["backbone"].value:
             continue  # every row dropped in this walk: nothing to check
@@ -369,7 +381,41 @@ def check_model_space(config: SearchConfig) -> None:
             bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
 
 
+def data_channels(data: DataSettings) -> int | None:
+    """The data's channel count where it is known before loading (digits, CIFAR-10, a folder
+    with ``channels:``); None where only the images tell (an .npz, a folder without it)."""
+    if data.source == "folder":
+        return data.channels
+    return SOURCE_CHANNELS.get(data.source)
+
+
+def check_channels(node: Node, channels: int) -> None:
+    """A template's (or spec's) ``input_channel`` against the data's channel count, at its line."""
+    if node.value != channels:
+        raise SpecError(node.loc, f"input_channel {node.value} but the data has {channels} channels")
+
+
 # --- sections -------------------------------------------------------------------------------
+
+
+def seed_value(node: Node, what: str) -> int:
+    seed = expect_int(node, what, 0)
+    if seed > MAX_SEED:
+        raise SpecError(node.loc, f"{what} must be at most {MAX_SEED:,}, got {seed} {_SEED_WHY}")
+    return seed
+
+
+def seed_option(text: str) -> int:
+    """``--seed``: the rule of ``seed:`` (an argparse type; it names itself in argparse's messages)."""
+    import argparse
+
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_SEED:,}, got {text!r} {_SEED_WHY}")
+    return seed
 
 
 def _keys(node: Node, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
@@ -402,11 +448,20 @@ def _size(node: Node, what: str) -> tuple[int, int] | None:
     if node.value is None:
         return None
     if isinstance(node.value, int) and not isinstance(node.value, bool):
-        size = expect_int(node, what, 1)
+        size = _side(node, what)
         return (size, size)
     if node.is_seq and len(node.sequence()) == 2:
-        return (expect_int(node.sequence()[0], what, 1), expect_int(node.sequence()[1], what, 1))
+        return (_side(node.sequence()[0], what), _side(node.sequence()[1], what))
     raise SpecError(node.loc, f"{what} must be an int or [H, W]")
+
+
+def _side(node: Node, what: str) -> int:
+    side = expect_int(node, what, 1)
+    if side > MAX_IMAGE_SIDE:
+        raise SpecError(
+            node.loc, f"{what} {side} is more than {MAX_IMAGE_SIDE:,} pixels a side (limit {MAX_IMAGE_SIDE:,}; every image is resized to it)"
+        )
+    return side
 
 
 def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
@@ -443,7 +498,7 @@ def _data(node: Node | None, base_dir: Path, seed: int) -> DataSettings:
         path=path,
         val_fraction=val,
         test_fraction=test,
-        split_seed=expect_int(fields["split_seed"], "split_seed", 0) if "split_seed" in fields else seed,
+        split_seed=seed_value(fields["split_seed"], "split_seed") if "split_seed" in fields else seed,
         limit=expect_int(fields["limit"], "limit", 10) if "limit" in fields else None,
         channels=channels,
     )
@@ -551,6 +606,8 @@ _COMPONENT_MINIMUM = {
     "n_min_trials": 1,
     "min_resource": 1,
     "population_size": 2,
+    # Hyperband takes 1 although its brackets then divide by log(1) = 0 in every trial
+    "reduction_factor": 2,
 }
 _COMPONENT_MAXIMUM = early_stop.ARG_MAXIMUMS
 _PLAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
@@ -673,7 +730,13 @@ def parse_train(node: Node) -> TrainSettings:
         if "hflip" in augment:
             settings["hflip"] = _bool(augment["hflip"], "hflip")
         if "shift" in augment:
-            settings["shift"] = expect_int(augment["shift"], "shift", 0)
+            shift = expect_int(augment["shift"], "shift", 0)
+            if shift > MAX_SHIFT:
+                raise SpecError(
+                    augment["shift"].loc,
+                    f"shift {shift} is more than {MAX_SHIFT} pixels (limit {MAX_SHIFT}; each batch is padded by it on every side)",
+                )
+            settings["shift"] = shift
     if "label_smoothing" in fields:
         settings["label_smoothing"] = _float(fields["label_smoothing"], "label_smoothing", 0.0, 0.5)
     for key in ("amp", "channels_last", "compile"):
@@ -707,6 +770,13 @@ def _optimizer(node: Node) -> OptimizerSettings:
             kwargs.append((key, _bool(value, key)))
         else:
             kwargs.append((key, _float(value, key, 0.0, 1e3)))
+    given = dict(kwargs)
+    if given.get("nesterov") and (given.get("momentum", 0.0) <= 0 or given.get("dampening", 0.0) != 0):  # type: ignore[operator]  # floats, parsed above
+        raise SpecError(
+            fields["nesterov"].loc,
+            f"nesterov: true needs momentum > 0 and dampening 0 (torch's SGD refuses it otherwise), "
+            f"got momentum {given.get('momentum', 0.0)}, dampening {given.get('dampening', 0.0)}",
+        )
     return OptimizerSettings(kind, lr, tuple(kwargs))
 
 

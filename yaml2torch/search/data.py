@@ -239,7 +239,9 @@ def make_splits(arrays: Arrays, settings: DataSettings) -> Splits:
     y = arrays.y.numpy()
     try:
         train, val, test = _split_indices(y, settings, arrays.x_test is not None)
-    except ValueError:  # scikit-learn: a split would be empty
+    except ValueError as exc:  # scikit-learn: a split would be empty (anything else is a bug, not few samples)
+        if "will be empty" not in str(exc):
+            raise
         train = val = np.arange(0)
     if len(train) == 0 or len(val) == 0:
         if settings.limit is not None:

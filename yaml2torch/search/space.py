@@ -332,7 +332,8 @@ def _number(node: Node, what: str, integer: bool) -> float:
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok or not isinstance(value, (int, float)):
         raise SpecError(
-            node.loc, f"{what} must be {'an int' if integer else 'a number'}, not {type_name(node)} ({value!r})"
+            node.loc, f"{what} must be {'an int' if integer else 'a number'}, not {type_name(node)}"
+            + (f" ({value!r})" if isinstance(value, (str, int, float)) else "")
         )
     if not math.isfinite(value):
         raise SpecError(node.loc, f"{what} must be finite")
@@ -430,6 +431,7 @@ def _cells(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
     if stages < 1:
         raise SpecError(fields["stages"].loc, "stages must be positive")
     repeat = fields["repeat"]
+    high_node = repeat
     if isinstance(repeat.value, int) and not isinstance(repeat.value, bool):
         low = high = repeat.value
     elif _is_special(repeat) == "int":
@@ -437,10 +439,12 @@ def _cells(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
         if not bounds.is_seq or len(bounds.sequence()) != 2:
             raise SpecError(bounds.loc, "repeat takes {int: [low, high]}")
         low, high = (int(_number(b, "repeat", True)) for b in bounds.sequence())
+        high_node = bounds.sequence()[1]
     else:
         raise SpecError(repeat.loc, "repeat must be an int or {int: [low, high]} (N per stage, non-decreasing)")
     if low < 1 or low > high:
         raise SpecError(repeat.loc, f"repeat needs 1 <= low <= high, got [{low}, {high}]")
+    _check_cell_rows(fields, stages, high, high_node)
     share = _bool(fields["share"], "share") if "share" in fields else True
     inner = _Ctx(ctx.names, stages)
     normal = _rows(fields["normal"], path + ("normal",), inner)
@@ -448,6 +452,36 @@ def _cells(node: Node, path: tuple[str, ...], ctx: _Ctx) -> SpaceNode:
     if low != high:
         ctx.names.claim(".".join(path + ("N1",)), ("int", low, high), repeat.loc)
     return Cells(path, stages, low, high, normal, reduction, share, node.loc)
+
+
+def _check_cell_rows(fields: dict[str, Node], stages: int, high: int, high_node: Node) -> None:
+    """The rows a cells node can expand to, refused at the stages or repeat value when they pass
+    the layer limit, before anything is sampled or expanded. Each listed row counts once (a row
+    that may be Pass included; the cell counts as at least one row): the limit on the expansion,
+    while the model's own layer limit still counts each row's repeat after sampling."""
+    from yaml2torch.spec.limits import MAX_LAYERS
+
+    def listed(key: str) -> int:
+        node = fields.get(key)
+        return len(node.sequence()) if node is not None and node.is_seq else 0
+
+    normal, reduction = max(listed("normal"), 1), listed("reduction")
+
+    def rows(repeat: int) -> int:
+        return stages * repeat * normal + (stages - 1) * reduction
+
+    limit = f"(limit {MAX_LAYERS:,} layers after repeats and depth_multiple, sub-specs included)"
+    if rows(1) > MAX_LAYERS:
+        raise SpecError(
+            fields["stages"].loc,
+            f"stages {stages} expand the cells to at least {rows(1):,} rows, more than {MAX_LAYERS:,} {limit}",
+        )
+    if rows(high) > MAX_LAYERS:
+        raise SpecError(
+            high_node.loc,
+            f"repeat {high} in {stages} stages expands the cells to up to {rows(high):,} rows, "
+            f"more than {MAX_LAYERS:,} {limit}",
+        )
 
 
 # --- sampling -----------------------------------------------------------------------------

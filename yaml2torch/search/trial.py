@@ -25,7 +25,14 @@ from yaml2torch.files import import_file, import_model_class, save_state_dict, w
 from yaml2torch.ir.nodes import ModelIR
 from yaml2torch.search import early_stop
 from yaml2torch.search import space as sp
-from yaml2torch.search.config import SCORE_METRICS, DataSettings, SearchConfig, TrainSettings, parse_train
+from yaml2torch.search.config import (
+    SCORE_METRICS,
+    DataSettings,
+    SearchConfig,
+    TrainSettings,
+    check_channels,
+    parse_train,
+)
 from yaml2torch.search.train import DataCache, EpochResult, measure_latency, seeded_model, train_model
 from yaml2torch.spec.load import parse_spec
 from yaml2torch.spec.model_spec import ANCHOR_ONLY_KEYS, TOP_LEVEL_KEYS
@@ -117,11 +124,7 @@ def fit_to_data(
     fields = dict(model_node.mapping())
     key_locs = dict(model_node.key_locs or {})
     if "input_channel" in fields:
-        if fields["input_channel"].value != channels:
-            raise SpecError(
-                fields["input_channel"].loc,
-                f"input_channel {fields['input_channel'].value} but the data has {channels} channels",
-            )
+        check_channels(fields["input_channel"], channels)
     else:
         fields = {"input_channel": Node(channels, model_node.loc), **fields}
         key_locs["input_channel"] = model_node.loc

@@ -7,6 +7,7 @@ YamlModule file is opened, the parameter count from the analytic counts (no weig
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from yaml2torch.errors import Location, SpecError
@@ -31,13 +32,31 @@ class LayerBudget:
         if self.layers > MAX_LAYERS:
             raise SpecError(
                 loc,
-                f"{what} brings the model to {self.layers:,} layers, more than {MAX_LAYERS:,} "
+                f"{what} brings the model to {count_text(self.layers)} layers, more than {MAX_LAYERS:,} "
                 f"(limit {MAX_LAYERS:,} layers after repeats and depth_multiple, sub-specs included)",
             )
+
+
+def count_text(count: float) -> str:
+    """A count for a message: with thousands separators, or its order of magnitude when huge (an
+    int of thousands of digits, or a float that overflowed)."""
+    if isinstance(count, int) and count < 10**15:
+        return f"{count:,}"
+    if isinstance(count, int):
+        return f"about 10^{int(count.bit_length() * math.log10(2))}"
+    return f"{count:,.0f}" if count < 1e15 else f"{count:.3g}"
+
+
+def times(count: int, multiple: float) -> float:
+    """``count * multiple`` as a float, ``inf`` where it overflows (an int beyond a float's range)."""
+    try:
+        return count * multiple
+    except OverflowError:
+        return math.inf
 
 
 def check_params(total: int, loc: Location | None) -> None:
     if total > MAX_PARAMS:
         raise SpecError(
-            loc, f"the model reaches {total:,} parameters at this row, more than {MAX_PARAMS:,} (limit {MAX_PARAMS:,})"
+            loc, f"the model reaches {count_text(total)} parameters at this row, more than {MAX_PARAMS:,} (limit {MAX_PARAMS:,})"
         )

@@ -198,6 +198,15 @@ def parse_activation_key(node: Node | None) -> str:
     if not match:
         raise SpecError(node.loc, f"activation must be written nn.<Name>() without arguments, like nn.SiLU(), got {node.value!r}")
     try:
-        return activation(match.group(1)).name
+        name = activation(match.group(1)).name
     except KeyError:
         raise SpecError(node.loc, f"unknown activation {match.group(1)!r}{suggest(match.group(1), NAMES)}") from None
+    if name == "PReLU":
+        # ultralytics sets one instance as Conv's default, so its one slope is shared by the whole
+        # model; each block here builds its own: a different model, not a twin.
+        raise SpecError(
+            node.loc,
+            "activation nn.PReLU() is not supported: ultralytics shares its one instance (one slope) "
+            "across the model, yaml2torch would give each block its own",
+        )
+    return name

@@ -26,6 +26,7 @@ from yaml2torch.blocks.torch_layer import _EXCLUDED_PARAMS as TORCH_EXCLUDED_PAR
 from yaml2torch.blocks.torch_layer import TorchLayer
 from yaml2torch.blocks.yaml_module import SUB_SPEC_KEYS, YamlModule
 from yaml2torch.spec import model_spec, ultralytics
+from yaml2torch.study_record import MAX_STUDY_NAME
 from yaml2torch.tooling.arg_schemas import LITERAL_REF, Schema, arg_schema, integer, shared_defs
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -268,8 +269,9 @@ def cells_schema(defs: Defs, flavour: Flavour, rows: Schema) -> Schema:
 # --- model files ----------------------------------------------------------------------------
 
 
-def _size() -> Schema:
-    return {"anyOf": [{"type": "null"}, integer(1), {"type": "array", "prefixItems": [integer(1), integer(1)], "minItems": 2, "maxItems": 2}]}
+def _size(maximum: int | None = None) -> Schema:
+    side = integer(1) if maximum is None else {**integer(1), "maximum": maximum}
+    return {"anyOf": [{"type": "null"}, side, {"type": "array", "prefixItems": [side, side], "minItems": 2, "maxItems": 2}]}
 
 
 def _positive_number(description: str) -> Schema:
@@ -466,13 +468,13 @@ def train_schema(defs: Defs) -> Schema:
         choosable_values({"type": {"enum": list(config.SCHEDULERS)}, "step_size": integer(1), "gamma": {"type": "number", "minimum": 0, "maximum": 1}}, "scheduler"),
         ("type",),
     )
-    augment = _keys_object(config.AUGMENT_KEYS, choosable_values({"hflip": {"type": "boolean"}, "shift": integer(0)}, "augment"))
+    augment = _keys_object(config.AUGMENT_KEYS, choosable_values({"hflip": {"type": "boolean"}, "shift": {**integer(0), "maximum": config.MAX_SHIFT}}, "augment"))
     values: dict[str, Schema] = {
         "epochs": integer(1),
         "batch_size": integer(1),
         "optimizer": optimizer_schema(defs),
         "scheduler": {"anyOf": [{"type": "null"}, {"enum": list(config.SCHEDULERS)}, scheduler]},
-        "image_size": {"description": "an int or [H, W]: images are resized once", **_size()},
+        "image_size": {"description": "an int or [H, W]: images are resized once", **_size(config.MAX_IMAGE_SIDE)},
         "augment": {"anyOf": [{"type": "null"}, augment]},
         "label_smoothing": {"type": "number", "minimum": 0, "maximum": 0.5},
         **{key: {"type": "boolean", "description": "CUDA only"} for key in ("amp", "channels_last", "compile")},
@@ -527,14 +529,20 @@ def search_value_schemas(defs: Defs) -> dict[str, Schema]:
             "path": {"type": "string"},
             "val_fraction": {"type": "number", "minimum": 0.01, "maximum": 0.9},
             "test_fraction": {"type": "number", "minimum": 0, "maximum": 0.9},
-            "split_seed": integer(0),
+            "split_seed": {**integer(0), "maximum": config.MAX_SEED},
             "limit": integer(10),
             "channels": {"enum": [1, 3]},
         },
     )
     return {
-        "study": {"description": "the study name (also the output folder's)", "type": "string", "pattern": "^[^./][^/]*$"},
-        "seed": integer(0),
+        "study": {
+            "description": "the study name (also the output folder's): printable, no '/' or '\\', no leading '.'",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_STUDY_NAME,
+            "pattern": r"^[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*$",  # and printable: refused at load
+        },
+        "seed": {**integer(0), "maximum": config.MAX_SEED},
         "trials": integer(1),
         "timeout": {"type": "number", "exclusiveMinimum": 0},
         "data": {"anyOf": [{"enum": list(config.DATA_SOURCES)}, data]},
