@@ -215,6 +215,7 @@ def test_sigint_to_search_with_workers_says_it_stops_the_workers_that_run_trials
     assert process.returncode == 128 + signal.SIGINT, stderr
     assert "yaml2torch: SIGINT: stopping 2 workers" in stderr.splitlines(), stderr
     assert stderr.count("stopped by SIGINT; trial") == 2, stderr
+    assert "failed: interrupted" not in stderr and "queued again" not in stderr.replace("was failed and queued again", "")
 
 
 def test_sigint_after_the_workers_finished_their_trials_says_no_worker_was_stopped(space, tmp_path):

@@ -557,11 +557,8 @@ def run_trials(
                     study, objective, worker, lock=lock, say=say, on_trial_done=getattr(progress, "trial_done", None)
                 )
             except StopRequested as stop:
-                if stop.interrupted_trial is None:
+                if stop.interrupted_trial is None:  # else the worker loop said which trial it stopped
                     say(f"yaml2torch: stopped by {stop.signal_name} between trials")
-                else:
-                    what = f"trial {stop.interrupted_trial} was failed and queued again"
-                    say(f"yaml2torch: stopped by {stop.signal_name}; {what}")
                 raise
     finally:
         restore_threads()
