@@ -633,7 +633,11 @@ def run_local_workers(
             return True
         return any(t.state == TrialState.RUNNING for t in trials) or may_start(trials, total)
 
-    launch_workers(commands, on_poll=report_new_trials, busy=busy, say=say)
+    def say_in_order(line: str) -> None:
+        report_new_trials()  # a worker's closing line comes after its trials' progress lines
+        say(line)
+
+    launch_workers(commands, on_poll=report_new_trials, busy=busy, say=say_in_order)
 
 
 # --- the commands' entry points ------------------------------------------------------------------
