@@ -1,8 +1,9 @@
 """What search, worker and train say while they run: plain lines off a terminal, bars on one,
-one line per stop."""
+one line per stop, a rerun that has nothing to run, and exported files a worker left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import queue
@@ -182,3 +183,48 @@ def test_a_finished_trial_in_a_few_words() -> None:
         "trial 5 failed (stale)",
     ]
     assert trial_outcome(study.trials[2], config, detail=False) == "trial 2 infeasible"  # the bar is short
+
+
+def test_a_rerun_with_the_budget_spent_says_nothing_ran(space, tmp_path, run_cli):
+    out = tmp_path / "out"
+    assert run_cli("search", space, "--trials", 2, "--out", out).status == 0
+    again = run_cli("search", space, "--trials", 2, "--out", out)
+    assert again.status == 0, again.stderr
+    nothing = "yaml2torch: study tiny already has its 2 trials; nothing to run (raise --trials to continue)"
+    assert again.stderr.splitlines()[0] == nothing, again.stderr
+    assert not progress_lines(again.stderr) and "worker:" not in again.stderr
+    assert "picked trial" in again.stderr  # the table and the pick are shown again
+    assert run_cli("search", space, "--trials", 2, "--out", out, "--quiet").stderr == ""  # --quiet: not said
+
+    joined = run_cli("worker", "--storage", out)
+    assert (joined.status, joined.stderr) == (0, nothing + "\n")  # the export is current: no more
+    lower = run_cli("worker", "--storage", out, "--trials", 1)
+    assert lower.stderr.splitlines() == [
+        "yaml2torch: study tiny already has 2 trials, its budget is 1; nothing to run (raise --trials to continue)"
+    ]
+    assert len(load(journal_url(out / "study.log"))) == 2
+
+
+def test_a_worker_says_how_to_export_a_best_trial_that_the_output_folder_does_not_show(space, tmp_path):
+    """Deterministic bests: the search's only trial fails (no pick exported), so the worker's first
+    completed trial is the new best; a later worker whose trial fails changes nothing."""
+    out = tmp_path / "out"
+    search = yaml2torch("search", space, "--trials", 1, "--out", out, fault="exception:trial=0")
+    assert search.returncode == 1, search.stderr
+    assert json.loads((out / "summary.json").read_text())["picked"] is None
+
+    worker = yaml2torch("worker", "--storage", out / "study.log", "--trials", 2)
+    assert worker.returncode == 0, worker.stderr
+    hint = (
+        f"yaml2torch: the best trial is now 1 ({out / 'summary.json'} names no trial); "
+        f"run yaml2torch best --storage {out / 'study.log'} -o {out} to export it"
+    )
+    assert worker.stderr.splitlines()[-1] == hint, worker.stderr
+    # Still stale for a worker that finds nothing to run; then best exports it, and all agree.
+    again = yaml2torch("worker", "--storage", out / "study.log")
+    assert again.stderr.splitlines()[-1] == hint, again.stderr
+    assert yaml2torch("best", "--storage", out / "study.log", "-o", out).returncode == 0
+    quiet = yaml2torch("worker", "--storage", out / "study.log", "--trials", 3, fault="exception:trial=2")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "best trial is now" not in quiet.stderr and "trial 2 failed: InjectedFault" in quiet.stderr
+    assert json.loads((out / "summary.json").read_text())["picked"]["number"] == 1

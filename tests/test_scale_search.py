@@ -110,7 +110,7 @@ def progress_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("[")]
 
 
-def test_the_trial_count_counts_a_retried_trial_once_and_a_rerun_runs_nothing(space, tmp_path):
+def test_the_trial_count_counts_a_retried_trial_once_and_a_rerun_says_nothing_ran(space, tmp_path):
     out = tmp_path / "out"
     # Trial 1's worker is killed mid-training: trial 1 fails (stale) and its retry runs; 5 entries, 4 counted.
     args = ("search", space, "--workers", 2, "--trials", 4, "--out", out)
@@ -123,9 +123,10 @@ def test_the_trial_count_counts_a_retried_trial_once_and_a_rerun_runs_nothing(sp
     assert len(said) == 5 and "trial 1 failed (stale)" in "\n".join(said), run.stderr  # every entry, once
     assert said[-1].startswith("[4/4] ") and max(int(line[1]) for line in said) == 4, run.stderr
     assert said[-1].endswith(f"best {best.value:.4f} (trial {best.number})"), run.stderr
-    # The same command again: the budget is spent, nothing runs.
+    # The same command again: the budget is spent, nothing runs, and it says so.
     again = yaml2torch(*args)
     assert again.returncode == 0, again.stderr
+    assert "yaml2torch: study tiny already has its 4 trials; nothing to run (raise --trials to continue)" in again.stderr
     assert not progress_lines(again.stderr) and f"picked trial {best.number} " in again.stderr, again.stderr
 
 
