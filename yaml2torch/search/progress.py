@@ -96,7 +96,7 @@ class SearchProgress:
         self.last = ""  # the last finished trial, shown after the best value
         # A log file or pipe gets wide lines rather than a table wrapped at 80 columns.
         self.console = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 150)
-        self.lines = enabled and not self.console.is_terminal  # plain lines instead of bars
+        self.lines = enabled and not (self.console.is_terminal or self.console.is_jupyter)  # a notebook draws bars
         # Lines count and rank only the trials said so far: several workers' trials may finish
         # between two looks at the study, and each line reads as of its own trial.
         self.said = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()} if self.lines else set()

@@ -171,7 +171,7 @@ class EpochProgress:
 
         console = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 120)
         self._epochs = epochs
-        self._lines = enabled and not console.is_terminal
+        self._lines = enabled and not (console.is_terminal or console.is_jupyter)  # a notebook draws bars
         self._progress = Progress(
             TextColumn("[bold]epochs"),
             BarColumn(),
