@@ -105,13 +105,12 @@ def test_killed_worker_mid_training_is_retried_and_the_report_shows_it(space, tm
     assert "retry of trial 1" in html and f"retried as trial {retry.number}" in html
 
 
-def trials_bar(stderr: str) -> str:
-    """The trials bar as rich leaves it on a pipe: printed once, when the search ends."""
-    [bar] = [line for line in stderr.splitlines() if line.startswith("trials ")]
-    return bar
+def progress_lines(stderr: str) -> list[str]:
+    """The lines search says off a terminal, one per finished trial: ``[n/N] trial ...; best ...``."""
+    return [line for line in stderr.splitlines() if line.startswith("[")]
 
 
-def test_the_trials_bar_counts_a_retried_trial_once_and_shows_the_best_at_the_end(space, tmp_path):
+def test_the_trial_count_counts_a_retried_trial_once_and_a_rerun_says_nothing_ran(space, tmp_path):
     out = tmp_path / "out"
     # Trial 1's worker is killed mid-training: trial 1 fails (stale) and its retry runs; 5 entries, 4 counted.
     args = ("search", space, "--workers", 2, "--trials", 4, "--out", out)
@@ -120,12 +119,15 @@ def test_the_trials_bar_counts_a_retried_trial_once_and_shows_the_best_at_the_en
     trials = load(journal_url(out / "study.log"))
     assert len(trials) == 5 and len(counted_trials(trials)) == 4
     best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
-    shown = f"best {best.value:.4f} (trial {best.number})"
-    assert " 4/4 " in trials_bar(run.stderr) and shown in trials_bar(run.stderr), run.stderr
-    # The same command again: the budget is spent, nothing runs, and the bar still says the best.
+    said = progress_lines(run.stderr)
+    assert len(said) == 5 and "trial 1 failed (stale)" in "\n".join(said), run.stderr  # every entry, once
+    assert said[-1].startswith("[4/4] ") and max(int(line[1]) for line in said) == 4, run.stderr
+    assert said[-1].endswith(f"best {best.value:.4f} (trial {best.number})"), run.stderr
+    # The same command again: the budget is spent, nothing runs, and it says so.
     again = yaml2torch(*args)
     assert again.returncode == 0, again.stderr
-    assert " 4/4 " in trials_bar(again.stderr) and shown in trials_bar(again.stderr), again.stderr
+    assert "yaml2torch: study tiny already has its 4 trials; nothing to run (raise --trials to continue)" in again.stderr
+    assert not progress_lines(again.stderr) and f"picked trial {best.number} " in again.stderr, again.stderr
 
 
 def test_faults_in_real_training_fail_their_trial_with_the_reason(space, tmp_path):
@@ -215,6 +217,7 @@ def test_sigint_to_search_with_workers_says_it_stops_the_workers_that_run_trials
     assert process.returncode == 128 + signal.SIGINT, stderr
     assert "yaml2torch: SIGINT: stopping 2 workers" in stderr.splitlines(), stderr
     assert stderr.count("stopped by SIGINT; trial") == 2, stderr
+    assert "failed: interrupted" not in stderr and "queued again" not in stderr.replace("was failed and queued again", "")
 
 
 def test_sigint_after_the_workers_finished_their_trials_says_no_worker_was_stopped(space, tmp_path):

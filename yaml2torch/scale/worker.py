@@ -185,13 +185,20 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
         summary.pruned += 1
     else:
         summary.failed += 1
-        say(f"yaml2torch: trial {trial.number} failed: {reason}")
+        queued = False
         if requeue:
             frozen = retrying(lambda: _optuna.get_trial(study, _optuna.trial_id_of(trial)), "reading the trial")
             if stop is not None or not TrialRecord.of(frozen).is_retry:
                 retrying(lambda: enqueue_retry(study, frozen, reason or "re-queued"), "re-queueing the trial")
-                say(f"yaml2torch: trial {trial.number}'s parameters are queued again")
+                queued = True
+        if stop is not None:  # one line for the one event (its reason is only "interrupted by SIGINT")
+            what = "was failed and queued again" if queued else "was failed"
+            say(f"yaml2torch: stopped by {stop.signal_name}; trial {trial.number} {what}")
+        else:
+            say(f"yaml2torch: trial {trial.number} failed: {reason}" + ("; its parameters are queued again" * queued))
     if stop is not None:
+        if final != TrialState.FAIL:  # it was told finished before the stop reached it
+            say(f"yaml2torch: stopped by {stop.signal_name} after trial {trial.number}")
         summary.stopped_by = stop.signal_name
         if isinstance(stop, StopRequested):
             stop.interrupted_trial = trial.number

@@ -44,16 +44,62 @@ def trials_done(trials, total: int | None) -> int:
     return done if total is None else min(done, total)
 
 
+def _pareto_front(trials, config) -> list:
+    """The trials no other trial dominates (as ``study.best_trials``, over these trials only)."""
+    signs = [1 if o.direction == "maximize" else -1 for o in config.objectives]
+
+    def scores(trial) -> list[float]:
+        return [sign * value for sign, value in zip(signs, trial.values, strict=True)]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
+
+    points = [(t, scores(t)) for t in trials]
+    return [t for t, p in points if not any(dominates(q, p) for _, q in points)]
+
+
+def trial_outcome(trial, config, detail: bool = True) -> str:
+    """How a finished trial ended, in a few words: ``trial 3 pruned at epoch 7: accuracy 0.9500``.
+    ``detail`` adds an infeasible trial's reason (the log line has room; the bar does not)."""
+    record = TrialRecord.of(trial)
+    state = trial.state.name
+    if state == "FAIL":
+        status = record.status if record.status not in (None, "failed") else None
+        return f"trial {trial.number} failed" + (f" ({status})" if status else "")  # the reason was said above
+    if state == "PRUNED" and record.status == "infeasible":
+        reason = (record.reason or "")[:80]
+        return f"trial {trial.number} infeasible" + (f": {reason}" if detail and reason else "")
+    values = ", ".join(
+        f"{o.metric} {format_metric(o.metric, record.value(o.metric))}"
+        for o in config.objectives
+        if record.value(o.metric) is not None
+    )
+    if state == "PRUNED":
+        epoch = max(trial.intermediate_values, default=None) or len(record.epoch_metrics or ()) or None
+        what = f"trial {trial.number} pruned" + (f" at epoch {epoch}" if epoch else "")
+    elif record.duplicate_of is not None:
+        what = f"trial {trial.number} same as trial {record.duplicate_of}"
+    else:
+        what = f"trial {trial.number} complete"
+    return f"{what}: {values}" if values else what
+
+
 class SearchProgress:
-    """Two bars on stderr: trials, and epochs of the current trial. Disabled: prints nothing."""
+    """Progress on stderr. On a terminal: two rich bars, trials and epochs of the current trial.
+    Elsewhere (a pipe, a log file): one plain line per finished trial, as it finishes (rich draws
+    nothing live there, so a CI log would stay silent until the end). Disabled: prints nothing."""
 
     def __init__(self, config, study, total: int | None, enabled: bool = True) -> None:
         self.config = config
         self.enabled = enabled
         self.total = total
-        self.last = ""  # the last finished trial's state, shown after the best value
+        self.last = ""  # the last finished trial, shown after the best value
         # A log file or pipe gets wide lines rather than a table wrapped at 80 columns.
         self.console = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 150)
+        self.lines = enabled and not (self.console.is_terminal or self.console.is_jupyter)  # a notebook draws bars
+        # Lines count and rank only the trials said so far: several workers' trials may finish
+        # between two looks at the study, and each line reads as of its own trial.
+        self.said = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()} if self.lines else set()
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -61,12 +107,13 @@ class SearchProgress:
             TimeElapsedColumn(),
             TextColumn("{task.fields[info]}"),
             console=self.console,
-            disable=not enabled,
+            disable=not enabled or self.lines,
             transient=False,
         )
         self.trials = self.progress.add_task("trials", total=total, completed=0, info="")
         self.epochs = self.progress.add_task("epochs", total=1, completed=0, info="", visible=False)
-        self.show_study(study)
+        if not self.lines:
+            self.show_study(study)
 
     def __enter__(self) -> Self:
         self.progress.__enter__()
@@ -88,13 +135,22 @@ class SearchProgress:
         )
 
     def trial_done(self, study, trial) -> None:
-        self.last = f"last: {trial.state.name.lower()} {TrialRecord.of(trial).status or ''}"
+        if not self.enabled:
+            return
+        if self.lines:
+            self.said.add(trial.number)
+            trials = [t for t in study.get_trials(deepcopy=False) if t.number in self.said or not t.state.is_finished()]
+            done = trials_done(trials, self.total)
+            count = f"{done}/{self.total}" if self.total is not None else f"{done}"
+            print(f"[{count}] {trial_outcome(trial, self.config)}; {self.best_of(trials)}", file=sys.stderr, flush=True)
+            return
+        self.last = f"last: {trial_outcome(trial, self.config, detail=False)}"
         self.show_study(study)
         self.progress.update(self.epochs, visible=False)
 
     def show_study(self, study) -> None:
         """The trials bar from the study itself: its count as the budget counts, and the best so far."""
-        if not self.enabled:  # nothing is drawn: spare the storage reads (every trial, quiet runs too)
+        if not self.enabled or self.lines:  # nothing is drawn: spare the storage reads (every trial, quiet runs too)
             return
         trials = study.get_trials(deepcopy=False)
         info = f"{self.best(study)}  {self.last}".rstrip()
@@ -108,6 +164,17 @@ class SearchProgress:
             return f"pareto {len(study.best_trials)} trials"
         except ValueError:
             return "best -"  # no completed trial yet
+
+    def best_of(self, trials) -> str:
+        """``best`` among these trials (Optuna's rule: the best value of a completed trial)."""
+        complete = [t for t in trials if t.state.name == "COMPLETE"]
+        if not complete:
+            return "best -"
+        if self.config.multi_objective:
+            return f"pareto {len(_pareto_front(complete, self.config))} trials"
+        sign = 1 if self.config.objectives[0].direction == "maximize" else -1
+        best = max(complete, key=lambda t: (sign * t.value, -t.number))
+        return f"best {format_metric(self.config.objectives[0].metric, best.value)} (trial {best.number})"
 
     def closing_table(self, study, config, summary: dict) -> None:
         if not self.enabled:

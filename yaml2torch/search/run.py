@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from optuna.trial import TrialState
 from yaml2torch import __version__
 from yaml2torch.errors import CannotWrite, Location, SpecError, StudyError, UsageError
 from yaml2torch.files import load_state_dict, state_dict_bytes, write_atomic
-from yaml2torch.scale.budget import StudyLock, may_start
+from yaml2torch.scale.budget import StudyLock, counted_trials, may_start
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 from yaml2torch.scale.faults import FaultPlan, check_finite_loss
 from yaml2torch.scale.isolation import (
@@ -557,11 +559,8 @@ def run_trials(
                     study, objective, worker, lock=lock, say=say, on_trial_done=getattr(progress, "trial_done", None)
                 )
             except StopRequested as stop:
-                if stop.interrupted_trial is None:
+                if stop.interrupted_trial is None:  # else the worker loop said which trial it stopped
                     say(f"yaml2torch: stopped by {stop.signal_name} between trials")
-                else:
-                    what = f"trial {stop.interrupted_trial} was failed and queued again"
-                    say(f"yaml2torch: stopped by {stop.signal_name}; {what}")
                 raise
     finally:
         restore_threads()
@@ -636,7 +635,11 @@ def run_local_workers(
             return True
         return any(t.state == TrialState.RUNNING for t in trials) or may_start(trials, total)
 
-    launch_workers(commands, on_poll=report_new_trials, busy=busy, say=say)
+    def say_in_order(line: str) -> None:
+        report_new_trials()  # a worker's closing line comes after its trials' progress lines
+        say(line)
+
+    launch_workers(commands, on_poll=report_new_trials, busy=busy, say=say_in_order)
 
 
 # --- the commands' entry points ------------------------------------------------------------------
@@ -674,6 +677,8 @@ def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[
     settings = options.settings(config)
     with_storage_retries(lambda: write_settings(study, settings), what="recording the study settings")
     trials = study.get_trials(deepcopy=False)
+    if not may_start(trials, settings.trials) and not options.quiet:
+        _say(nothing_to_run(study.study_name, trials, settings.trials))
     with SearchProgress(config, study, total=settings.trials, enabled=options.progress) as progress:
         if may_start(trials, settings.trials):
             if options.workers > 1:
@@ -683,6 +688,15 @@ def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[
         summary = export_study(study, config, options.out_dir, data, option="--out")
         progress.closing_table(study, config, summary)
     return summary, study
+
+
+def nothing_to_run(study: str, trials: list[Any], total: int | None) -> str:
+    """Why a rerun starts no trial: the budget was spent before (else a rerun looks like a search)."""
+    counted = len(counted_trials(trials))
+    has = f"already has its {total} trial{'s' * (total != 1)}"
+    if counted != total:  # more than this run's budget (a worker's --trials, or the recorded one)
+        has = f"already has {counted} trials, its budget is {total}"
+    return f"yaml2torch: study {study} {has}; nothing to run (raise --trials to continue)"
 
 
 def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummary:
@@ -695,6 +709,7 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
 
     if options.storage is None:
         raise UsageError("a worker needs --storage")
+    given = options.storage  # as the user wrote it, for the advice below
     stored = open_stored_study(
         options.storage, options.study, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
     )
@@ -723,8 +738,65 @@ def run_joined_worker(options: RunOptions, out_dir: Path | None) -> WorkerSummar
         sampler=make_sampler(config, offset),
         pruner=make_pruner(config),
     )
+    # A worker the user started (not one of search --workers: the search says all this itself)
+    # says when there is nothing to do, and when the exported best files no longer name the best.
+    own = options.worker_index is None and not options.quiet
+    trials = study.get_trials(deepcopy=False)
+    idle = not may_start(trials, settings.trials) and not any(t.state == TrialState.RUNNING for t in trials)
+    if idle and index is None:
+        if own:
+            _say(nothing_to_run(name, trials, settings.trials))
+            say_if_export_is_stale(study, config, stored.record, given, _picked_number(study, config))
+        return WorkerSummary()
+    before = _picked_number(study, config) if own else None
     data = DataCache(
         replace(config.data, limit=settings.data_limit or config.data.limit), resolve_device(options.device)
     )
     with SearchProgress(config, study, total=settings.trials, enabled=options.progress) as progress:
-        return run_trials(study, config, options, settings, data, progress)
+        summary = run_trials(study, config, options, settings, data, progress)
+    if own:
+        say_if_export_is_stale(study, config, stored.record, given, before)
+    return summary
+
+
+def _picked_number(study: optuna.Study, config: SearchConfig) -> int | None:
+    from yaml2torch.search.export import pick
+
+    best, _ = pick(study, config)
+    return None if best is None else best.number
+
+
+def exported_pick(out_dir: str | None) -> tuple[Path, int | None] | None:
+    """The summary.json that search (or best) wrote into the study's output folder and the trial
+    it names; None when that file is not on this machine or cannot be read."""
+    if out_dir is None:
+        return None
+    path = Path(out_dir) / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        return path, (summary.get("picked") or {}).get("number")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def say_if_export_is_stale(
+    study: optuna.Study, config: SearchConfig, record: StudyRecord, storage: str, before: int | None
+) -> None:
+    """A worker exports nothing (it may run on another machine, for a folder it cannot see, beside
+    other workers): when the study's pick is not what the output folder's files show, say how to
+    export it. Without those files here: when the trials this worker ran changed the pick."""
+    now = _picked_number(study, config)
+    if now is None:
+        return
+    exported = exported_pick(record.out_dir)
+    if exported is not None and exported[1] == now:
+        return
+    if exported is None and now == before:
+        return
+    names = "no trial" if exported is None or exported[1] is None else f"trial {exported[1]}"
+    shown = "" if exported is None else f" ({exported[0]} names {names})"
+    here = record.out_dir if record.out_dir is not None and Path(record.out_dir).is_dir() else "DIR"
+    _say(
+        f"yaml2torch: the best trial is now {now}{shown}; "
+        f"run yaml2torch best --storage {shlex.quote(storage)} -o {shlex.quote(here)} to export it"
+    )

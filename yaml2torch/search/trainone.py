@@ -166,7 +166,8 @@ def train_spec_file(request: TrainRequest) -> dict[str, Any]:
 
 
 class EpochProgress:
-    """One rich bar on stderr: epochs done, the latest validation accuracy and loss."""
+    """One rich bar on stderr: epochs done, the latest validation accuracy and loss. Not on a
+    terminal (a pipe, a log file), where rich draws nothing live: one plain line per epoch."""
 
     def __init__(self, epochs: int, enabled: bool) -> None:
         import sys
@@ -175,6 +176,8 @@ class EpochProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         console = Console(file=sys.stderr, width=None if sys.stderr.isatty() else 120)
+        self._epochs = epochs
+        self._lines = enabled and not (console.is_terminal or console.is_jupyter)  # a notebook draws bars
         self._progress = Progress(
             TextColumn("[bold]epochs"),
             BarColumn(),
@@ -182,7 +185,7 @@ class EpochProgress:
             TimeElapsedColumn(),
             TextColumn("{task.fields[info]}"),
             console=console,
-            disable=not enabled,
+            disable=not enabled or self._lines,
         )
         self._task = self._progress.add_task("epochs", total=epochs, info="")
 
@@ -194,6 +197,10 @@ class EpochProgress:
         self._progress.__exit__(None, None, None)
 
     def epoch(self, result: Any) -> None:
+        import sys
+
         metrics = result.metrics
         info = f"val accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}"
+        if self._lines:
+            print(f"epoch {result.epoch}/{self._epochs}: {info}", file=sys.stderr, flush=True)
         self._progress.update(self._task, completed=result.epoch, info=info)
