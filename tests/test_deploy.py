@@ -207,8 +207,14 @@ def test_report_of_an_output_folder_shows_the_picked_models_test_scores(searched
     assert "2 completed trials: too few for parameter importances to mean anything" in page
     assert "Trained accuracy against params" in page and "Trained accuracy against macs" in page
     # best takes the study file a user sees in the output folder, and --study may be left out.
+    capsys.readouterr()
     assert main(["best", "--storage", str(out / "study.log"), "-o", str(out / "again")]) == 0
     assert (out / "again" / "best_model.py").read_text() == (out / "best_model.py").read_text()
+    picked = summary["picked"]
+    assert capsys.readouterr().out == (  # one line, as the search's closing line
+        f"picked trial {picked['number']} ({picked['arch_hash'][:12]}): test accuracy {test['accuracy']:.4f}, "
+        f"test f1 {test['f1']:.4f}, params {picked['params']:,}; files in {out / 'again'}\n"
+    )
 
 
 def test_report_without_output_writes_report_html_beside_the_study_file(searched, capsys):

@@ -47,7 +47,7 @@ def test_two_workers_share_a_journal_study_and_best_runs_from_storage_alone(spac
     # "Another machine": the trial folders are gone; storage and the artifact store remain.
     (out / "trials").rename(tmp_path / "elsewhere")
     other = tmp_path / "other"
-    best = yaml2torch("best", "--storage", url, "--study", "tiny", "-o", other, "--artifacts", out / "artifacts")
+    best = yaml2torch("best", "--storage", url, "--study", "tiny", "-o", other, "--artifacts", out / "artifacts", "--json")
     assert best.returncode == 0, best.stderr
     assert "fetched trial" in best.stderr
     picked = json.loads(best.stdout)["picked"]

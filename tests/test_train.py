@@ -77,14 +77,22 @@ def test_train_command_writes_files_and_is_reproducible_on_cpu(tmp_path, capsys)
                     "1",
                     "-o",
                     str(out),
+                    *(["--json"] if name == "a" else []),
                 ]
             )
             == 0
         )
-        printed = json.loads(capsys.readouterr().out)
-        assert set(printed) == {"val", "test", "out"}
         assert {p.name for p in out.iterdir()} >= {"spec.yaml", "model.py", "model.pt", "metrics.json"}
         metrics = json.loads((out / "metrics.json").read_text())
+        if name == "a":  # --json: the scores for scripts
+            printed = json.loads(capsys.readouterr().out)
+            assert printed == {"val": metrics["val"], "test": metrics["test"], "out": str(out)}
+        else:  # one line for people
+            val, test = metrics["val"], metrics["test"]
+            assert capsys.readouterr().out == (
+                f"val accuracy {val['accuracy']:.4f}, val f1 {val['f1']:.4f}, "
+                f"test accuracy {test['accuracy']:.4f}, test f1 {test['f1']:.4f}; files in {out}\n"
+            )
         runs.append((metrics, torch.load(out / "model.pt", weights_only=True)))
         assert len(metrics["history"]) == 2
         assert metrics["val"]["accuracy"] > 0.3  # two epochs learn something on digits
@@ -176,3 +184,14 @@ def test_train_from_a_study_names_why_a_trial_has_no_spec(tmp_path, capsys):
         "yaml2torch: error: trial 0 of study 'tight' has no spec to train (pruned: 178 params > max_params 100)\n"
     )
     assert not (tmp_path / "t").exists()
+
+
+def test_train_needs_exactly_one_of_a_spec_and_a_stored_study(tmp_path, capsys):
+    spec = tmp_path / "net.yaml"
+    spec.write_text(SPEC)
+    for argv, given in ((["-o", str(tmp_path / "o")], "neither"), ([str(spec), "--from", str(tmp_path), "-o", str(tmp_path / "o")], "both")):
+        assert main(["train", *argv]) == 2
+        assert capsys.readouterr().err == (
+            f"yaml2torch: error: train takes a SPEC.yaml or --from OUT_DIR (a stored study); {given} given\n"
+        )
+    assert not (tmp_path / "o").exists()

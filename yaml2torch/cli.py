@@ -434,6 +434,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--from", dest="trials_from", type=Path, help="the search's output folder holding trials/ (for weights and the test score)")
     p.add_argument("--artifacts", help="artifact store folder holding the weights (default: the one the study recorded)")
+    p.add_argument("--json", action="store_true", help="print the pick and its test scores as JSON (default: one line)")
     p.set_defaults(handler=_reading_a_study(search.cmd_best, lambda args: args.storage))
 
     p = commands.add_parser("report", help="an HTML report of a stored study (report OUT_DIR writes OUT_DIR/report.html)")
@@ -468,6 +469,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     p.add_argument("--seed", type=seed_option, default=0, help="random seed (default 0)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder: spec.yaml, model.py, model.pt, metrics.json")
+    p.add_argument("--json", action="store_true", help="print the validation and test scores as JSON (default: one line)")
     p.set_defaults(handler=_reading_a_study(search.cmd_train, lambda args: args.trials_from))
 
 

@@ -125,7 +125,12 @@ def cmd_best(args: argparse.Namespace) -> int:
         print(f"yaml2torch: no completed trial to export; see {args.output}/summary.json", file=sys.stderr)
         return 1
     picked = summary["picked"]
-    print(json.dumps({"picked": picked["number"], "test": picked["test"], "out": str(args.output)}))
+    if args.json:
+        print(json.dumps({"picked": picked["number"], "test": picked["test"], "out": str(args.output)}))
+    else:
+        from yaml2torch.search.progress import picked_line
+
+        print(picked_line(picked, args.output))
     return 0
 
 
@@ -211,5 +216,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     result = train_spec_file(request)
-    print(json.dumps({"val": result["val"], "test": result["test"], "out": str(args.output)}))
+    if args.json:
+        print(json.dumps({"val": result["val"], "test": result["test"], "out": str(args.output)}))
+    else:
+        from yaml2torch.search.progress import scores_line
+
+        print(scores_line(result["val"], result["test"], args.output))
     return 0

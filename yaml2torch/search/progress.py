@@ -182,15 +182,27 @@ class SearchProgress:
         self.show_study(study)  # also when no trial ran here (the budget was reached before)
         self.progress.stop()
         self.console.print(trials_table(study, config, (summary.get("picked") or {}).get("number")))
-        picked = summary.get("picked")
-        if picked:
-            test = picked.get("test") or {}
-            self.console.print(
-                f"picked trial {picked['number']} ({picked['arch_hash'][:12]}): "
-                f"test accuracy {format_metric('accuracy', test.get('accuracy'))}, "
-                f"test f1 {format_metric('f1', test.get('f1'))}, params {picked['params']:,}; "
-                f"files in {summary['out_dir']}"
-            )
+        if summary.get("picked"):
+            self.console.print(picked_line(summary["picked"], summary["out_dir"]))
+
+
+def picked_line(picked: dict, out_dir: object) -> str:
+    """The picked trial in one line (search's closing line, ``best``)."""
+    test = picked.get("test") or {}
+    scores = (
+        f"test accuracy {format_metric('accuracy', test.get('accuracy'))}, test f1 {format_metric('f1', test.get('f1'))}"
+        if test
+        else "no test score (no test split)"
+    )
+    return f"picked trial {picked['number']} ({picked['arch_hash'][:12]}): {scores}, params {picked['params']:,}; files in {out_dir}"
+
+
+def scores_line(val: dict, test: dict | None, out_dir: object) -> str:
+    """A training's scores in one line (``train``)."""
+    shown = [f"val accuracy {format_metric('accuracy', val.get('accuracy'))}", f"val f1 {format_metric('f1', val.get('f1'))}"]
+    if test:
+        shown += [f"test accuracy {format_metric('accuracy', test.get('accuracy'))}", f"test f1 {format_metric('f1', test.get('f1'))}"]
+    return f"{', '.join(shown)}; files in {out_dir}"
 
 
 def trials_table(study, config, picked: int | None = None, limit: int = 40) -> Table:

@@ -110,7 +110,8 @@ def _from_study(request: TrainRequest) -> TrainInput:
 
 def resolve_input(request: TrainRequest) -> TrainInput:
     if (request.spec is None) == (request.source is None):
-        raise UsageError("train takes a SPEC.yaml or --from OUT_DIR (a stored study), not both")
+        given = "both" if request.spec is not None else "neither"
+        raise UsageError(f"train takes a SPEC.yaml or --from OUT_DIR (a stored study); {given} given")
     found = _from_study(request) if request.source is not None else _from_files(request)
     train = found.train
     if request.epochs is not None:
