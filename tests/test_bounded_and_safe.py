@@ -500,6 +500,22 @@ def test_search_with_an_unusable_storage_leaves_no_folder_it_made(tmp_path, run_
     assert existing.is_dir() and list(existing.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--devices", "cpu,bogus", "--workers", "2"), "--devices entry 'bogus': expected auto, cpu, cuda or cuda:N"),
+        (("--artifacts", "/proc/self/artifacts"), "cannot create the artifact folder /proc/self/artifacts: No such file or directory"),
+    ],
+)
+def test_search_with_a_bad_worker_device_or_artifact_folder_makes_no_study(tmp_path, run_cli, options, message) -> None:
+    """Refused once, before the study: not by each worker after it, leaving a study that ran nothing."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "out"
+    assert one_line_error(run_cli("search", space, "--out", out, "--quiet", *options)) == message
+    assert not out.exists()
+
+
 # --- cannot write -------------------------------------------------------------------------------
 
 

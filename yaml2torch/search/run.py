@@ -673,6 +673,10 @@ def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[
         )
     data = DataCache(replace(config.data, limit=options.data_limit or config.data.limit), resolve_device(options.device))
     data.splits  # noqa: B018 - a missing or unreadable data source fails here, before any study exists
+    for device in options.devices:  # each worker's device, refused here rather than by each worker
+        resolve_device(device, option="--devices entry")
+    if options.artifacts is not None:  # a folder that cannot be made is refused before the study is
+        make_artifact_store(options.artifacts)
     study = open_study(config, options)
     settings = options.settings(config)
     with_storage_retries(lambda: write_settings(study, settings), what="recording the study settings")

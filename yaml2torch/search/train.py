@@ -39,15 +39,16 @@ class Staged:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]  # images: (N, C, H, W)
 
 
-def resolve_device(name: str | None) -> torch.device:
+def resolve_device(name: str | None, option: str = "--device") -> torch.device:
+    """The torch device ``name`` (auto: CUDA when present); ``option`` names it in errors."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+        raise UsageError(f"{option} {name!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+        raise UsageError(f"{option} {name}: CUDA is not available on this machine")
     return device
 
 
