@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -443,3 +444,15 @@ def test_a_split_error_that_is_not_an_empty_split_is_not_called_too_few_samples(
     assert len(make_splits(arrays, DataSettings(split_seed=7)).train_y) == 60
     with pytest.raises(ValueError, match="random_state"):
         make_splits(arrays, DataSettings(split_seed=2**32))
+
+
+def test_a_template_input_channel_is_checked_against_npz_data_once_it_is_loaded(tmp_path, tmp_path_factory, capsys):
+    """An .npz's channels are known only from its arrays: checked once they are loaded, still
+    before any study or folder exists (not in every trial)."""
+    rng = np.random.default_rng(0)
+    data = tmp_path_factory.mktemp("npz") / "d.npz"
+    np.savez(data, x=rng.integers(0, 255, (90, 8, 8), dtype=np.uint8), y=np.repeat(np.arange(3), 30))
+    text = TINY.replace("{source: digits, limit: 200}", f"{{source: npz, path: {data}}}").replace("[1, Linear, [10]]", "[1, Linear, [3]]")
+    assert refused_search(tmp_path, capsys, text.replace("  backbone:", "  input_channel: 3\n  backbone:")) == (
+        "6:18: input_channel 3 but the data has 1 channels"
+    )

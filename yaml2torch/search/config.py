@@ -381,6 +381,18 @@ def check_model_space(config: SearchConfig) -> None:
             bind_args(row.module, block.signature, row.args, row.kwargs, row.kwarg_locs, row.loc, diagnostics)
 
 
+def check_template_channels(config: SearchConfig, channels: int) -> None:
+    """The template's ``input_channel`` (every option of it) against the loaded data's channels:
+    for data whose channels only the images tell (``data_channels`` None), once they are loaded."""
+    if config.model is None:
+        return
+    for k in range(sp.walk_passes(config.model)):
+        node = sp.sample(config.model, sp.WalkParams(k))
+        fields = node.mapping()
+        if "input_channel" in fields:
+            check_channels(fields["input_channel"], channels)
+
+
 def data_channels(data: DataSettings) -> int | None:
     """The data's channel count where it is known before loading (digits, CIFAR-10, a folder
     with ``channels:``); None where only the images tell (an .npz, a folder without it)."""

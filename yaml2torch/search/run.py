@@ -52,7 +52,13 @@ from yaml2torch.scale.storage import (
     with_storage_retries,
 )
 from yaml2torch.scale.worker import WorkerOptions, WorkerSummary, run_worker
-from yaml2torch.search.config import SearchConfig, component_class, parse_config
+from yaml2torch.search.config import (
+    SearchConfig,
+    check_template_channels,
+    component_class,
+    data_channels,
+    parse_config,
+)
 from yaml2torch.search.early_stop import NAME as DOMINANCE
 from yaml2torch.search.threads import ThreadChooser, ThreadMemory, ThreadVerdict, thread_limit
 from yaml2torch.search.train import DataCache, EpochResult, resolve_device, train_model
@@ -673,6 +679,8 @@ def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[
         )
     data = DataCache(replace(config.data, limit=options.data_limit or config.data.limit), resolve_device(options.device))
     data.splits  # noqa: B018 - a missing or unreadable data source fails here, before any study exists
+    if data_channels(config.data) is None:  # known only now: an .npz, a folder without channels:
+        check_template_channels(config, data.splits.channels)
     for device in options.devices:  # each worker's device, refused here rather than by each worker
         resolve_device(device, option="--devices entry")
     if options.artifacts is not None:  # a folder that cannot be made is refused before the study is
