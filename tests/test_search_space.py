@@ -422,14 +422,21 @@ def test_seeds_past_what_numpy_takes_are_refused_at_load(old, new, message, tmp_
     assert refused_search(tmp_path, capsys, TINY.replace(old, new)) == message + why
 
 
-def test_train_seed_follows_the_rule_of_seed(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--seed", "4294967296", "argument --seed: must be 0 to 2,147,483,647, got '4294967296'"),
+        ("--image-size", "100000", "argument --image-size: must be 1 to 1,024 pixels a side, got '100000'"),
+    ],
+)
+def test_train_options_follow_the_rules_of_the_search_file(tmp_path, capsys, option, value, message):
     spec = tmp_path / "net.yaml"
     spec.write_text("backbone: [[1, Conv, [8, 3]], [1, GlobalAvgPool, []], [1, Flatten, []], [1, Linear, [10]]]\n")
     with pytest.raises(SystemExit) as exited:
-        main(["train", str(spec), "--seed", "4294967296", "-o", str(tmp_path / "o")])
+        main(["train", str(spec), option, value, "-o", str(tmp_path / "o")])
     assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "argument --seed: must be 0 to 2,147,483,647, got '4294967296'" in err
+    assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "o").exists()
 
 

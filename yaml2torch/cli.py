@@ -400,7 +400,7 @@ def _refuse_a_missing_path(text: str | None) -> None:
 
 def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     from yaml2torch.search import commands as search
-    from yaml2torch.search.config import seed_option
+    from yaml2torch.search.config import image_size_option, seed_option
 
     p = commands.add_parser("search", help="run an architecture search from a search-space YAML")
     p.add_argument("space", type=Path, help="the search-space file")
@@ -465,7 +465,7 @@ def _add_search_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, help="training epochs (default: the trial's, --config's or the built-in setting)")
     p.add_argument("--batch-size", type=positive_int, help="batch size (default: the trial's, --config's or the built-in setting)")
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the trial's, --config's or the built-in setting)")
-    p.add_argument("--image-size", type=positive_int, help="input image size (default: the trial's, --config's or the built-in setting)")
+    p.add_argument("--image-size", type=image_size_option, help="input image size (default: the trial's, --config's or the built-in setting)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     p.add_argument("--seed", type=seed_option, default=0, help="random seed (default 0)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder: spec.yaml, model.py, model.pt, metrics.json")

@@ -417,6 +417,19 @@ def seed_value(node: Node, what: str) -> int:
     return seed
 
 
+def image_size_option(text: str) -> int:
+    """``train --image-size``: the rule of ``train.image_size`` (an argparse type)."""
+    import argparse
+
+    try:
+        side = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 1 <= side <= MAX_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_IMAGE_SIDE:,} pixels a side, got {text!r}")
+    return side
+
+
 def seed_option(text: str) -> int:
     """``--seed``: the rule of ``seed:`` (an argparse type; it names itself in argparse's messages)."""
     import argparse
