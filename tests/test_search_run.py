@@ -99,7 +99,7 @@ def test_digits_example_end_to_end_then_resume_best_and_report(tmp_path, capsys)
     # best: from the storage alone into another folder (weights from the recorded out dir).
     storage = journal_url(out / "study.log")
     capsys.readouterr()
-    assert main(["best", "--storage", storage, "--study", "digits", "-o", str(tmp_path / "exported")]) == 0
+    assert main(["best", "--storage", storage, "--study", "digits", "-o", str(tmp_path / "exported"), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["picked"] == load(out, "digits").best_trial.number and printed["test"]["samples"] == 120
     # best_model.py is what `yaml2torch compile best.yaml` makes (header naming best.yaml), the

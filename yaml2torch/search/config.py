@@ -417,30 +417,27 @@ def seed_value(node: Node, what: str) -> int:
     return seed
 
 
-def image_size_option(text: str) -> int:
-    """``train --image-size``: the rule of ``train.image_size`` (an argparse type)."""
+def _bounded_int_option(text: str, low: int, high: int, unit: str = "", why: str = "") -> int:
+    """An argparse type's body: ``text`` as an int from ``low`` to ``high`` (``unit``, ``why``: the message's)."""
     import argparse
 
     try:
-        side = int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 1 <= side <= MAX_IMAGE_SIDE:
-        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_IMAGE_SIDE:,} pixels a side, got {text!r}")
-    return side
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {low} to {high:,}{unit}, got {text!r}{why}")
+    return value
+
+
+def image_size_option(text: str) -> int:
+    """``train --image-size``: the rule of ``train.image_size`` (an argparse type)."""
+    return _bounded_int_option(text, 1, MAX_IMAGE_SIDE, " pixels a side")
 
 
 def seed_option(text: str) -> int:
     """``--seed``: the rule of ``seed:`` (an argparse type; it names itself in argparse's messages)."""
-    import argparse
-
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_SEED:,}, got {text!r} {_SEED_WHY}")
-    return seed
+    return _bounded_int_option(text, 0, MAX_SEED, why=f" {_SEED_WHY}")
 
 
 def _keys(node: Node, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
