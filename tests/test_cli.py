@@ -440,7 +440,8 @@ def test_a_reader_that_went_away_ends_the_command_quietly(argv: tuple[str, ...],
     assert (result.returncode, result.stderr) == (status, "")
 
 
-def test_a_closed_standard_error_does_not_fail_a_search_that_did_its_work(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["reader gone", "no stream (2>&-)"])
+def test_a_closed_standard_error_does_not_fail_a_search_that_did_its_work(tmp_path: Path, how: str) -> None:
     space = write(
         tmp_path / "space.yaml",
         """\
@@ -457,7 +458,12 @@ def test_a_closed_standard_error_does_not_fail_a_search_that_did_its_work(tmp_pa
             - [1, Linear, [10]]
         """,
     )
-    result = _run_with_a_closed_pipe("search", space, "-o", tmp_path / "out", "--no-isolate", stream="stderr")
+    argv = ("search", space, "-o", tmp_path / "out", "--no-isolate")
+    if how == "reader gone":
+        result = _run_with_a_closed_pipe(*argv, stream="stderr")
+    else:  # Python starts with sys.stderr None
+        command = [sys.executable, "-m", "yaml2torch", *map(str, argv)]
+        result = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=300, check=False, preexec_fn=lambda: os.close(2))
     assert (result.returncode, result.stdout) == (0, "")
     assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["picked"]["number"] == 0
 

@@ -504,6 +504,10 @@ def _ignore_stop_signals() -> None:
 def run_command(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run its command; the exit status. While it runs, standard output and
     error are guarded (``_Guarded``): a reader that went away ends the command quietly."""
+    # A stream closed before we started (`2>&-`) is None in Python: what goes there goes nowhere.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - the process's own stream, for its lifetime
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout = cast(TextIO, _Guarded(stdout, lambda exc: _stdout_failed(stdout, exc)))
     sys.stderr = cast(TextIO, _Guarded(stderr, lambda exc: _stderr_failed(stderr, exc)))
@@ -532,7 +536,8 @@ def _run_handler(args: argparse.Namespace) -> int:
         print(f"yaml2torch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
-        print("yaml2torch: interrupted", file=sys.stderr)
+        if not getattr(exc, "said", False):  # a search's stop line already said it
+            print("yaml2torch: interrupted", file=sys.stderr)
         return getattr(exc, "exit_status", 130)  # 143 after SIGTERM (yaml2torch.scale.signals.StopRequested)
     except Exception as exc:
         # A full or read-only disk met where no layer expected a write to fail: not a bug, one line.

@@ -67,6 +67,7 @@ def launch_workers(
                 running = [p for p in processes if p.poll() is None]
                 if running and busy():  # else they are done and only exiting: nothing to stop
                     say(f"yaml2torch: {stop.signal_name}: stopping {len(running)} workers")
+                    stop.said = True
                 for process in running:
                     process.send_signal(stop.signum)
                 for process in running:

@@ -39,6 +39,7 @@ class StopRequested(KeyboardInterrupt):
         self.signum = signum
         self.signal_name = signal.Signals(signum).name
         self.interrupted_trial: int | None = None  # set by the worker loop when it stopped a trial
+        self.said = False  # the stop was said in a line of its own: the CLI adds none
         super().__init__(f"interrupted by {self.signal_name}")
 
     @property

@@ -202,6 +202,7 @@ def _run_one(study, trial, run_trial, identity, options, summary, retrying, say)
         summary.stopped_by = stop.signal_name
         if isinstance(stop, StopRequested):
             stop.interrupted_trial = trial.number
+            stop.said = True
         raise stop
 
 

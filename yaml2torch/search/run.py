@@ -571,6 +571,7 @@ def run_trials(
             except StopRequested as stop:
                 if stop.interrupted_trial is None:  # else the worker loop said which trial it stopped
                     say(f"yaml2torch: stopped by {stop.signal_name} between trials")
+                stop.said = True
                 raise
     finally:
         restore_threads()
