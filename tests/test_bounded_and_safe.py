@@ -486,7 +486,7 @@ def test_a_journal_cut_mid_record_is_read_and_resumed_and_a_damaged_line_is_one_
     one_line_error(run_cli("search", space, *quick, "--trials", "3"), expected + ", or move this file away to start a new study")
 
 
-@pytest.mark.parametrize("url", ["foo://bar", "mysql://user@localhost/db"])
+@pytest.mark.parametrize("url", ["foo://bar", "mysql://user@localhost/db", "/proc/self/study.log"])
 def test_search_with_an_unusable_storage_leaves_no_folder_it_made(tmp_path, run_cli, url) -> None:
     if url.startswith("mysql") and importlib.util.find_spec("MySQLdb") is not None:
         pytest.skip("a MySQL driver is installed here: the URL would be tried")

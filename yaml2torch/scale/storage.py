@@ -203,7 +203,13 @@ def make_storage(
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"storage {url}: cannot create the folder {path.parent}: {exc.strerror or exc}") from None
-        return JournalStorage(JournalFile(str(path), start_anew=start_anew(new_study)))
+        try:
+            backend = JournalFile(str(path), start_anew=start_anew(new_study))  # creates the file
+        except OSError as exc:
+            if (cannot_write := as_cannot_write(exc, f"creating the journal {path}")) is not None:
+                raise cannot_write from None  # a full or read-only disk: the usual advice
+            raise UsageError(f"storage {url}: cannot create {path}: {exc.strerror or exc}") from None
+        return JournalStorage(backend)
     if kind.kind == "sqlite":
         # A busy timeout so a second local process waits for the lock instead of failing.
         return _refuse_bad_url(url, lambda: RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}))
