@@ -548,6 +548,9 @@ def test_an_output_folder_that_cannot_be_written_stops_search_with_one_line(tmp_
     (tmp_path / "file").write_text("")
     message = one_line_error(run_cli("search", space, "--out", tmp_path / "file" / "out", "--quiet"))
     assert message.startswith(f"cannot create the output folder {tmp_path / 'file' / 'out'}: ")
+    # --out naming an existing file: said as such, not "File exists".
+    message = one_line_error(run_cli("search", space, "--out", tmp_path / "file", "--quiet"))
+    assert message == f"{tmp_path / 'file'} is a file; --out names the output folder"
 
 
 @pytest.mark.slow

@@ -323,7 +323,7 @@ def _add_tooling_commands(commands: argparse._SubParsersAction) -> None:
         help="compile specs in memory (nothing written); --fresh: their model files are current; exit 0 fine, 1 stale, 2 error",
     )
     p.add_argument("specs", type=Path, nargs="+", help="specs; a YamlModule sub-spec also checks the specs of its repository that include it")
-    p.add_argument("--fresh", action="store_true", help="also compare <stem>.py beside each spec (or in --out-dir)")
+    p.add_argument("--fresh", action="store_true", help="also compare the model file: <stem>.py beside each spec (or in --out-dir); a search's best_model.py and trial model.py too")
     p.add_argument("--out-dir", type=Path, help="where the model files are (default: beside each spec)")
     p.set_defaults(handler=cmd_check)
 

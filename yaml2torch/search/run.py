@@ -197,6 +197,8 @@ def _trials_owner(marker: Path) -> str | None:
 
 
 def _make_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir} is a file; --out names the output folder")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
