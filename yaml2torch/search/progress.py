@@ -7,7 +7,7 @@ from typing import Self
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from yaml2torch.scale.budget import counted_trials
 from yaml2torch.study_record import TrialRecord
@@ -100,12 +100,16 @@ class SearchProgress:
         # Lines count and rank only the trials said so far: several workers' trials may finish
         # between two looks at the study, and each line reads as of its own trial.
         self.said = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()} if self.lines else set()
+        # The info text (best, last trial) is cut to what the line leaves, else rich squeezes the
+        # bar and the counts to nothing on an 80-column terminal.
+        bar = 20 if self.console.width < 120 else 40
+        info_width = max(12, self.console.width - (8 + bar + 7 + 7 + 4))  # name, bar, n/N, time, gaps
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            TextColumn("[bold]{task.description}", table_column=Column(min_width=8, no_wrap=True)),
+            BarColumn(bar_width=bar),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=info_width)),
             console=self.console,
             disable=not enabled or self.lines,
             transient=False,
@@ -183,7 +187,7 @@ class SearchProgress:
         self.progress.stop()
         self.console.print(trials_table(study, config, (summary.get("picked") or {}).get("number")))
         if summary.get("picked"):
-            self.console.print(picked_line(summary["picked"], summary["out_dir"]))
+            self.console.print(picked_line(summary["picked"], summary["out_dir"]), soft_wrap=True, highlight=False)
 
 
 def picked_line(picked: dict, out_dir: object) -> str:
