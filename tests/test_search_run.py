@@ -394,33 +394,3 @@ def test_resuming_with_other_epochs_or_limit_is_refused_and_the_same_options_res
     assert again.status == 0
     finished = optuna.load_study(study_name="digits", storage=make_storage(journal_url(out / "study.log"))).trials
     assert len([t for t in finished if t.state.is_finished()]) == 2
-
-
-def test_tpe_samples_with_a_constant_liar_unless_the_file_says_otherwise():
-    """With two trials running at once the second one's sample takes the first into account (as
-    Optuna's constant_liar=True does); a lone worker samples exactly as without it."""
-    from yaml2torch.search.run import make_sampler
-
-    def params(sampler: optuna.samplers.BaseSampler, concurrent: bool) -> list[dict]:
-        study = optuna.create_study(sampler=sampler)
-        for _ in range(6):
-            trial = study.ask()
-            study.tell(trial, trial.suggest_float("x", -10, 10) ** 2)
-        first = study.ask()
-        first.suggest_float("x", -10, 10)
-        if not concurrent:
-            study.tell(first, 1.0)
-        second = study.ask()
-        second.suggest_float("x", -10, 10)
-        return [first.params, second.params]
-
-    def config(sampler: str) -> object:
-        return parse_config(f"study: s\nmodel: {{backbone: [[1, Linear, [10]]]}}\nsampler: {sampler}\n")
-
-    ours = config("{type: TPE, n_startup_trials: 5}")
-    liar = lambda flag: optuna.samplers.TPESampler(n_startup_trials=5, seed=0, constant_liar=flag)
-    assert params(make_sampler(ours), concurrent=True) == params(liar(True), concurrent=True)
-    assert params(make_sampler(ours), concurrent=True) != params(liar(False), concurrent=True)
-    assert params(make_sampler(ours), concurrent=False) == params(liar(False), concurrent=False)
-    told = config("{type: TPE, n_startup_trials: 5, constant_liar: false}")
-    assert params(make_sampler(told), concurrent=True) == params(liar(False), concurrent=True)

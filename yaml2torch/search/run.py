@@ -141,10 +141,6 @@ class SearchResult:
 def make_sampler(config: SearchConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     cls = component_class("sampler", config.sampler.type)
     kwargs = dict(config.sampler.kwargs)
-    if cls is optuna.samplers.TPESampler:
-        # Workers sharing a study: a running trial counts as a bad one, so two workers do not
-        # sample the same region (Optuna's advice for parallel TPE). One worker samples as before.
-        kwargs.setdefault("constant_liar", True)
     if "seed" in inspect.signature(cls).parameters:
         kwargs["seed"] = config.seed + seed_offset
     return cls(**kwargs)
