@@ -3,6 +3,7 @@ one line per stop, a rerun that has nothing to run, and exported files a worker 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -191,6 +192,15 @@ def test_a_finished_trial_in_a_few_words() -> None:
         "trial 5 failed (stale)",
     ]
     assert trial_outcome(study.trials[2], config, detail=False) == "trial 2 infeasible"  # the bar is short
+    # The closing table names the states the same way (an infeasible trial is Optuna's PRUNED).
+    from rich.console import Console
+
+    from yaml2torch.search.progress import trials_table
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(trials_table(study, config))
+    states = [line.split("│")[2].strip() for line in console.export_text().splitlines() if line.startswith("│")]
+    assert states == ["complete", "pruned", "infeasible", "complete", "fail", "fail"]
 
 
 def test_a_rerun_with_the_budget_spent_says_nothing_ran(space, tmp_path, run_cli):

@@ -181,7 +181,7 @@ def test_train_from_a_study_names_why_a_trial_has_no_spec(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--from", str(out), "--trial", "0", "-o", str(tmp_path / "t")]) == 2
     assert capsys.readouterr().err == (
-        "yaml2torch: error: trial 0 of study 'tight' has no spec to train (pruned: 178 params > max_params 100)\n"
+        "yaml2torch: error: trial 0 of study 'tight' has no spec to train (infeasible: 178 params > max_params 100)\n"
     )
     assert not (tmp_path / "t").exists()
 

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from yaml2torch.scale.budget import counted_trials
-from yaml2torch.study_record import TrialRecord
+from yaml2torch.study_record import TrialRecord, TrialStatus
 
 
 def format_metric(name: str, value) -> str:
@@ -225,9 +225,10 @@ def trials_table(study, config, picked: int | None = None, limit: int = 40) -> T
         shows_reason = trial.state.name != "COMPLETE" or record.duplicate_of is not None
         note = (record.reason or "") if shows_reason else ""
         mark = "*" if trial.number == picked else ""
+        infeasible = trial.state.name == "PRUNED" and record.status == TrialStatus.INFEASIBLE
         table.add_row(
             f"{trial.number}{mark}",
-            trial.state.name.lower(),
+            "infeasible" if infeasible else trial.state.name.lower(),  # pruned untrained, by a constraint
             *(format_metric(m, values.get(m)) for m in metrics + extra),
             "-" if seconds is None else f"{seconds:.1f}s",
             note[:70],

@@ -82,7 +82,7 @@ def _from_files(request: TrainRequest) -> TrainInput:
 def _from_study(request: TrainRequest) -> TrainInput:
     from yaml2torch.search.export import pick
     from yaml2torch.search.run import open_stored_study
-    from yaml2torch.study_record import TrialRecord
+    from yaml2torch.study_record import TrialRecord, TrialStatus
 
     assert request.source is not None  # checked by resolve_input
     stored = open_stored_study(request.source, request.study)
@@ -100,7 +100,7 @@ def _from_study(request: TrainRequest) -> TrainInput:
         why = f": {record.reason}" if record.reason else ""  # an infeasible sample: its constraint
         raise UsageError(
             f"trial {trial.number} of study {stored.study.study_name!r} has no spec to train "
-            f"({trial.state.name.lower()}{why})"
+            f"({'infeasible' if record.status == TrialStatus.INFEASIBLE else trial.state.name.lower()}{why})"
         )
     config = stored.config
     data = replace(config.data, limit=stored.record.settings.data_limit or config.data.limit)
