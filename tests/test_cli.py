@@ -220,7 +220,7 @@ def test_summary_table(tiny: Path, run_cli) -> None:
 def test_diff_prints_the_unified_diff_then_the_change(tiny: Path, tmp_path: Path, run_cli) -> None:
     wider = write(tmp_path / "wider.yaml", TINY.replace("[16, 3, 2]", "[32, 3, 2]"))
     result = run_cli("diff", tiny, wider)
-    assert (result.status, result.stderr) == (0, "")
+    assert (result.status, result.stderr) == (1, "")  # as diff(1): 1 when they differ
     lines = result.stdout.splitlines()
     assert lines[0] == f"--- {tiny} (model.py)" and lines[1] == f"+++ {wider} (model.py)"
     assert "-        # 0: Conv [16, 3, 2] -> (16, 8, 8), 464 params" in lines
@@ -234,6 +234,7 @@ def test_diff_prints_the_unified_diff_then_the_change(tiny: Path, tmp_path: Path
 
 def test_diff_of_specs_with_the_same_network_says_so(tiny: Path, tmp_path: Path, run_cli) -> None:
     result = run_cli("diff", tiny, tiny)
+    assert result.status == 0
     assert result.stdout == f"same architecture (hash {compile_file(tiny).arch_hash[:12]}): 634 params, MACs 27,808\n"
     # Spelt differently (kindle's row form, a comment), lowered to the same network: the same answer.
     respelt = tmp_path / "respelt.yaml"

@@ -136,7 +136,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     print(f"params: {change(a.params, b.params)}")
     print(f"MACs:   {change(a.macs, b.macs)}")
-    return 0
+    return 1  # as diff(1) and git diff --exit-code: the architectures differ
 
 
 # --- tooling: schema / blocks / fmt / check / textconv (yaml2torch.tooling) ------------------
@@ -285,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_ultralytics_options(p)
     p.set_defaults(handler=cmd_summary)
 
-    p = commands.add_parser("diff", help="unified diff of two generated files, then the params/MACs change")
+    p = commands.add_parser(
+        "diff", help="unified diff of two generated files, then the params/MACs change (exit 1 when they differ, like diff)"
+    )
     p.add_argument("a", type=Path, help="the old spec (.yaml)")
     p.add_argument("b", type=Path, help="the new spec (.yaml)")
     p.set_defaults(handler=cmd_diff)
