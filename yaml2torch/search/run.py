@@ -692,10 +692,11 @@ def _search_and_export(config: SearchConfig, options: RunOptions) -> tuple[dict[
     settings = options.settings(config)
     with_storage_retries(lambda: write_settings(study, settings), what="recording the study settings")
     trials = study.get_trials(deepcopy=False)
-    if not may_start(trials, settings.trials) and not options.quiet:
+    can_start = may_start(trials, settings.trials)
+    if not can_start and not options.quiet:
         _say(nothing_to_run(study.study_name, trials, settings.trials))
     with SearchProgress(config, study, total=settings.trials, enabled=options.progress) as progress:
-        if may_start(trials, settings.trials):
+        if can_start:
             if options.workers > 1:
                 run_local_workers(study, options, settings.trials, progress, _say)
             else:
