@@ -87,3 +87,36 @@ def test_the_journal_file_shares_format_and_lock_with_optunas_own(tmp_path):
     assert len(optuna.load_study(study_name="b", storage=again).trials) == 1
     assert all(line.startswith(RECORD_PREFIX) for line in path.read_bytes().splitlines())
     assert JournalFile(str(path))._append_lock._lock_file == JournalFileBackend(str(path))._lock._lock_file
+
+
+@pytest.mark.parametrize("backend", ["journal", "sqlite"])
+def test_ga_generations_fill_with_the_pruned_trials_they_count_and_optunas_do_not(tmp_path, backend):
+    """Optuna's NSGA-II counts COMPLETE trials only towards a generation; the counting wrapper
+    also counts the PRUNED trials its predicate accepts, under Optuna's own generation key."""
+    from optuna.distributions import FloatDistribution
+
+    def generations(sampler: optuna.samplers.BaseSampler) -> list[int]:
+        path = tmp_path / f"{type(sampler).__module__}-{id(sampler)}"
+        storage = (
+            JournalStorage(JournalFileBackend(f"{path}.log")) if backend == "journal" else RDBStorage(f"sqlite:///{path}.db")
+        )
+        study = optuna.create_study(storage=storage, directions=["maximize", "minimize"], sampler=sampler)
+        space = {"x": FloatDistribution(0.0, 1.0)}
+        # complete, stopped by the rule, pruned for another reason
+        for outcome in ("complete", "stopped", "other", "complete", "stopped", "stopped", "complete", "complete"):
+            trial = study.ask(space)
+            if outcome == "complete":
+                study.tell(trial, [trial.params["x"], 1.0])
+            else:
+                if outcome == "stopped":
+                    trial.set_user_attr("early_stop", {"epoch": 2})
+                study.tell(trial, state=TrialState.PRUNED)
+        key = optuna.samplers.NSGAIISampler._get_generation_key()
+        return [t.system_attrs[key] for t in study.get_trials()]
+
+    counting = _optuna.ga_generation_counting(optuna.samplers.NSGAIISampler, lambda t: "early_stop" in t.user_attrs)
+    assert counting.__name__ == "NSGAIISampler" and issubclass(counting, optuna.samplers.NSGAIISampler)
+    # population 2. Generation 0 fills with two COMPLETE trials (0 and 3) in both, so the first
+    # parents are a whole population; then the wrapper counts trials 4 and 5 (stopped), Optuna not.
+    assert generations(counting(population_size=2, seed=0)) == [0, 0, 0, 0, 1, 1, 2, 2]
+    assert generations(optuna.samplers.NSGAIISampler(population_size=2, seed=0)) == [0, 0, 0, 0, 1, 1, 1, 1]

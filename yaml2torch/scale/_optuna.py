@@ -84,3 +84,49 @@ def session_reset(study_or_storage: optuna.Study | BaseStorage) -> Callable[[], 
     storage = storage_of(study_or_storage) if isinstance(study_or_storage, optuna.Study) else study_or_storage
     inner = storage._backend if isinstance(storage, _CachedStorage) else storage
     return getattr(inner, "remove_session", lambda: None)
+
+
+def ga_generation_counting(
+    sampler_class: type[optuna.samplers.NSGAIISampler], counts: Callable[[FrozenTrial], bool]
+) -> type[optuna.samplers.NSGAIISampler]:
+    """``sampler_class`` (NSGA-II) whose generations fill with the finished trials ``counts`` accepts.
+
+    Optuna's genetic samplers move to the next generation once ``population_size`` trials of
+    the current one are COMPLETE; a trial the Dominance rule stopped (PRUNED) never counts, so
+    with most children stopped a generation waits for three times the trials. This is
+    ``BaseGASampler.get_trial_generation`` (Optuna 4.2-5.0) with PRUNED trials that ``counts``
+    accepts counted too, from generation 1 on. Parents still come from COMPLETE trials only
+    (``get_population``): generation 0 fills with ``population_size`` COMPLETE trials, as in
+    Optuna, so the first parents are a whole population, and each later generation's parents are
+    the elite of its population and the previous parents, never fewer.
+    """
+    from optuna.trial import TrialState
+
+    class CountingSampler(sampler_class):  # type: ignore[valid-type,misc]  # a class made at run time
+        def get_trial_generation(self, study: optuna.Study, trial: FrozenTrial) -> int:
+            key = self._get_generation_key()
+            generation = trial.system_attrs.get(key, None)
+            if generation is not None:
+                return int(generation)
+            finished = study._get_trials(deepcopy=False, states=[TrialState.COMPLETE, TrialState.PRUNED], use_cache=True)
+            max_generation, max_generation_count = 0, 0
+            for t in reversed(finished):
+                g = t.system_attrs.get(key, -1)
+                if t.state == TrialState.PRUNED and (g < 1 or not counts(t)):
+                    continue
+                if g < max_generation:
+                    continue
+                if g > max_generation:
+                    max_generation, max_generation_count = g, 1
+                else:
+                    max_generation_count += 1
+            generation = max_generation if max_generation_count < self._population_size else max_generation + 1
+            storage_of(study).set_trial_system_attr(trial_id_of(trial), key, generation)
+            return generation
+
+    # Optuna keys a subclass's attributes by its class name: keep the wrapped sampler's, so a
+    # study resumed with another pruner reads the same generations.
+    CountingSampler._GENERATION_KEY = sampler_class._get_generation_key()
+    CountingSampler._PARENT_CACHE_KEY_PREFIX = sampler_class._get_parent_cache_key_prefix()
+    CountingSampler.__name__ = CountingSampler.__qualname__ = sampler_class.__name__
+    return CountingSampler

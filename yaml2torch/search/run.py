@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from yaml2torch import __version__
 from yaml2torch.errors import CannotWrite, Location, SpecError, StudyError, UsageError
 from yaml2torch.files import load_state_dict, state_dict_bytes, write_atomic
+from yaml2torch.scale._optuna import ga_generation_counting
 from yaml2torch.scale.budget import StudyLock, counted_trials, may_start
 from yaml2torch.scale.defaults import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 from yaml2torch.scale.faults import FaultPlan, check_finite_loss
@@ -65,6 +66,7 @@ from yaml2torch.search.train import DataCache, EpochResult, resolve_device, trai
 from yaml2torch.search.trial import Objective
 from yaml2torch.study_record import (
     STUDY_SPACE_YAML,
+    TRIAL_EARLY_STOP,
     RunSettings,
     StudyRecord,
     check_same_space,
@@ -140,6 +142,9 @@ class SearchResult:
 
 def make_sampler(config: SearchConfig, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     cls = component_class("sampler", config.sampler.type)
+    if config.sampler.type == "NSGAII" and config.pruner.type == DOMINANCE:
+        # the rule's stopped trials fill NSGA-II's generations too (scale/_optuna.py says why)
+        cls = ga_generation_counting(cls, lambda t: TRIAL_EARLY_STOP in t.user_attrs)
     kwargs = dict(config.sampler.kwargs)
     if "seed" in inspect.signature(cls).parameters:
         kwargs["seed"] = config.seed + seed_offset
