@@ -14,6 +14,7 @@ from optuna.trial import TrialState, create_trial
 
 from yaml2torch.cli import main
 from yaml2torch.errors import SpecError
+from yaml2torch.scale import _optuna
 from yaml2torch.scale.storage import journal_url, make_storage
 from yaml2torch.search import early_stop
 from yaml2torch.search.config import parse_config
@@ -283,3 +284,31 @@ def test_the_pick_names_only_the_budgets_it_was_given(tmp_path, pick_rule, numbe
         study.add_trial(create_trial(state=TrialState.COMPLETE, values=[f1, macs], user_attrs=attrs))
     picked, rule = pick(study, config)
     assert (picked.number, rule) == (number, note)
+
+
+def test_with_nsga2_the_rules_stopped_trials_fill_generations_and_never_breed(tmp_path):
+    space = tmp_path / "nsga.yaml"
+    space.write_text(
+        TINY_MO.replace("sampler: Random", "sampler: {type: NSGAII, population_size: 2}").replace("trials: 10", "trials: 14")
+        + "pruner: {type: Dominance, n_startup_trials: 2, min_dominators: 1}\n"
+    )
+    out = tmp_path / "nsga"
+    assert main(["search", str(space), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    study = optuna.load_study(study_name="mo", storage=make_storage(journal_url(out / "study.log")))
+    key = optuna.samplers.NSGAIISampler._get_generation_key()  # Optuna's own key
+    trials = study.get_trials()
+    generation = {t.number: t.system_attrs[key] for t in trials}
+    stopped = {t.number for t in trials if "early_stop" in t.user_attrs}
+    complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
+    assert stopped and any(generation[n] >= 1 for n in stopped)
+    last = max(generation.values())
+    for g in range(last):  # every full generation holds exactly population_size counted trials
+        members = {n for n, gen in generation.items() if gen == g}
+        counted = members & complete if g == 0 else members & (complete | stopped)
+        assert len(counted) == 2, (g, sorted(members), sorted(counted))
+    # parents are chosen from completed trials only: a stopped trial never breeds
+    study_attrs = _optuna.storage_of(study).get_study_system_attrs(_optuna.study_id_of(study))
+    parents = [ids for name, ids in study_attrs.items() if name.startswith("NSGAIISampler:parent:")]
+    assert parents
+    for ids in parents:
+        assert {t.number for t in trials if _optuna.trial_id_of(t) in set(ids)} <= complete
