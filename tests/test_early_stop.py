@@ -308,7 +308,8 @@ def test_with_nsga2_the_rules_stopped_trials_fill_generations_and_never_breed(tm
         assert len(counted) == 2, (g, sorted(members), sorted(counted))
     # parents are chosen from completed trials only: a stopped trial never breeds
     study_attrs = _optuna.storage_of(study).get_study_system_attrs(_optuna.study_id_of(study))
-    parents = [ids for name, ids in study_attrs.items() if name.startswith("NSGAIISampler:parent:")]
+    prefix = optuna.samplers.NSGAIISampler._get_parent_cache_key_prefix()
+    parents = [ids for name, ids in study_attrs.items() if name.startswith(prefix)]
     assert parents
     for ids in parents:
         assert {t.number for t in trials if _optuna.trial_id_of(t) in set(ids)} <= complete

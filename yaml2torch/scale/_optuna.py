@@ -126,8 +126,8 @@ def ga_generation_counting(
             storage_of(study).set_trial_system_attr(trial_id_of(trial), key, generation)
             return generation
 
-    # Optuna keys a subclass's attributes by its class name: keep the wrapped sampler's, so a
-    # study resumed with another pruner reads the same generations.
+    # Optuna keys a subclass's attributes by its class name: keep the wrapped sampler's, so the
+    # study records its generations and parents as Optuna's own sampler does.
     CountingSampler._GENERATION_KEY = sampler_class._get_generation_key()
     CountingSampler._PARENT_CACHE_KEY_PREFIX = sampler_class._get_parent_cache_key_prefix()
     CountingSampler.__name__ = CountingSampler.__qualname__ = sampler_class.__name__
