@@ -289,8 +289,11 @@ def test_the_pick_names_only_the_budgets_it_was_given(tmp_path, pick_rule, numbe
 def test_with_nsga2_the_rules_stopped_trials_fill_generations_and_never_breed(tmp_path):
     space = tmp_path / "nsga.yaml"
     space.write_text(
-        TINY_MO.replace("sampler: Random", "sampler: {type: NSGAII, population_size: 2}").replace("trials: 10", "trials: 14")
-        + "pruner: {type: Dominance, n_startup_trials: 2, min_dominators: 1}\n"
+        # seed 1: generation 0 runs complete, stopped, stopped (3 counted, 1 COMPLETE) here
+        TINY_MO.replace("seed: 0", "seed: 1")
+        .replace("sampler: Random", "sampler: {type: NSGAII, population_size: 3}")
+        .replace("trials: 10", "trials: 16")
+        + "pruner: {type: Dominance, n_startup_trials: 1, min_dominators: 1}\n"
     )
     out = tmp_path / "nsga"
     assert main(["search", str(space), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
@@ -301,11 +304,17 @@ def test_with_nsga2_the_rules_stopped_trials_fill_generations_and_never_breed(tm
     stopped = {t.number for t in trials if "early_stop" in t.user_attrs}
     complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
     assert stopped and any(generation[n] >= 1 for n in stopped)
+
+    def full(g: int, members: list[int]) -> bool:
+        # population_size counted trials; generation 0 also the crossover's two COMPLETE parents
+        counted = [n for n in members if n in complete | stopped]
+        return len(counted) >= 3 and (g > 0 or len([n for n in members if n in complete]) >= 2)
+
     last = max(generation.values())
-    for g in range(last):  # every full generation holds exactly population_size counted trials
-        members = {n for n, gen in generation.items() if gen == g}
-        counted = members & complete if g == 0 else members & (complete | stopped)
-        assert len(counted) == 2, (g, sorted(members), sorted(counted))
+    assert last >= 2
+    for g in range(last):  # trials run one after another: a generation closes the moment it is full
+        members = sorted(n for n, gen in generation.items() if gen == g)
+        assert full(g, members) and not full(g, members[:-1]), (g, members, sorted(stopped), sorted(complete))
     # parents are chosen from completed trials only: a stopped trial never breeds
     study_attrs = _optuna.storage_of(study).get_study_system_attrs(_optuna.study_id_of(study))
     prefix = optuna.samplers.NSGAIISampler._get_parent_cache_key_prefix()

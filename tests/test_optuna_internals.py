@@ -103,7 +103,8 @@ def test_ga_generations_fill_with_the_pruned_trials_they_count_and_optunas_do_no
         study = optuna.create_study(storage=storage, directions=["maximize", "minimize"], sampler=sampler)
         space = {"x": FloatDistribution(0.0, 1.0)}
         # complete, stopped by the rule, pruned for another reason
-        for outcome in ("complete", "stopped", "other", "complete", "stopped", "stopped", "complete", "complete"):
+        outcomes = ("complete", "stopped", "other", "stopped", "complete", "complete", "stopped", "stopped", "stopped", "complete")
+        for outcome in outcomes:
             trial = study.ask(space)
             if outcome == "complete":
                 study.tell(trial, [trial.params["x"], 1.0])
@@ -116,7 +117,17 @@ def test_ga_generations_fill_with_the_pruned_trials_they_count_and_optunas_do_no
 
     counting = _optuna.ga_generation_counting(optuna.samplers.NSGAIISampler, lambda t: "early_stop" in t.user_attrs)
     assert counting.__name__ == "NSGAIISampler" and issubclass(counting, optuna.samplers.NSGAIISampler)
-    # population 2. Generation 0 fills with two COMPLETE trials (0 and 3) in both, so the first
-    # parents are a whole population; then the wrapper counts trials 4 and 5 (stopped), Optuna not.
-    assert generations(counting(population_size=2, seed=0)) == [0, 0, 0, 0, 1, 1, 2, 2]
-    assert generations(optuna.samplers.NSGAIISampler(population_size=2, seed=0)) == [0, 0, 0, 0, 1, 1, 1, 1]
+    # population 3. The wrapper counts the stopped trials 1 and 3 but keeps generation 0 open
+    # until it holds two COMPLETE trials (the crossover's parents): trial 4 is still generation 0,
+    # trial 5 starts generation 1, and the stopped trials 6-8 fill it. Optuna waits for three
+    # COMPLETE trials (0, 4, 5) and never counts a stopped one.
+    assert generations(counting(population_size=3, seed=0)) == [0, 0, 0, 0, 0, 1, 1, 1, 2, 2]
+    assert generations(optuna.samplers.NSGAIISampler(population_size=3, seed=0)) == [0, 0, 0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_crossover_parents_reads_the_samplers_crossover():
+    """The generation-0 guard of the counting sampler reads NSGA-II's private crossover."""
+    from optuna.samplers.nsgaii import SPXCrossover, UniformCrossover
+
+    assert _optuna.crossover_parents(optuna.samplers.NSGAIISampler(crossover=UniformCrossover())) == 2
+    assert _optuna.crossover_parents(optuna.samplers.NSGAIISampler(crossover=SPXCrossover())) == 3

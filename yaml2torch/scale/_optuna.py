@@ -95,10 +95,10 @@ def ga_generation_counting(
     the current one are COMPLETE; a trial the Dominance rule stopped (PRUNED) never counts, so
     with most children stopped a generation waits for three times the trials. This is
     ``BaseGASampler.get_trial_generation`` (Optuna 4.2-5.0) with PRUNED trials that ``counts``
-    accepts counted too, from generation 1 on. Parents still come from COMPLETE trials only
-    (``get_population``): generation 0 fills with ``population_size`` COMPLETE trials, as in
-    Optuna, so the first parents are a whole population, and each later generation's parents are
-    the elite of its population and the previous parents, never fewer.
+    accepts counted too. Parents still come from COMPLETE trials only (``get_population``), so
+    generation 0 also needs as many COMPLETE trials as the crossover takes parents: with fewer,
+    NSGA-II's crossover has nothing to pick from (a ValueError). Each later generation's parents
+    are the elite of its population and the previous parents, never fewer.
     """
     from optuna.trial import TrialState
 
@@ -111,18 +111,19 @@ def ga_generation_counting(
             if generation is not None:
                 return int(generation)
             finished = study._get_trials(deepcopy=False, states=[TrialState.COMPLETE, TrialState.PRUNED], use_cache=True)
-            max_generation, max_generation_count = 0, 0
+            max_generation, max_generation_count, max_generation_complete = 0, 0, 0
             for t in reversed(finished):
                 g = t.system_attrs.get(key, -1)
-                if t.state == TrialState.PRUNED and (g < 1 or not counts(t)):
-                    continue
-                if g < max_generation:
+                if g < 0 or g < max_generation or (t.state == TrialState.PRUNED and not counts(t)):
                     continue
                 if g > max_generation:
-                    max_generation, max_generation_count = g, 1
-                else:
-                    max_generation_count += 1
-            generation = max_generation if max_generation_count < self._population_size else max_generation + 1
+                    max_generation, max_generation_count, max_generation_complete = g, 0, 0
+                max_generation_count += 1
+                max_generation_complete += t.state == TrialState.COMPLETE
+            full = max_generation_count >= self._population_size
+            if max_generation == 0:
+                full = full and max_generation_complete >= crossover_parents(self)
+            generation = max_generation + 1 if full else max_generation
             storage_of(study).set_trial_system_attr(trial_id_of(trial), key, generation)
             return generation
 
@@ -132,3 +133,10 @@ def ga_generation_counting(
     CountingSampler._PARENT_CACHE_KEY_PREFIX = sampler_class._get_parent_cache_key_prefix()
     CountingSampler.__name__ = CountingSampler.__qualname__ = sampler_class.__name__
     return CountingSampler
+
+
+def crossover_parents(sampler: optuna.samplers.NSGAIISampler) -> int:
+    """How many parents one NSGA-II child is bred from (2 for Optuna's default crossover)."""
+    strategy = getattr(sampler, "_child_generation_strategy", None)
+    crossover = getattr(strategy, "_crossover", None)
+    return max(2, int(getattr(crossover, "n_parents", 2)))
