@@ -11,7 +11,10 @@ epochs trained per minute are therefore printed beside the trials per minute.
 epochs) in every trial, only the learning rate sampled, so every trial costs the same.
 
 Runs, each a fresh study through the CLI as a user types it, in rotating order ``--repeats`` times
-(the best of each is printed, so that load drift does not favour one):
+(the best of each is printed, so that load drift does not favour one). ``--seeds`` gives round r
+the study seed r (a copy of the file with ``seed: r``; the same seed for every row of the round):
+the file's fixed seed makes every round repeat the same two trial sequences, so a difference in
+how long one sequence's trials train (pruning, sampled sizes) would look like a worker effect.
 
 - 1 worker with the default (threads measured per trial), with ``--threads 1`` and ``--threads 2``;
 - 2 workers (``--workers 2``: two processes, a journal file, the default measured threads capped
@@ -98,7 +101,26 @@ def run(space: Path, study: str, out: Path, trials: int, *extra: str) -> dict[st
     span = (max(t.datetime_complete for t in finished) - min(t.datetime_start for t in finished)).total_seconds()
     epochs = sum(len(t.intermediate_values) for t in finished)  # one report per trained epoch
     mean = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished) / len(finished)
-    return {"trials/min": 60 * trials / span, "epochs/min": 60 * epochs / span, "mean": mean, "whole": whole}
+    return {
+        "trials/min": 60 * trials / span,
+        "epochs/min": 60 * epochs / span,
+        "mean": mean,
+        "whole": whole,
+        "span": span,
+        "trials": trials,
+        "epochs": epochs,
+    }
+
+
+def seeded(space: Path, seed: int, folder: Path) -> Path:
+    """A copy of ``space`` with its study seed set to ``seed``."""
+    text = space.read_text()
+    lines = [f"seed: {seed}" if line.startswith("seed:") else line for line in text.splitlines()]
+    if not any(line.startswith("seed:") for line in text.splitlines()):
+        lines.insert(0, f"seed: {seed}")
+    copy = folder / f"seed{seed}-{space.name}"
+    copy.write_text("\n".join(lines) + "\n")
+    return copy
 
 
 def main() -> None:
@@ -112,6 +134,7 @@ def main() -> None:
         default="all",
         help="core: leave out the --threads 2 row; pair: only the default one worker and two workers",
     )
+    parser.add_argument("--seeds", action="store_true", help="round r runs with study seed r (all rows alike)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     folder = Path(tempfile.mkdtemp(prefix="y2t-workers-bench-"))
@@ -126,19 +149,26 @@ def main() -> None:
     rows = {"all": tuple(RUNS), "core": (DEFAULT, ONE_THREAD, TWO_WORKERS), "pair": (DEFAULT, TWO_WORKERS)}[args.rows]
     labels = [label for label in RUNS if label in rows]
     paired: list[tuple[float, float]] = []  # per repeat: two workers against the default, (trials, epochs)
+    pooled: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
     try:
         for repeat in range(args.repeats):
             this_round = {}
+            round_space = seeded(space, repeat, folder) if args.seeds else space
             for index, label in enumerate(labels[repeat % len(labels) :] + labels[: repeat % len(labels)]):
-                result = run(space, study, folder / f"run{repeat}-{index}", args.trials, *RUNS[label])
+                result = run(round_space, study, folder / f"run{repeat}-{index}", args.trials, *RUNS[label])
                 this_round[label] = result
+                pooled[label].append(result)
                 if label not in best or result["trials/min"] > best[label]["trials/min"]:
                     best[label] = result
             two, one_round = this_round[TWO_WORKERS], this_round[DEFAULT]
             paired.append((two["trials/min"] / one_round["trials/min"], two["epochs/min"] / one_round["epochs/min"]))
             print(
-                f"# round {repeat + 1}: "
-                + ", ".join(f"{label}: {this_round[label]['trials/min']:.1f} trials/min" for label in labels)
+                f"# round {repeat + 1}{f' (seed {repeat})' if args.seeds else ''}: "
+                + ", ".join(
+                    f"{label}: {this_round[label]['trials/min']:.1f} trials/min, "
+                    f"{this_round[label]['epochs'] / this_round[label]['trials']:.1f} epochs/trial"
+                    for label in labels
+                )
                 + f"; two workers / default: {paired[-1][0]:.2f}x trials, {paired[-1][1]:.2f}x epochs",
                 flush=True,
             )
@@ -148,6 +178,20 @@ def main() -> None:
     print(
         f"# two workers against the default in the same round, median of {len(paired)}: "
         f"{statistics.median(r for r, _ in paired):.2f}x trials/min, {statistics.median(e for _, e in paired):.2f}x epochs/min"
+    )
+    # all rounds pooled: trials (epochs) over the summed spans, the average rate over the seeds
+    rate = {
+        label: (
+            60 * sum(r["trials"] for r in results) / sum(r["span"] for r in results),
+            60 * sum(r["epochs"] for r in results) / sum(r["span"] for r in results),
+        )
+        for label, results in pooled.items()
+    }
+    print(
+        "# pooled over the rounds: "
+        + ", ".join(f"{label}: {t:.1f} trials/min, {e:.0f} epochs/min" for label, (t, e) in rate.items())
+        + f"; two workers / default: {rate[TWO_WORKERS][0] / rate[DEFAULT][0]:.2f}x trials, "
+        f"{rate[TWO_WORKERS][1] / rate[DEFAULT][1]:.2f}x epochs"
     )
     one = best[DEFAULT]
     print("| run | trials/min | epochs/min | vs 1 worker (trials, epochs) | mean trial (s) | whole command (s) |")
