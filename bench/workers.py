@@ -11,8 +11,8 @@ epochs trained per minute are therefore printed beside the trials per minute.
 epochs) in every trial, only the learning rate sampled, so every trial costs the same.
 
 Runs, each a fresh study through the CLI as a user types it, in rotating order ``--repeats`` times
-(the best of each is printed, so that load drift does not favour one). ``--seeds`` gives round r
-the study seed r (a copy of the file with ``seed: r``; the same seed for every row of the round):
+(the best of each is printed, so that load drift does not favour one). ``--seeds S`` gives round r
+the study seed S + r (a copy of the file with that ``seed:``; the same seed for every row of the round):
 the file's fixed seed makes every round repeat the same two trial sequences, so a difference in
 how long one sequence's trials train (pruning, sampled sizes) would look like a worker effect.
 
@@ -134,7 +134,7 @@ def main() -> None:
         default="all",
         help="core: leave out the --threads 2 row; pair: only the default one worker and two workers",
     )
-    parser.add_argument("--seeds", action="store_true", help="round r runs with study seed r (all rows alike)")
+    parser.add_argument("--seeds", type=int, metavar="S", help="round r runs with study seed S + r (all rows alike)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     folder = Path(tempfile.mkdtemp(prefix="y2t-workers-bench-"))
@@ -153,7 +153,8 @@ def main() -> None:
     try:
         for repeat in range(args.repeats):
             this_round = {}
-            round_space = seeded(space, repeat, folder) if args.seeds else space
+            seed = None if args.seeds is None else args.seeds + repeat
+            round_space = space if seed is None else seeded(space, seed, folder)
             for index, label in enumerate(labels[repeat % len(labels) :] + labels[: repeat % len(labels)]):
                 result = run(round_space, study, folder / f"run{repeat}-{index}", args.trials, *RUNS[label])
                 this_round[label] = result
@@ -163,7 +164,7 @@ def main() -> None:
             two, one_round = this_round[TWO_WORKERS], this_round[DEFAULT]
             paired.append((two["trials/min"] / one_round["trials/min"], two["epochs/min"] / one_round["epochs/min"]))
             print(
-                f"# round {repeat + 1}{f' (seed {repeat})' if args.seeds else ''}: "
+                f"# round {repeat + 1}{'' if seed is None else f' (seed {seed})'}: "
                 + ", ".join(
                     f"{label}: {this_round[label]['trials/min']:.1f} trials/min, "
                     f"{this_round[label]['epochs'] / this_round[label]['trials']:.1f} epochs/trial"
