@@ -201,6 +201,15 @@ def test_a_finished_trial_in_a_few_words() -> None:
     console.print(trials_table(study, config))
     states = [line.split("│")[2].strip() for line in console.export_text().splitlines() if line.startswith("│")]
     assert states == ["complete", "pruned", "infeasible", "complete", "fail", "fail"]
+    assert "notes cut" not in console.export_text()
+    # a long reason (a stop names its dominators) is cut, marked, and the caption says where it is whole
+    long = "stopped by Dominance after epoch 2: f1 0.0190 is dominated by 3 of the 4 trials with no more MACs"
+    finished(TrialState.PRUNED, TrialStatus.PRUNED, long)
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(trials_table(study, config))
+    text = console.export_text()
+    assert long[:69] + "…" in text and long not in text
+    assert "notes cut to 70 characters: yaml2torch report OUT_DIR shows them whole" in text
 
 
 def test_a_rerun_with_the_budget_spent_says_nothing_ran(space, tmp_path, run_cli):

@@ -209,14 +209,18 @@ def scores_line(val: dict, test: dict | None, out_dir: object) -> str:
     return f"{', '.join(shown)}; files in {out_dir}"
 
 
+NOTE_WIDTH = 70  # characters of a trial's note in the closing table
+
+
 def trials_table(study, config, picked: int | None = None, limit: int = 40) -> Table:
     metrics = [o.metric for o in config.objectives]
     extra = [m for m in ("accuracy", "f1", "params", "macs") if m not in metrics]
     table = Table(title=f"study {study.study_name}")
     for column in ["#", "state", *metrics, *extra, "time"]:
         table.add_column(column, justify="right" if column != "state" else "left", no_wrap=True)
-    table.add_column("note", overflow="fold")  # a stop's reason names its dominators: keep it whole
+    table.add_column("note", overflow="fold")
     trials = study.get_trials(deepcopy=False)
+    cut = False
     shown = trials[-limit:]
     for trial in shown:
         record = TrialRecord.of(trial)
@@ -224,6 +228,8 @@ def trials_table(study, config, picked: int | None = None, limit: int = 40) -> T
         seconds = trial_seconds(trial)
         shows_reason = trial.state.name != "COMPLETE" or record.duplicate_of is not None
         note = (record.reason or "") if shows_reason else ""
+        if len(note) > NOTE_WIDTH:  # a stop's reason names its dominators: a few lines each
+            note, cut = note[: NOTE_WIDTH - 1] + "…", True
         mark = "*" if trial.number == picked else ""
         infeasible = trial.state.name == "PRUNED" and record.status == TrialStatus.INFEASIBLE
         table.add_row(
@@ -231,10 +237,9 @@ def trials_table(study, config, picked: int | None = None, limit: int = 40) -> T
             "infeasible" if infeasible else trial.state.name.lower(),  # pruned untrained, by a constraint
             *(format_metric(m, values.get(m)) for m in metrics + extra),
             "-" if seconds is None else f"{seconds:.1f}s",
-            note[:70],
+            note,
         )
-    if len(trials) > limit:
-        table.caption = f"last {limit} of {len(trials)} trials; * = picked"
-    else:
-        table.caption = "* = picked"
+    caption = [f"last {limit} of {len(trials)} trials" if len(trials) > limit else "", "* = picked"]
+    caption += ["notes cut to 70 characters: yaml2torch report OUT_DIR shows them whole"] if cut else []
+    table.caption = "; ".join(part for part in caption if part)
     return table
