@@ -114,9 +114,10 @@ def run(space: Path, study: str, out: Path, trials: int, *extra: str) -> dict[st
 
 def seeded(space: Path, seed: int, folder: Path) -> Path:
     """A copy of ``space`` with its study seed set to ``seed``."""
-    text = space.read_text()
-    lines = [f"seed: {seed}" if line.startswith("seed:") else line for line in text.splitlines()]
-    if not any(line.startswith("seed:") for line in text.splitlines()):
+    lines = space.read_text().splitlines()
+    if any(line.startswith("seed:") for line in lines):
+        lines = [f"seed: {seed}" if line.startswith("seed:") else line for line in lines]
+    else:
         lines.insert(0, f"seed: {seed}")
     copy = folder / f"seed{seed}-{space.name}"
     copy.write_text("\n".join(lines) + "\n")

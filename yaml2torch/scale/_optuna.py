@@ -3,7 +3,8 @@
 The worker loop needs a few things Optuna keeps private: a study's storage and id (to record
 attributes on a trial that is not ours, e.g. when failing a stale one), a trial's storage id,
 which RUNNING trials Optuna's heartbeat calls stale, and the database session of the thread
-(to drop it after a connection was lost). Each is one small function here, so an Optuna
+(to drop it after a connection was lost). The search also needs NSGA-II's generation logic and
+crossover (so that trials the Dominance rule stopped fill a generation). Each is one small function here, so an Optuna
 release that changes them breaks one file and one test, loudly.
 """
 

@@ -239,7 +239,9 @@ def trials_table(study, config, picked: int | None = None, limit: int = 40) -> T
             "-" if seconds is None else f"{seconds:.1f}s",
             note,
         )
-    caption = [f"last {limit} of {len(trials)} trials" if len(trials) > limit else "", "* = picked"]
-    caption += ["notes cut to 70 characters: yaml2torch report OUT_DIR shows them whole"] if cut else []
-    table.caption = "; ".join(part for part in caption if part)
+    caption = [f"last {limit} of {len(trials)} trials"] if len(trials) > limit else []
+    caption.append("* = picked")
+    if cut:
+        caption.append(f"notes cut to {NOTE_WIDTH} characters: yaml2torch report OUT_DIR shows them whole")
+    table.caption = "; ".join(caption)
     return table
